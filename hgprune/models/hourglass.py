@@ -1,0 +1,195 @@
+"""The seed's pre-activation stacked hourglass (Newell et al. 2016), module for module.
+
+Module names, order, biases and state-dict keys match the seed repository (itself from the bearpaw/anibali
+lineage), so its checkpoints load without renaming apart from the ``module.`` prefix that ``DataParallel`` adds.
+
+Naming of the two width knobs follows the seed's flags, but note what its code does with them:
+``N`` sets the stem only (``conv1`` has N/2 outputs, ``layer1`` N, ``layer2`` 2N) and ``M`` is the width of the whole
+trunk (every hourglass, residual and merge works at M channels, bottleneck interiors at M/2).
+
+Pruned models only differ in channel counts. Every block therefore takes its widths from its layers, never from
+``N``/``M``, and :func:`hgprune.models.checkpoints.narrow_to_state_dict` can rebuild a pruned model from a plain
+state dict by resizing layers of the base architecture.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hgprune.errors import HgpruneError
+
+ARCHS = tuple(f"hg{k}" for k in range(1, 9))
+
+
+@dataclass(frozen=True)
+class HourglassConfig:
+    """Architecture of an unpruned stacked hourglass."""
+
+    num_stacks: int = 8  # hg1 … hg8
+    N: int = 128  # stem width: conv1 has N/2 channels, layer1 N, layer2 2N
+    M: int = 256  # trunk width; bottleneck interiors are M/2
+    num_joints: int = 16  # MPII
+    depth: int = 4  # recursion depth of each hourglass; input size must be a multiple of 4 * 2**depth
+    input_size: int = 256  # square input side the model is trained and profiled at
+
+    def __post_init__(self) -> None:
+        checks = {
+            "num_stacks": self.num_stacks >= 1,
+            "N": self.N >= 2 and self.N % 2 == 0,
+            "M": self.M >= 2 and self.M % 2 == 0,
+            "num_joints": self.num_joints >= 1,
+            "depth": self.depth >= 1,
+            "input_size": self.input_size >= 4 * 2**self.depth and self.input_size % (4 * 2**self.depth) == 0,
+        }
+        for key, ok in checks.items():
+            if not ok:
+                raise HgpruneError(f"model.{key}: invalid value {getattr(self, key)!r} ({_RULES[key]})")
+
+    @property
+    def arch(self) -> str:
+        return f"hg{self.num_stacks}"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+_RULES = {
+    "num_stacks": "must be >= 1",
+    "N": "must be an even integer >= 2",
+    "M": "must be an even integer >= 2",
+    "num_joints": "must be >= 1",
+    "depth": "must be >= 1",
+    "input_size": "must be a positive multiple of 4 * 2**depth (64 for depth 4)",
+}
+
+
+def parse_arch(arch: str) -> int:
+    """``"hg7"`` → 7, with an error listing the valid names."""
+    if arch not in ARCHS:
+        raise HgpruneError(f"unknown architecture {arch!r}; valid: {', '.join(ARCHS)}")
+    return int(arch[2:])
+
+
+class Bottleneck(nn.Module):
+    """Pre-activation bottleneck: BN-ReLU-1x1, BN-ReLU-3x3, BN-ReLU-1x1, plus identity or 1x1 projection."""
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1) -> None:
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(inplanes)
+        self.conv1 = nn.Conv2d(inplanes, planes, kernel_size=1, bias=True)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, kernel_size=3, stride=stride, padding=1, bias=True)
+        self.bn3 = nn.BatchNorm2d(planes)
+        self.conv3 = nn.Conv2d(planes, planes * 2, kernel_size=1, bias=True)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = None
+        if stride != 1 or inplanes != planes * 2:
+            self.downsample = nn.Sequential(nn.Conv2d(inplanes, planes * 2, kernel_size=1, stride=stride, bias=True))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.conv1(self.relu(self.bn1(x)))
+        out = self.conv2(self.relu(self.bn2(out)))
+        out = self.conv3(self.relu(self.bn3(out)))
+        residual = x if self.downsample is None else self.downsample(x)
+        return out + residual
+
+
+def _residual(inplanes: int, planes: int, blocks: int = 1) -> nn.Sequential:
+    return nn.Sequential(*[Bottleneck(inplanes if i == 0 else planes * 2, planes) for i in range(blocks)])
+
+
+class Hourglass(nn.Module):
+    """One hourglass: ``hg[level][branch]``; branch 0 = skip, 1 = down, 2 = up, 3 = bottom (level 0 only)."""
+
+    def __init__(self, planes: int, depth: int) -> None:
+        super().__init__()
+        self.depth = depth
+        levels = []
+        for level in range(depth):
+            branches = [_residual(planes * 2, planes) for _ in range(4 if level == 0 else 3)]
+            levels.append(nn.ModuleList(branches))
+        self.hg = nn.ModuleList(levels)
+
+    def _forward(self, n: int, x: torch.Tensor) -> torch.Tensor:
+        up = self.hg[n - 1][0](x)
+        low = self.hg[n - 1][1](F.max_pool2d(x, 2, stride=2))
+        low = self._forward(n - 1, low) if n > 1 else self.hg[0][3](low)
+        low = self.hg[n - 1][2](low)
+        return up + F.interpolate(low, scale_factor=2.0, mode="nearest")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._forward(self.depth, x)
+
+
+class HourglassNet(nn.Module):
+    """Stacked hourglass with intermediate supervision; ``forward`` returns one (B, J, H/4, W/4) map per stack."""
+
+    def __init__(self, config: HourglassConfig) -> None:
+        super().__init__()
+        self.config = config
+        N, M, S = config.N, config.M, config.num_stacks
+        self.conv1 = nn.Conv2d(3, N // 2, kernel_size=7, stride=2, padding=3, bias=True)
+        self.bn1 = nn.BatchNorm2d(N // 2)
+        self.relu = nn.ReLU(inplace=True)
+        self.layer1 = _residual(N // 2, N // 2)  # (B, N, H/2, W/2)
+        self.maxpool = nn.MaxPool2d(2, stride=2)
+        self.layer2 = _residual(N, N)  # (B, 2N, H/4, W/4)
+        self.layer3 = _residual(2 * N, M // 2)  # (B, M, H/4, W/4)
+        self.hg = nn.ModuleList([Hourglass(M // 2, config.depth) for _ in range(S)])
+        self.res = nn.ModuleList([_residual(M, M // 2) for _ in range(S)])
+        self.fc = nn.ModuleList(
+            [nn.Sequential(nn.Conv2d(M, M, 1, bias=True), nn.BatchNorm2d(M), nn.ReLU(inplace=True)) for _ in range(S)]
+        )
+        self.score = nn.ModuleList([nn.Conv2d(M, config.num_joints, 1, bias=True) for _ in range(S)])
+        self.fc_ = nn.ModuleList([nn.Conv2d(M, M, 1, bias=True) for _ in range(S - 1)])
+        self.score_ = nn.ModuleList([nn.Conv2d(config.num_joints, M, 1, bias=True) for _ in range(S - 1)])
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        x = self.relu(self.bn1(self.conv1(x)))
+        x = self.layer3(self.layer2(self.maxpool(self.layer1(x))))
+        outputs = []
+        for i in range(self.config.num_stacks):
+            y = self.fc[i](self.res[i](self.hg[i](x)))
+            score = self.score[i](y)
+            outputs.append(score)
+            if i < self.config.num_stacks - 1:
+                x = x + self.fc_[i](y) + self.score_[i](score)
+        return outputs
+
+
+def build_model(
+    arch: str = "hg8", N: int = 128, M: int = 256, num_joints: int = 16, input_size: int = 256, depth: int = 4
+) -> HourglassNet:
+    """Build an unpruned seed hourglass, e.g. ``build_model("hg7", N=128, M=256)``."""
+    config = HourglassConfig(parse_arch(arch), N=N, M=M, num_joints=num_joints, depth=depth, input_size=input_size)
+    return HourglassNet(config)
+
+
+def model_parts(model: HourglassNet) -> dict[str, list[str]]:
+    """Named parts of the model → the module-name prefixes they contain.
+
+    Used for per-part pruning ratios, per-part profiles and sensitivity maps: ``stem``, then for each stack ``s``
+    ``hg{s}`` (the hourglass), ``res{s}``, ``fc{s}``, ``merge{s}`` (``fc_`` + ``score_``) and ``score{s}``.
+    """
+    parts: dict[str, list[str]] = {"stem": ["conv1", "bn1", "layer1", "layer2", "layer3"]}
+    for s in range(model.config.num_stacks):
+        parts[f"hg{s}"] = [f"hg.{s}"]
+        parts[f"res{s}"] = [f"res.{s}"]
+        parts[f"fc{s}"] = [f"fc.{s}"]
+        if s < model.config.num_stacks - 1:
+            parts[f"merge{s}"] = [f"fc_.{s}", f"score_.{s}"]
+        parts[f"score{s}"] = [f"score.{s}"]
+    return parts
+
+
+def part_of(module_name: str, parts: dict[str, list[str]]) -> str | None:
+    """The part a module name belongs to (``hg.1.hg.0.2.0.conv1`` → ``hg1``)."""
+    for part, prefixes in parts.items():
+        for prefix in prefixes:
+            if module_name == prefix or module_name.startswith(prefix + "."):
+                return part
+    return None

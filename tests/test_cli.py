@@ -1,0 +1,80 @@
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from hgprune import __version__, load_model, save_model
+from hgprune.cli import COMMANDS, main
+from tests.models.test_hourglass import SEED_PARAMS
+
+
+def test_help_lists_every_command(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in COMMANDS)
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert capsys.readouterr().out.strip() == f"hgprune {__version__}"
+
+
+@pytest.mark.parametrize(
+    "argv, match",
+    [
+        (["frobnicate"], "invalid choice"),
+        (["profile", "--arch", "hg1", "--bogus"], "unrecognized arguments: --bogus"),
+        (["profile", "--arch", "hg1", "--input-size", "100", "--no-latency"], "--input-size"),
+        (["profile"], "no model"),
+        (["profile", "missing.pt"], "missing.pt: no such file"),
+    ],
+)
+def test_user_errors_are_one_line_exit_2(capsys, argv, match):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("hgprune: error:") and match in err and err.count("\n") == 1
+
+
+def test_debug_shows_traceback():
+    proc = subprocess.run(
+        [sys.executable, "-m", "hgprune", "profile", "missing.pt", "--debug"], capture_output=True, text=True
+    )
+    assert proc.returncode != 0 and "Traceback" in proc.stderr
+
+
+@pytest.mark.parametrize("arch", sorted(SEED_PARAMS))
+def test_profile_json_reports_exact_params(capsys, arch):
+    assert main(["profile", "--arch", arch, "--no-latency", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["params"] == SEED_PARAMS[arch]
+    assert report["macs_counters_rel_diff"] < 0.01
+    assert sum(p["params"] for p in report["parts"].values()) == SEED_PARAMS[arch]
+
+
+def test_convert_seed_checkpoint(shared, tmp_path, capsys):
+    src = shared / "fixtures/seed-checkpoints/seed_hg2_N32_M64.pth.tar"
+    dst = tmp_path / "hg2.pt"
+    assert main(["convert", str(src), str(dst)]) == 0
+    raw = torch.load(dst, weights_only=True)
+    assert raw["format"] == "hgprune-checkpoint" and raw["meta"]["source_format"] == "seed"
+    assert raw["config"]["num_stacks"] == 2 and not any(k.startswith("module.") for k in raw["state_dict"])
+    assert main(["convert", str(src), str(dst)]) == 2  # refuses to overwrite
+    assert "--force" in capsys.readouterr().err
+
+
+def test_convert_round_trip_keeps_outputs(tmp_path, tiny_model):
+    src = tmp_path / "plain.pth"
+    torch.save(tiny_model.state_dict(), src)
+    dst = tmp_path / "out.pt"
+    assert main(["convert", str(src), str(dst), "--input-size", "64"]) == 0
+    loaded = load_model(dst)
+    assert loaded.config.input_size == 64
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(torch.stack(loaded(x)), torch.stack(tiny_model.eval()(x)))
+    save_model(loaded, tmp_path / "again.pt")
