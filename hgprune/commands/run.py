@@ -1,0 +1,88 @@
+"""``hgprune run RECIPE``: the whole prune → fine-tune study described by a YAML recipe."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+from hgprune.errors import HgpruneError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("recipe", help="YAML recipe (see recipes/)")
+    parser.add_argument("--out", help="run directory (default: output.dir of the recipe, else runs/<name>)")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY.PATH=VALUE", help="override a recipe value (repeatable)"
+    )
+    parser.add_argument("--dry-run", action="store_true", help="validate and print the planned steps, train nothing")
+    parser.add_argument(
+        "--resume", action="store_true", help="continue an interrupted run from its last completed step"
+    )
+    parser.add_argument("--only", action="append", default=[], metavar="NAME", help="run only these sweep entries")
+    parser.add_argument("--no-report", action="store_true", help="(sweeps) skip the combined report at the end")
+
+
+def main(args: argparse.Namespace) -> int:
+    from hgprune.recipe import load_recipe
+    from hgprune.sweep import expand
+
+    recipe = load_recipe(args.recipe, args.set)
+    entries = expand(recipe)
+    known = [name for name, _ in entries]
+    unknown = [name for name in args.only if name not in known]
+    if unknown:
+        raise HgpruneError(f"--only {unknown[0]}: no such sweep entry; valid: {', '.join(known)}")
+    out = Path(args.out or recipe.output.dir or Path("runs") / recipe.name)
+    if args.dry_run:
+        return _dry_run(recipe, entries, out)
+    command = "hgprune " + shlex.join(sys.argv[1:]) if sys.argv[1:] else None
+    if recipe.sweep is None:
+        from hgprune.runner import Runner
+
+        Runner(recipe, out, resume=args.resume, command=command).execute()
+        return 0
+    selected = [(n, r) for n, r in entries if not args.only or n in args.only]
+    from hgprune.runner import Runner
+
+    for i, (name, entry) in enumerate(selected, 1):
+        print(f"=== sweep entry {i}/{len(selected)}: {name} ===", flush=True)
+        Runner(entry, out / name, resume=args.resume, command=command).execute()
+    if not args.no_report and not args.only:
+        from hgprune.report import write_report
+
+        runs = [out / name for name, _ in entries]
+        write_report(runs, out / "report", title=f"Sweep {recipe.name}", commands=[command or ""])
+        print(f"combined report: {out / 'report' / 'report.md'}")
+    return 0
+
+
+def _dry_run(recipe, entries, out: Path) -> int:
+    from hgprune.prune import get_criterion
+    from hgprune.runner import plan
+
+    for name, entry in entries:
+        if entry.prune.steps and entry.prune.criterion != "scratch":
+            get_criterion(entry.prune.criterion)  # unknown names / bad module:Class fail here, before any training
+        if entry.baseline.checkpoint and not Path(entry.baseline.checkpoint).exists():
+            print(f"warning: baseline.checkpoint {entry.baseline.checkpoint} does not exist here")
+        if entry.data.dataset == "mpii":
+            for key in ("annotations", "image_path"):
+                value = getattr(entry.data, key)
+                if not value:
+                    raise HgpruneError(f"{name}: data.{key} is required for dataset mpii")
+                if not Path(value).exists():
+                    print(f"warning: data.{key} {value} does not exist here")
+        target = entry.prune.target
+        print(
+            f"{name}: {entry.model.arch} N={entry.model.N} M={entry.model.M} @ {entry.model.input_size}, "
+            f"criterion {entry.prune.criterion}, keep {100 * target.kept:.0f} % of {target.kind} "
+            f"in {entry.prune.steps} {entry.prune.schedule} step(s) → {out if len(entries) == 1 else out / name}"
+        )
+        print(f"  {'step':>4} {'kept':>6} {'MACs (conv)':>16} {'params':>14}  note")
+        for row in plan(entry):
+            macs = f"{row['macs']:,.0f}" if row["macs"] is not None else "-"
+            params = f"{row['params']:,.0f}" if row["params"] is not None else "-"
+            print(f"  {row['step']:>4} {row['kept']:>6.3f} {macs:>16} {params:>14}  {row['note']}")
+    return 0

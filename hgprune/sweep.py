@@ -1,0 +1,93 @@
+"""Sweeps: one recipe with a ``sweep`` section expands into a grid of ordinary runs plus the seed's approach.
+
+Every entry has a stable name (``hg2-l1-50``, ``hg2-scratch-50``) so a cluster scheduler can run entries on
+different machines with ``--only NAME`` and ``hgprune report`` can merge their run directories afterwards.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import replace
+
+from hgprune.errors import HgpruneError
+from hgprune.recipe import Recipe
+
+
+def expand(recipe: Recipe) -> list[tuple[str, Recipe]]:
+    """``[(entry_name, recipe_without_sweep), …]``; a recipe without ``sweep`` is its own single entry."""
+    sweep = recipe.sweep
+    if sweep is None:
+        return [(recipe.name, recipe)]
+    archs = sweep.arch or [recipe.model.arch]
+    criteria = sweep.criterion or [recipe.prune.criterion]
+    kept_values = sweep.kept or [recipe.prune.target.kept]
+    for i, kept in enumerate(kept_values):
+        if not 0 < kept <= 1:
+            raise HgpruneError(f"sweep.kept[{i}]: must be in (0, 1], got {kept}")
+    base = replace(recipe, sweep=None)
+    entries = []
+    for arch in archs:
+        if arch not in {f"hg{k}" for k in range(1, 9)}:
+            raise HgpruneError(f"sweep.arch: unknown architecture {arch!r}; valid: hg1 … hg8")
+        for criterion in criteria:
+            for kept in kept_values:
+                name = f"{arch}-{_slug(criterion)}-{round(100 * kept)}"
+                entry = replace(
+                    base,
+                    name=name,
+                    model=replace(base.model, arch=arch),
+                    prune=replace(base.prune, criterion=criterion, target=replace(base.prune.target, kept=kept)),
+                )
+                entries.append((name, entry))
+        if sweep.scratch:
+            for kept in kept_values:
+                name = f"{arch}-scratch-{round(100 * kept)}"
+                entries.append((name, scratch_recipe(replace(base, model=replace(base.model, arch=arch)), kept, name)))
+    names = [n for n, _ in entries]
+    if len(set(names)) != len(names):
+        raise HgpruneError("sweep: entries collide after naming; list each arch/criterion/kept value once")
+    return entries
+
+
+def _slug(criterion: str) -> str:
+    return criterion.rsplit(":", 1)[-1].replace(".", "_").lower()
+
+
+def scratch_recipe(recipe: Recipe, kept: float, name: str) -> Recipe:
+    """The seed's approach for a budget: a uniformly narrower N/M model trained from scratch, same total epochs.
+
+    The width multiplier is searched so the model's conv MACs match ``kept`` of the unpruned model's; N and M stay
+    even. Expressed as an ordinary recipe with zero pruning steps.
+    """
+    from hgprune.models import build_model
+    from hgprune.profile import conv_macs
+
+    m = recipe.model
+    size = m.input_size
+
+    def macs(width: float) -> tuple[int, int, int]:
+        N, M = max(2, 2 * round(m.N * width / 2)), max(2, 2 * round(m.M * width / 2))
+        return conv_macs(build_model(m.arch, N=N, M=M, num_joints=m.num_joints, input_size=64), size), N, M
+
+    reference, _, _ = macs(1.0)
+    low, high = 0.05, 1.0
+    for _ in range(30):
+        mid = (low + high) / 2
+        if macs(mid)[0] > kept * reference:
+            high = mid
+        else:
+            low = mid
+    candidates = [macs(low), macs(high)]
+    _, N, M = min(candidates, key=lambda c: abs(c[0] - kept * reference))
+    f = recipe.finetune
+    total_epochs = recipe.baseline.train.epochs + recipe.prune.steps * f.epochs_per_step + f.final_epochs
+    baseline = dataclasses.replace(
+        recipe.baseline, checkpoint=None, train=replace(recipe.baseline.train, epochs=total_epochs)
+    )
+    return replace(
+        recipe,
+        name=name,
+        model=replace(m, N=N, M=M),
+        baseline=baseline,
+        prune=replace(recipe.prune, criterion="scratch", steps=0, target=replace(recipe.prune.target, kept=kept)),
+    )
