@@ -98,7 +98,7 @@ class TargetSection:
 class PruneSection:
     criterion: str = "l1"  # a registered name or package.module:Class
     target: TargetSection = field(default_factory=TargetSection)
-    steps: int = field(default=2, metadata=_check("must be >= 1", lambda v: v >= 1))
+    steps: int = field(default=2, metadata=_check("must be >= 0 (0 = no pruning)", lambda v: v >= 0))
     schedule: Literal["linear", "cubic"] = "linear"
     global_ranking: bool = True
     prune_trunk: bool = False

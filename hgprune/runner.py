@@ -187,7 +187,7 @@ class Runner:
         from hgprune.prune import schedule_targets
 
         r = self.recipe
-        targets = schedule_targets(r.prune.target.kept, r.prune.steps, kind=r.prune.schedule)
+        targets = schedule_targets(r.prune.target.kept, r.prune.steps, kind=r.prune.schedule) if r.prune.steps else []
         done = set(self.run.completed_steps())
         rows: list[dict] = []
 
