@@ -73,16 +73,17 @@ class Pipeline:
             val_set = _subset(val_set, data.val_limit)
         return cls(recipe, train_set, val_set)
 
-    def train_config(self, section, epochs: int, bn_l1: float = 0.0, distill: float = 0.0):
+    def train_config(self, section, epochs: int, start_epoch: int = 0, bn_l1: float = 0.0, distill: float = 0.0):
+        """Trainer settings; LR milestones are relative to the first epoch of this phase."""
         from hgprune.train import TrainConfig
 
         r = self.recipe
         return TrainConfig(
-            epochs=epochs,
+            epochs=start_epoch + epochs,
             lr=section.lr,
             momentum=section.momentum,
             weight_decay=section.weight_decay,
-            schedule=tuple(section.schedule),
+            schedule=tuple(start_epoch + m for m in section.schedule),
             gamma=section.gamma,
             batch_size=section.batch_size,
             test_batch_size=r.eval.batch_size,
@@ -250,7 +251,7 @@ class Runner:
 
     def _prune_step(self, model, step: int, kept: float, total: int, reference: dict, teacher) -> tuple[Any, dict]:
         from hgprune.prune import get_criterion, prune_to_target
-        from hgprune.train import heatmap_loss
+        from hgprune.train.losses import heatmap_loss
 
         r = self.recipe
         started = time.perf_counter()
@@ -295,12 +296,14 @@ class Runner:
         r = self.recipe
         cfg = self.pipeline.train_config(
             section,
-            epochs=start_epoch + epochs,
+            epochs=epochs,
+            start_epoch=start_epoch,
             bn_l1=r.finetune.bn_l1 if start_epoch else 0.0,
             distill=r.finetune.distill.weight if teacher is not None else 0.0,
         )
-        trainer = Trainer(model, self.pipeline.train_set, self.pipeline.val_set, cfg, teacher=teacher)
-        history = trainer.fit(start_epoch=start_epoch, epochs=start_epoch + epochs, evaluate=False)
+        # no per-epoch validation: every step is measured once, after its fine-tuning
+        trainer = Trainer(model, self.pipeline.train_set, None, cfg, teacher=teacher)
+        history = trainer.fit(start_epoch=start_epoch)
         model.eval()
         losses = [h["loss"] for h in history if "loss" in h]
         return float(losses[-1]) if losses else math.nan

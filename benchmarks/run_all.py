@@ -1,0 +1,41 @@
+"""``make bench``: run every benchmark in turn; each writes JSON + Markdown into reports/benchmarks/.
+
+Not part of ``make test``. Usage: ``python benchmarks/run_all.py [--only NAME ...] [--device cuda]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+BENCHMARKS = ["profile", "engine", "data", "latency", "accuracy"]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="+", choices=BENCHMARKS, default=BENCHMARKS)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    failures = []
+    for name in args.only:
+        script = HERE / f"{name}.py"
+        command = [sys.executable, str(script)]
+        if args.device != "cpu":
+            command += ["--device", args.device]
+        print(f"=== {name}: {' '.join(command)}", flush=True)
+        started = time.perf_counter()
+        result = subprocess.run(command)
+        print(f"=== {name}: exit {result.returncode} after {time.perf_counter() - started:.0f} s", flush=True)
+        if result.returncode:
+            failures.append(name)
+    if failures:
+        print(f"failed: {', '.join(failures)}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
