@@ -45,10 +45,11 @@ def flip_permutation(flip_pairs: Any, num_joints: int) -> list[int]:
 
 def predict_heatmaps(model: nn.Module, images: torch.Tensor, flip_perm: list[int] | None = None) -> list[torch.Tensor]:
     """Model outputs; with ``flip_perm`` the last stack is averaged with the mirror image's un-mirrored heatmaps."""
+    from hgprune.metrics import flip_back
+
     outputs = model(images)
     if flip_perm is not None:
-        mirrored = model(torch.flip(images, dims=[3]))[-1]
-        mirrored = torch.flip(mirrored, dims=[3])[:, flip_perm]
+        mirrored = flip_back(model(torch.flip(images, dims=[3]))[-1], flip_perm)
         outputs = list(outputs[:-1]) + [(outputs[-1].float() + mirrored.float()) / 2]
     return outputs
 

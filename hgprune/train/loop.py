@@ -214,8 +214,11 @@ class Trainer:
         self.model.train()
         sums = {"loss": 0.0, "distill": 0.0, "bn_l1": 0.0}
         samples = 0
+        bad_images = 0
         bar = tqdm(loader, desc=f"epoch {epoch + 1}", leave=False, disable=not show_progress(), dynamic_ncols=True)
-        for step, (images, target, target_weight, _meta) in enumerate(bar):
+        for step, (images, target, target_weight, meta) in enumerate(bar):
+            if "bad_image" in meta:  # unreadable images arrive as zero samples with zero weight
+                bad_images += int(torch.as_tensor(meta["bad_image"]).sum())
             images = images.to(self.device, non_blocking=True)
             target = target.to(self.device, non_blocking=True)
             target_weight = target_weight.to(self.device, non_blocking=True)
@@ -246,15 +249,25 @@ class Trainer:
                 sums[key] += float(value) * batch
             bar.set_postfix(loss=f"{float(terms['loss']):.3g}")
         keys = list(sums)
-        reduced = ddp.all_reduce_sum([sums[k] for k in keys] + [samples])
+        reduced = ddp.all_reduce_sum([sums[k] for k in keys] + [bad_images, samples])
         total = max(reduced[-1], 1.0)
+        self._check_bad_images(int(reduced[-2]), epoch)
         out = {"loss": reduced[0] / total}
-        for key, value in zip(keys[1:], reduced[1:-1]):
+        for key, value in zip(keys[1:], reduced[1:-2]):
             if (key == "distill" and self.teacher is not None and cfg.distill_weight > 0) or (
                 key == "bn_l1" and cfg.bn_l1 > 0
             ):
                 out[key] = value / total
         return out
+
+    def _check_bad_images(self, bad: int, epoch: int) -> None:
+        allowed = max(1.0, self.cfg.max_bad_image_fraction * len(self.train_set))
+        if bad > allowed:
+            root = getattr(self.train_set, "image_root", "the training set")
+            raise HgpruneError(
+                f"{root}: {bad} of {len(self.train_set)} training images were missing or unreadable in epoch "
+                f"{epoch + 1} (more than {100 * self.cfg.max_bad_image_fraction:g}%); check --image-path / --data-root"
+            )
 
     def _check_finite(self, objective: torch.Tensor, epoch: int, step: int) -> None:
         bad = 0.0 if bool(torch.isfinite(objective.detach())) else 1.0

@@ -34,12 +34,12 @@ class TinyPoseDataset(Dataset):
         ys, xs = torch.meshgrid(torch.arange(16.0), torch.arange(16.0), indexing="ij")
         for j, (x, y) in enumerate(self.joints[i]):
             image[j % 3, int(y), int(x)] = 1.0
-            cx, cy = x / 4, y / 4
+            cx, cy = (x - 1.5) / 4, (y - 1.5) / 4  # crop pixel u = 4h + 1.5 (hgprune.metrics)
             target[j] = torch.exp(-((xs - cx) ** 2 + (ys - cy) ** 2) / 2)
         if self.augment:  # noise from the global RNGs, which the Trainer reseeds per epoch
             image = image + 0.1 * torch.randn(3, 64, 64) + float(np.random.uniform(-0.1, 0.1))
         weight = torch.from_numpy(self.visible[i].astype(np.float32))
-        meta = {"index": i, "center": torch.tensor([32.0, 32.0]), "scale": 64 / 200 / 1.0, "rotation": 0.0}
+        meta = {"index": i, "center": torch.tensor([31.5, 31.5]), "scale": 64 / 200, "rotation": 0.0}  # crop = image
         return image, target, weight, meta
 
     def ground_truth(self) -> SimpleNamespace:

@@ -1,0 +1,139 @@
+"""``hgprune evaluate``: the seed's evaluate_mpii.py, flag for flag — PCKh under both protocols, preds.mat, images."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from hgprune.commands.train import add_data_arguments, check_device, parse_bool, parse_input_shape
+from hgprune.errors import HgpruneError
+from hgprune.models import ARCHS
+
+# MPII skeleton: legs, torso and head, arms (joint indices of DESIGN.md §2)
+SKELETON = [(0, 1), (1, 2), (2, 6), (6, 3), (3, 4), (4, 5), (6, 7), (7, 8), (8, 9),
+            (10, 11), (11, 12), (12, 7), (7, 13), (13, 14), (14, 15)]  # fmt: skip
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model-file", "--model_file", dest="model_file", required=True, help="checkpoint to evaluate")
+    parser.add_argument("--arch", choices=ARCHS, help="expected architecture (checked against the checkpoint)")
+    parser.add_argument("--N", type=int, help="expected stem width (checked against the checkpoint)")
+    parser.add_argument("--M", type=int, help="expected trunk width (checked against the checkpoint)")
+    parser.add_argument("--workers", "-j", type=int, default=2, help="DataLoader workers")
+    parser.add_argument("--batch-size", "--batch_size", dest="batch_size", type=int, default=6)
+    parser.add_argument(
+        "--visualize", type=parse_bool, nargs="?", const=True, default=False,
+        help="save images with predicted (colour) and true (white) skeletons: True/False",
+    )  # fmt: skip
+    parser.add_argument(
+        "--visualization_path", "--visualization-path", dest="visualization_path", default="visualizations"
+    )
+    parser.add_argument("--visualize-limit", dest="visualize_limit", type=int, default=0, help="at most this many")
+    parser.add_argument(
+        "--input_shape", "--input-shape", dest="input_shape", nargs="+", default=None,
+        help="input size (default: the size stored in the checkpoint, else 256)",
+    )  # fmt: skip
+    add_data_arguments(parser)
+    parser.add_argument("--flip-test", "--flip_test", dest="flip_test", action="store_true")
+    parser.add_argument("--protocol", choices=("both", "mpii", "seed"), default="both", help="PCKh table(s) to print")
+    parser.add_argument("--preds", default=None, help="where to write preds.mat (default: next to --model-file)")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
+
+
+def _checkpoint_input_size(path: str) -> int | None:
+    from hgprune.fsutil import safe_torch_load
+
+    raw = safe_torch_load(path)
+    config = raw.get("config") if isinstance(raw, dict) else None
+    return int(config["input_size"]) if isinstance(config, dict) and "input_size" in config else None
+
+
+def main(args: argparse.Namespace) -> int:
+    from hgprune.commands.common import print_json
+    from hgprune.commands.train import build_datasets
+    from hgprune.data import save_predictions_mat
+    from hgprune.metrics import format_table
+    from hgprune.models import load_model
+    from hgprune.train import evaluate_model
+
+    check_device(args.device)
+    model = load_model(args.model_file)
+    expected = {"arch": args.arch, "N": args.N, "M": args.M}
+    found = {"arch": model.config.arch, "N": model.config.N, "M": model.config.M}
+    wrong = [f"--{k} {v} (checkpoint has {found[k]})" for k, v in expected.items() if v is not None and v != found[k]]
+    if wrong:
+        raise HgpruneError(f"{args.model_file}: does not match " + ", ".join(wrong))
+    if args.input_shape:
+        input_size = parse_input_shape(args.input_shape)
+    else:
+        input_size = _checkpoint_input_size(args.model_file) or model.config.input_size
+    dataset = build_datasets(args, input_size, ("val",))["val"]
+    result = evaluate_model(
+        model, dataset, batch_size=args.batch_size, device=args.device, flip_test=args.flip_test, workers=args.workers
+    )
+    preds_path = Path(args.preds) if args.preds else Path(args.model_file).resolve().parent / "preds.mat"
+    save_predictions_mat(preds_path, result.preds)
+    written = {"preds": str(preds_path)}
+    if args.visualize:
+        count = visualize(dataset, result.preds, args.visualization_path, limit=args.visualize_limit)
+        written["visualizations"] = f"{count} images in {args.visualization_path}"
+    protocols = ["mpii", "seed"] if args.protocol == "both" else [args.protocol]
+    if args.json:
+        out = {p: getattr(result, p).to_dict() for p in protocols}
+        out.update(loss=result.loss, num_samples=len(result), **written)
+        print_json(out)
+        return 0
+    print(f"{args.model_file}: {model.config.arch} N={model.config.N} M={model.config.M}, {len(result)} samples"
+          f"{' (flip test)' if args.flip_test else ''}, loss {result.loss:.6f}")  # fmt: skip
+    print(format_table([getattr(result, p) for p in protocols]))
+    for key, value in written.items():
+        print(f"{key}: {value}")
+    return 0
+
+
+def visualize(dataset, preds: np.ndarray, out_dir: str | Path, limit: int = 0) -> int:
+    """Draw each validation crop with its predicted (coloured) and true (white) skeletons as out_dir/NNNNNN.png."""
+    import cv2
+
+    from hgprune.data import MEAN, STD
+    from hgprune.data.transforms import affine_matrix, apply_affine
+    from hgprune.fsutil import atomic_write_bytes
+
+    out_dir = Path(out_dir)
+    gt = dataset.ground_truth()
+    count = len(dataset) if not limit else min(limit, len(dataset))
+    for i in range(count):
+        image, _, _, meta = dataset[i]
+        size = image.shape[-1]
+        rgb = (image.permute(1, 2, 0).numpy() * STD + MEAN).clip(0, 1)
+        canvas = np.ascontiguousarray((rgb[..., ::-1] * 255).astype(np.uint8))
+        zoom = max(1, 256 // size)
+        canvas = cv2.resize(canvas, (size * zoom, size * zoom), interpolation=cv2.INTER_NEAREST)
+        mat = affine_matrix(np.asarray(meta["center"]), float(meta["scale"]), float(meta.get("rotation", 0.0)), size)
+        true = apply_affine(gt.joints[i], mat) * zoom
+        pred = apply_affine(preds[i], mat) * zoom
+        visible = ~np.asarray(gt.missing[i], dtype=bool)
+        _draw(canvas, true, visible, (255, 255, 255), 1)
+        _draw(canvas, pred, np.ones(len(pred), dtype=bool), None, 2)
+        ok, encoded = cv2.imencode(".png", canvas)
+        if not ok:
+            raise HgpruneError(f"{out_dir}: could not encode visualisation {i}")
+        atomic_write_bytes(out_dir / f"{i:06d}.png", encoded.tobytes())
+    return count
+
+
+def _draw(canvas: np.ndarray, points: np.ndarray, visible: np.ndarray, color, thickness: int) -> None:
+    import cv2
+
+    right, left = (0, 0, 255), (255, 0, 0)  # BGR: right limbs red, left limbs blue, centre green
+    for a, b in SKELETON:
+        if a < len(points) and b < len(points) and visible[a] and visible[b]:
+            side = right if max(a, b) in (0, 1, 2, 10, 11, 12) else left if a in (3, 4, 5, 13, 14, 15) else (0, 200, 0)
+            pa = tuple(int(round(v)) for v in points[a])
+            pb = tuple(int(round(v)) for v in points[b])
+            cv2.line(canvas, pa, pb, color or side, thickness, cv2.LINE_AA)
+    for j, point in enumerate(points):
+        if visible[j]:
+            cv2.circle(canvas, tuple(int(round(v)) for v in point), thickness + 1, color or (0, 255, 255), -1)

@@ -1,0 +1,94 @@
+"""evaluate_model and ``hgprune evaluate``: coordinates, flip test, preds.mat layout, visualisations."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import scipy.io
+import torch
+from torch import nn
+
+from hgprune import build_model
+from hgprune.train import evaluate_model
+from hgprune.train.evaluation import flip_permutation
+from tests.train.fakes import TinyPoseDataset
+
+
+class Oracle(nn.Module):
+    """Returns the dataset's target heatmaps for the batch it is given (looked up by image identity)."""
+
+    def __init__(self, dataset: TinyPoseDataset) -> None:
+        super().__init__()
+        self.items = [dataset[i] for i in range(len(dataset))]
+        self.dummy = nn.Parameter(torch.zeros(()))
+
+    def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
+        out = []
+        for image in images:
+            match = [t for img, t, _, _ in self.items if torch.equal(img, image)]
+            out.append(match[0] if match else torch.zeros(16, 16, 16))
+        return [torch.stack(out)]
+
+
+def test_perfect_heatmaps_give_near_exact_coords_and_full_pckh():
+    data = TinyPoseDataset(5, augment=False)
+    result = evaluate_model(Oracle(data), data, batch_size=2)
+    assert result.preds.shape == (5, 16, 2)
+    err = np.abs(result.preds - data.joints)
+    assert err.max() <= 2.0  # quarter-pixel decoding at stride 4: at most ~1.5 px off
+    assert result.mpii.mean == pytest.approx(100.0)
+    assert result.seed.mean == pytest.approx(100.0)
+    assert result.loss == pytest.approx(0.0)
+
+
+def test_evaluate_restores_train_mode_and_untrained_model_scores_low(tiny_model):
+    data = TinyPoseDataset(6, augment=False)
+    tiny_model.train()
+    result = evaluate_model(tiny_model, data, batch_size=4)
+    assert tiny_model.training
+    assert result.mpii.mean < 30.0
+    assert result.loss > 0
+
+
+def test_flip_permutation_accepts_pairs_or_permutation():
+    perm = flip_permutation([(0, 5), (1, 4)], 6)
+    assert perm == [5, 4, 2, 3, 1, 0]
+    assert flip_permutation(perm, 6) == perm
+
+
+def test_flip_test_of_a_mirror_symmetric_model_changes_nothing():
+    class Symmetric(nn.Module):
+        def forward(self, x):
+            h = torch.nn.functional.avg_pool2d(x.mean(1, keepdim=True), 4).repeat(1, 16, 1, 1)
+            return [h + torch.flip(h, dims=[3])]
+
+    data = TinyPoseDataset(3, augment=False)
+    plain = evaluate_model(Symmetric(), data, batch_size=3)
+    flipped = evaluate_model(Symmetric(), data, batch_size=3, flip_test=True)
+    assert np.allclose(plain.preds, flipped.preds)
+
+
+def test_evaluate_command_writes_one_based_preds_mat_and_images(tmp_path, monkeypatch, capsys):
+    from hgprune.cli import main
+    from hgprune.commands import evaluate as evaluate_cmd
+    from hgprune.models import save_model
+
+    data = TinyPoseDataset(4, augment=False)
+    monkeypatch.setattr("hgprune.commands.train.build_datasets", lambda args, size, splits: {"val": data})
+    model = build_model("hg1", N=16, M=32, input_size=64)
+    save_model(model, tmp_path / "m.pt")
+    argv = ["evaluate", "--model-file", str(tmp_path / "m.pt"), "--arch=hg1", "--N", "16", "--batch-size=2",
+            "--workers", "0", "--visualize", "True", "--visualization_path", str(tmp_path / "vis"),
+            "--json"]  # fmt: skip
+    assert main(argv) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["num_samples"] == 4 and set(out) >= {"mpii", "seed", "preds"}
+    mat = scipy.io.loadmat(tmp_path / "preds.mat")["pos_pred_src"]
+    assert mat.shape == (16, 2, 4)
+    expected = evaluate_model(model, data, batch_size=2).preds
+    assert np.allclose(mat, expected.transpose(1, 2, 0) + 1.0)
+    assert sorted(p.name for p in (tmp_path / "vis").iterdir()) == [f"{i:06d}.png" for i in range(4)]
+    assert evaluate_cmd.parse_bool("False") is False
+    assert main(argv[:5] + ["--arch", "hg2"]) == 2  # checkpoint/flag mismatch is a user error
