@@ -1,0 +1,95 @@
+"""Reports from run directories: tables (CSV + Markdown), figures (PNG + SVG) and ``report.md``.
+
+``hgprune run`` calls :func:`write_report` at the end of every run (``RUN/report``); ``hgprune report`` merges any
+number of run directories (e.g. a sweep spread over machines) into one report. Output depends only on the run
+directories, so re-running gives byte-identical files.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+from pathlib import Path
+
+from hgprune.fsutil import atomic_write_text
+from hgprune.report.runs import RunData, load_runs
+from hgprune.report.tables import (
+    all_steps_table,
+    csv_text,
+    kept_channels,
+    markdown_table,
+    pareto_mask,
+    speedup_efficiency,
+    steps_table,
+    summary_table,
+)
+
+__all__ = ["RunData", "load_runs", "pareto_mask", "report_command", "speedup_efficiency", "write_report"]
+
+
+def report_command(run_dirs: list[str | os.PathLike], out_dir: str | os.PathLike, title: str | None = None) -> str:
+    """The ``hgprune report`` command line that regenerates a report."""
+    argv = ["hgprune", "report", *(str(p) for p in run_dirs), "--out", str(out_dir)]
+    if title:
+        argv += ["--title", title]
+    return shlex.join(argv)
+
+
+def write_report(
+    run_dirs: list[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    title: str | None = None,
+    commands: list[str] | None = None,
+) -> Path:
+    """Write the combined report of ``run_dirs`` into ``out_dir``; returns the path of ``report.md``.
+
+    ``commands`` are the commands that produced the report (default: the equivalent ``hgprune report`` line); the
+    ``command`` recorded in each run's ``run.json`` is listed before them.
+    """
+    from hgprune import __version__
+    from hgprune.report import figures, markdown
+
+    runs = load_runs(list(run_dirs))
+    out = Path(out_dir)
+    given_title = title
+    title = title or (f"hgprune report: {runs[0].name}" if len(runs) == 1 else f"hgprune report: {len(runs)} runs")
+
+    table = all_steps_table(runs)
+    summary = summary_table(runs)
+    _write_table(out / "tables" / "all_steps", table, markdown=False)
+    _write_table(out / "tables" / "summary", summary)
+    steps = {}
+    for run in runs:
+        if not run.metrics.empty:
+            steps[run.slug] = steps_table(run)
+            _write_table(out / "tables" / f"steps_{run.slug}", steps[run.slug])
+
+    figure_paths: dict[str, str] = {}
+    with figures.rc_context():
+        drawn = {
+            "pareto": figures.pareto_figure(table) if len(table) else None,
+            "latency": figures.latency_figure(table) if len(table) else None,
+            "pckh_groups": figures.pckh_groups_figure(runs, table) if len(table) else None,
+        }
+        for run in runs:
+            if run.checkpoint is not None:
+                kept, _ = kept_channels(run.checkpoint)
+                _write_table(out / "tables" / f"kept_channels_{run.slug}", kept, markdown=False)
+                source = run.checkpoint.relative_to(run.path).as_posix()
+                drawn[f"kept_channels_{run.slug}"] = figures.kept_channels_figure(run, kept, source)
+        for key, fig in drawn.items():
+            if fig is not None:
+                figures.save_figure(fig, out / "figures", key)
+                figure_paths[key] = f"figures/{key}.png"
+
+    listed = [r.command for r in runs if r.command] + list(commands or [report_command(run_dirs, out_dir, given_title)])
+    text = markdown.render(title, runs, summary, steps, figure_paths, list(dict.fromkeys(listed)), out, __version__)
+    report = out / "report.md"
+    atomic_write_text(report, text)
+    return report
+
+
+def _write_table(stem: Path, frame, markdown: bool = True) -> None:
+    atomic_write_text(stem.parent / f"{stem.name}.csv", csv_text(frame))
+    if markdown:
+        atomic_write_text(stem.parent / f"{stem.name}.md", markdown_table(frame))

@@ -1,0 +1,258 @@
+"""Report figures (matplotlib, no pyplot state): Pareto curve, latency and speedup efficiency, kept channels, PCKh.
+
+Encoding kept fixed across reports so figures of different sweeps compare at a glance: colour = architecture (hg1 …
+hg8 always the same colour), marker = pruning criterion, dashed line + ``x`` = the ``scratch`` comparison series
+(uniform narrower N/M trained from scratch), ★ = unpruned baseline (step 0). Figures are saved to memory buffers and
+written atomically; a fixed SVG hash salt and no date metadata make re-runs byte-identical.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import re
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
+
+from hgprune.fsutil import atomic_write_bytes
+from hgprune.report.runs import GROUPS, RunData
+
+RC = {
+    "svg.hashsalt": "hgprune-report",
+    "svg.fonttype": "path",
+    "font.size": 9,
+    "axes.titlesize": 10,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+}
+MARKERS = ("o", "s", "^", "D", "v", "P", "<", ">", "h", "p")
+KIND_COLORS = {
+    "stem": "#7f7f7f",
+    "hg": "#1f77b4",
+    "res": "#2ca02c",
+    "fc": "#ff7f0e",
+    "merge": "#9467bd",
+    "score": "#d62728",
+}
+SCRATCH = "scratch"
+
+
+def rc_context():
+    """Matplotlib settings every report figure is drawn and saved under."""
+    return matplotlib.rc_context(RC)
+
+
+def save_figure(fig: Figure, directory: Path, stem: str) -> list[Path]:
+    """Write ``stem.png`` and ``stem.svg`` atomically, without timestamps."""
+    paths = []
+    for fmt, metadata in (("png", {"Software": None}), ("svg", {"Date": None})):
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format=fmt, dpi=150, bbox_inches="tight", metadata=metadata)
+        path = directory / f"{stem}.{fmt}"
+        atomic_write_bytes(path, buffer.getvalue())
+        paths.append(path)
+    return paths
+
+
+def arch_color(arch: str) -> str:
+    """hg1 … hg8 always get the same tab10 colour (grey is skipped: it is the baseline marker's legend colour)."""
+    palette = (0, 1, 2, 3, 4, 5, 6, 8)
+    found = re.fullmatch(r"hg(\d+)", str(arch))
+    stacks = int(found.group(1)) if found else 0
+    return matplotlib.colormaps["tab10"](palette[stacks - 1] if 1 <= stacks <= len(palette) else 9)
+
+
+def _series_style(table: pd.DataFrame) -> dict[str, dict]:
+    criteria = sorted(c for c in table["criterion"].unique() if c != SCRATCH)
+    styles = {}
+    for series, rows in table.groupby("series", sort=False):
+        arch, criterion = rows["arch"].iloc[0], rows["criterion"].iloc[0]
+        scratch = criterion == SCRATCH
+        styles[series] = {
+            "color": arch_color(arch),
+            "marker": "x" if scratch else MARKERS[criteria.index(criterion) % len(MARKERS)],
+            "linestyle": "--" if scratch else "-",
+            "order": (_arch_number(arch), scratch, criterion),
+        }
+    return dict(sorted(styles.items(), key=lambda item: item[1]["order"]))
+
+
+def _arch_number(arch: str) -> int:
+    found = re.fullmatch(r"hg(\d+)", str(arch))
+    return int(found.group(1)) if found else 99
+
+
+def _log_if_wide(ax, values: pd.Series, axis: str = "x") -> None:
+    """Log scale when values span more than 10×, ticked at 1, 2, 5 × 10^k with plain numbers."""
+    values = values[values > 0].dropna()
+    if len(values) and values.max() / values.min() > 10:
+        target = ax.xaxis if axis == "x" else ax.yaxis
+        (ax.set_xscale if axis == "x" else ax.set_yscale)("log")
+        target.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        target.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        target.set_minor_formatter(NullFormatter())
+
+
+def macs_unit(values: pd.Series) -> tuple[float, str]:
+    """GMACs for real models, MMACs for the tiny ones tests and smoke runs use."""
+    top = values.max() if len(values) else 0
+    return (1e9, "GMACs") if top >= 1e8 else (1e6, "MMACs")
+
+
+def _plot_series(ax, table: pd.DataFrame, styles: dict, x: str, y: str, x_scale: float = 1.0) -> None:
+    for series, style in styles.items():
+        rows = table[table["series"] == series].sort_values(["run", "step"])
+        for i, (_, run_rows) in enumerate(rows.groupby("run", sort=False)):
+            ax.plot(
+                run_rows[x] / x_scale,
+                run_rows[y],
+                color=style["color"],
+                marker=style["marker"],
+                linestyle=style["linestyle"],
+                markersize=5,
+                linewidth=1.3,
+                label=series if i == 0 else None,
+                zorder=3,
+            )
+
+
+def _plot_baselines(ax, table: pd.DataFrame, x: str, y: str, x_scale: float = 1.0) -> None:
+    base = table[table["step"] == 0]
+    for arch, rows in base.groupby("arch", sort=False):
+        ax.scatter(rows[x] / x_scale, rows[y], marker="*", s=190, color=arch_color(arch), edgecolors="black",
+                   linewidths=0.8, zorder=5)  # fmt: skip
+
+
+def _baseline_handle() -> Line2D:
+    return Line2D([], [], marker="*", markersize=12, color="white", markeredgecolor="black", markerfacecolor="0.6",
+                  linestyle="none", label="unpruned baseline (step 0)")  # fmt: skip
+
+
+def pareto_figure(table: pd.DataFrame) -> Figure | None:
+    """PCKh vs GMACs: one line per arch/criterion, baselines as stars, the front across all points as a step line."""
+    table = table.dropna(subset=["macs_fvcore", "pckh_mean"])
+    if table.empty:
+        return None
+    fig = Figure(figsize=(9, 5.4))
+    ax = fig.subplots()
+    styles = _series_style(table)
+    scale, unit = macs_unit(table["macs_fvcore"])
+    front = table[table["pareto"]].sort_values(["macs_fvcore", "pckh_mean"])
+    ax.step(front["macs_fvcore"] / scale, front["pckh_mean"], where="post", color="black", alpha=0.35, linewidth=4,
+            zorder=1, label="Pareto front")  # fmt: skip
+    ax.scatter(front["macs_fvcore"] / scale, front["pckh_mean"], s=130, facecolors="none", edgecolors="black",
+               linewidths=1.1, zorder=4)  # fmt: skip
+    _plot_series(ax, table, styles, "macs_fvcore", "pckh_mean", scale)
+    _plot_baselines(ax, table, "macs_fvcore", "pckh_mean", scale)
+    _log_if_wide(ax, table["macs_fvcore"])
+    ax.set_xlabel(f"{unit} (fvcore; 1 multiply-add = 1)" + (", log scale" if ax.get_xscale() == "log" else ""))
+    ax.set_ylabel("PCKh@0.5 mean (%)")
+    ax.set_title("Accuracy vs compute: PCKh vs MACs")
+    ax.grid(True, which="both", alpha=0.25)
+    handles, _ = ax.get_legend_handles_labels()
+    ax.legend(handles=[*handles, _baseline_handle()], loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False,
+              title="arch/criterion")  # fmt: skip
+    return fig
+
+
+def latency_figure(table: pd.DataFrame) -> Figure | None:
+    """Latency vs GMACs, and speedup efficiency (speedup ÷ MACs reduction vs each run's step 0) vs MACs reduction."""
+    table = table.dropna(subset=["macs_fvcore", "latency_ms"])
+    if table.empty:
+        return None
+    fig = Figure(figsize=(12.5, 4.8))
+    left, right = fig.subplots(1, 2)
+    styles = _series_style(table)
+    scale, unit = macs_unit(table["macs_fvcore"])
+    _plot_series(left, table, styles, "macs_fvcore", "latency_ms", scale)
+    _plot_baselines(left, table, "macs_fvcore", "latency_ms", scale)
+    _log_if_wide(left, table["macs_fvcore"])
+    _log_if_wide(left, table["latency_ms"], "y")
+    left.set_xlabel(f"{unit} (fvcore)")
+    left.set_ylabel("latency (ms, median)")
+    left.set_title("Latency vs MACs")
+    efficiency = table.dropna(subset=["macs_reduction", "speedup_efficiency"])
+    right.axhline(1.0, color="0.4", linestyle=":", linewidth=1.2, label="ideal: speedup = MACs reduction")
+    _plot_series(right, efficiency, styles, "macs_reduction", "speedup_efficiency")
+    right.set_xlabel("MACs reduction vs step 0 (×)")
+    right.set_ylabel("speedup efficiency (speedup ÷ MACs reduction)")
+    right.set_title("Speedup efficiency")
+    top = max(1.2, float(efficiency["speedup_efficiency"].max()) * 1.1) if len(efficiency) else 1.2
+    right.set_ylim(0, top)
+    for ax in (left, right):
+        ax.grid(True, which="both", alpha=0.25)
+    handles, _ = left.get_legend_handles_labels()
+    extra = [h for h in right.get_legend_handles_labels()[0] if h.get_label().startswith("ideal")]
+    fig.legend(handles=[*handles, _baseline_handle(), *extra], loc="upper left", bbox_to_anchor=(1.0, 0.95),
+               frameon=False, title="arch/criterion")  # fmt: skip
+    fig.tight_layout()
+    return fig
+
+
+def kept_channels_figure(run: RunData, kept: pd.DataFrame, source: str) -> Figure:
+    """Kept fraction of output channels for every conv of the final model, coloured by model part."""
+    n = len(kept)
+    fig = Figure(figsize=(min(18.0, max(8.0, 0.05 * n + 3.0)), 3.8))
+    ax = fig.subplots()
+    x = np.arange(n)
+    ax.bar(x, kept["fraction"], width=0.85, color=[KIND_COLORS.get(k, "0.5") for k in kept["kind"]])
+    ax.axhline(1.0, color="0.5", linewidth=0.8, linestyle=":")
+    stacks = kept["stack"].to_numpy()
+    starts = np.flatnonzero(np.r_[True, stacks[1:] != stacks[:-1]])
+    ends = np.r_[starts[1:], n]
+    for start in starts[1:]:
+        ax.axvline(start - 0.5, color="0.55", linewidth=0.8, zorder=0)
+    labels = ["stem" if s < 0 else f"stack {s}" for s in stacks[starts]]
+    ax.set_xticks((starts + ends - 1) / 2, labels, rotation=90 if len(starts) > 10 else 0)
+    ax.tick_params(axis="x", length=0)
+    ax.set_xlim(-0.8, n - 0.2)
+    ax.set_ylim(0, 1.08)
+    ax.set_ylabel("kept fraction\nof output channels")
+    total, kept_sum = int(kept["total"].sum()), int(kept["kept"].sum())
+    ax.set_title(f"{run.name}: kept channels per conv ({source} vs unpruned); "
+                 f"{kept_sum:,}/{total:,} = {100 * kept_sum / total:.1f} % overall", loc="left")  # fmt: skip
+    kinds = [k for k in KIND_COLORS if k in set(kept["kind"])]
+    ax.legend(handles=[Patch(color=KIND_COLORS[k], label=k) for k in kinds], loc="upper left",
+              bbox_to_anchor=(1.005, 1.0), frameon=False, title="part")  # fmt: skip
+    return fig
+
+
+def pckh_groups_figure(runs: list[RunData], table: pd.DataFrame) -> Figure | None:
+    """Small multiples, one per run: PCKh of every joint group and the mean across pruning steps."""
+    names = [r.name for r in runs if r.name in set(table["run"])]
+    if not names:
+        return None
+    ncols = min(3, len(names))
+    nrows = math.ceil(len(names) / ncols)
+    fig = Figure(figsize=(4.3 * ncols, 3.0 * nrows + 0.5))
+    axes = np.atleast_1d(fig.subplots(nrows, ncols, sharey=True, squeeze=False)).ravel()
+    colors = matplotlib.colormaps["tab10"]
+    for ax, name in zip(axes, names):
+        rows = table[table["run"] == name].sort_values("step")
+        for i, group in enumerate(GROUPS):
+            ax.plot(rows["step"], rows[f"pckh_{group}"], color=colors(i), marker="o", markersize=3, linewidth=1.1,
+                    label=group)  # fmt: skip
+        ax.plot(rows["step"], rows["pckh_mean"], color="black", linewidth=2.2, marker="o", markersize=4, label="mean")
+        ax.set_title(f"{name}  ({rows['series'].iloc[0]})", fontsize=9)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(True, alpha=0.25)
+    for index, ax in enumerate(axes):
+        if index >= len(names):
+            ax.set_visible(False)
+            continue
+        if index % ncols == 0:
+            ax.set_ylabel("PCKh@0.5 (%)")
+        if index + ncols >= len(names):
+            ax.set_xlabel("pruning step (0 = unpruned)")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.suptitle("PCKh per joint group across pruning steps")
+    fig.tight_layout(rect=(0, 0.5 / (3.0 * nrows + 0.5) + 0.02, 1, 1))
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False, bbox_to_anchor=(0.5, 0.0))
+    return fig

@@ -1,0 +1,206 @@
+"""Reading run directories for the report: metrics, run state, final checkpoint, and unique names.
+
+A report must be drawable from whatever a run left on disk, including a run that is still going (an empty or
+partial ``metrics.csv``) and runs gathered from several machines whose names collide. Anything unreadable is a
+one-line :class:`HgpruneError` naming the file.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from hgprune.errors import HgpruneError
+
+GROUPS = ("Head", "Shoulder", "Elbow", "Wrist", "Hip", "Knee", "Ankle")
+METRIC_COLUMNS = (
+    "run",
+    "step",
+    "arch",
+    "N",
+    "M",
+    "criterion",
+    "target_kind",
+    "target",
+    "params",
+    "macs_fvcore",
+    "macs_thop",
+    "conv_macs",
+    "macs_ratio",
+    "params_ratio",
+    "latency_ms",
+    "latency_p90_ms",
+    "pckh_mean",
+    "pckh_seed_mean",
+    "pckh_01",
+    "auc",
+    *(f"pckh_{g}" for g in GROUPS),
+    "finetune_epochs",
+    "train_loss",
+    "wall_s",
+)
+REQUIRED_COLUMNS = ("step", "arch", "criterion", "macs_fvcore", "pckh_mean")
+TEXT_COLUMNS = ("run", "arch", "criterion", "target_kind")
+NUMERIC_COLUMNS = tuple(c for c in METRIC_COLUMNS if c not in TEXT_COLUMNS)
+FINISHED_STATES = ("done", "finished", "complete", "completed", "succeeded")
+
+
+@dataclass
+class RunData:
+    """One run directory as the report sees it."""
+
+    name: str  # unique among the runs of one report
+    path: Path
+    metrics: pd.DataFrame  # METRIC_COLUMNS (missing optional ones as NaN), sorted by step; may be empty
+    info: dict = field(default_factory=dict)  # run.json
+    notes: list[str] = field(default_factory=list)  # shown in the report (partial run, missing files)
+    checkpoint: Path | None = None  # final/model.pt, else the latest step checkpoint
+    slug: str = ""  # file-name-safe, unique
+
+    @property
+    def command(self) -> str | None:
+        command = self.info.get("command")
+        if isinstance(command, list):
+            return " ".join(str(c) for c in command)
+        return command if isinstance(command, str) and command.strip() else None
+
+
+def find_run_dirs(paths: list[str | Path]) -> list[Path]:
+    """Run directories in the given order; a directory holding run directories (a sweep) expands to its children."""
+    found: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if not path.exists():
+            raise HgpruneError(f"{path}: no such run directory")
+        if not path.is_dir():
+            raise HgpruneError(f"{path}: not a directory (expected a run directory holding metrics.csv)")
+        if (path / "metrics.csv").exists():
+            found.append(path)
+            continue
+        children = sorted(p.parent for p in path.glob("*/metrics.csv"))
+        if not children:
+            raise HgpruneError(
+                f"{path / 'metrics.csv'}: missing; {path} is not a run directory (nor a sweep directory of runs)"
+            )
+        found.extend(children)
+    return found
+
+
+def read_metrics(path: Path) -> pd.DataFrame:
+    """``metrics.csv`` checked and typed; an empty file gives an empty frame (a run that has not finished step 0)."""
+    try:
+        raw = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except pd.errors.EmptyDataError:
+        raw = pd.DataFrame(columns=list(REQUIRED_COLUMNS))
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
+        raise HgpruneError(f"{path}: not a readable metrics CSV ({first})") from None
+    missing = [c for c in REQUIRED_COLUMNS if c not in raw.columns]
+    if missing:
+        raise HgpruneError(f"{path}: missing column(s) {', '.join(missing)}; is this an hgprune metrics.csv?")
+    frame = pd.DataFrame(index=raw.index)
+    for column in METRIC_COLUMNS:
+        values = raw[column] if column in raw.columns else pd.Series([""] * len(raw), index=raw.index, dtype=str)
+        values = values.str.strip()
+        if column in TEXT_COLUMNS:
+            frame[column] = values
+            continue
+        numbers = pd.to_numeric(values.replace({"": np.nan, "nan": np.nan, "NaN": np.nan}), errors="coerce")
+        bad = numbers.isna() & ~values.isin(["", "nan", "NaN"])
+        if bad.any():
+            row = int(bad.idxmax())
+            raise HgpruneError(
+                f"{path}: column {column!r} row {row + 1} is not a number ({values[row][:40]!r}); fix or re-run"
+            )
+        frame[column] = numbers.astype(float)
+    steps = frame["step"]
+    if steps.isna().any() or (steps != steps.round()).any():
+        raise HgpruneError(f"{path}: column 'step' must hold whole numbers on every row")
+    frame["step"] = steps.astype(int)
+    frame = frame.drop_duplicates("step", keep="last").sort_values("step").reset_index(drop=True)
+    return frame
+
+
+def read_state(path: Path) -> dict:
+    if not path.exists():
+        return {}
+    try:
+        state = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError):
+        raise HgpruneError(f"{path}: not valid JSON; fix or delete it to report without the run state") from None
+    if not isinstance(state, dict):
+        raise HgpruneError(f"{path}: expected a JSON object, found {type(state).__name__}")
+    return state
+
+
+def _checkpoint(run_dir: Path) -> Path | None:
+    final = run_dir / "final" / "model.pt"
+    if final.exists():
+        return final
+    steps = sorted((run_dir / "checkpoints").glob("step_*.pt"))
+    return steps[-1] if steps else None
+
+
+def load_run(run_dir: Path) -> RunData:
+    """Read one run directory; notes record what is partial or missing."""
+    metrics = read_metrics(run_dir / "metrics.csv")
+    info = read_state(run_dir / "run.json")
+    names = [n for n in metrics["run"] if n]
+    name = names[0] if names else str(info.get("name") or run_dir.resolve().name)
+    run = RunData(name=name, path=run_dir, metrics=metrics, info=info, checkpoint=_checkpoint(run_dir))
+    status = info.get("status")
+    if metrics.empty:
+        run.notes.append("metrics.csv has no rows yet (the run has not finished its baseline step)")
+    elif isinstance(status, str) and status.lower() not in FINISHED_STATES:
+        run.notes.append(f"run status is '{status}': showing steps {metrics['step'].min()}–{metrics['step'].max()}")
+    if not metrics.empty and 0 not in set(metrics["step"]):
+        run.notes.append("no step 0 (unpruned baseline) row: speedup and MACs reduction are not available")
+    if run.checkpoint is None:
+        run.notes.append("no final/model.pt or step checkpoint: no kept-channel chart")
+    elif run.checkpoint.parent.name != "final":
+        run.notes.append(f"no final/model.pt yet: kept channels are those of {run.checkpoint.relative_to(run_dir)}")
+    return run
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "run"
+
+
+def _unique(names: list[str], alternatives: list[str]) -> list[str]:
+    """Make ``names`` unique: colliding names first take their alternative, then a ``#k`` suffix."""
+    counts = pd.Series(names).value_counts()
+    names = [alt if counts[n] > 1 else n for n, alt in zip(names, alternatives)]
+    seen: set[str] = set()
+    result = []
+    for name in names:
+        candidate, k = name, 2
+        while candidate in seen:
+            candidate, k = f"{name}#{k}", k + 1
+        seen.add(candidate)
+        result.append(candidate)
+    return result
+
+
+def load_runs(paths: list[str | Path]) -> list[RunData]:
+    """All runs of one report, with unique names (``name@parent-dir`` or ``name#2`` for duplicates)."""
+    runs = [load_run(p) for p in find_run_dirs(paths)]
+    alternatives = [f"{r.name}@{r.path.resolve().parent.name}" for r in runs]
+    for run, name in zip(runs, _unique([r.name for r in runs], alternatives)):
+        if name != run.name:
+            run.notes.append(f"renamed from '{run.name}' (another run of this report has the same name)")
+        run.name = name
+        run.metrics["run"] = name
+    taken: set[str] = set()
+    for run in runs:
+        base = _slug(run.name).lower()
+        slug, k = base, 2
+        while slug in taken:
+            slug, k = f"{base}-{k}", k + 1
+        taken.add(slug)
+        run.slug = slug
+    return runs

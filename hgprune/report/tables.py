@@ -1,0 +1,225 @@
+"""Report tables: Pareto front, speedup efficiency, per-step and summary tables as CSV and Markdown.
+
+CSV files keep the metrics exactly as the runs wrote them (plus derived columns) so they can be re-analysed;
+Markdown tables are the same rows formatted for reading (M params, GMACs, ms, %).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from hgprune.report.runs import GROUPS, RunData
+
+
+def pareto_mask(cost: np.ndarray | list[float], score: np.ndarray | list[float]) -> np.ndarray:
+    """Points not dominated by any other (lower-or-equal cost and higher-or-equal score, one strictly).
+
+    Identical points do not dominate each other, so ties are all kept; points with a NaN are never on the front.
+    """
+    cost = np.asarray(cost, dtype=float)
+    score = np.asarray(score, dtype=float)
+    valid = ~(np.isnan(cost) | np.isnan(score))
+    c, s = cost[valid], score[valid]
+    no_worse = (c[None, :] <= c[:, None]) & (s[None, :] >= s[:, None])  # [i, j]: j is no worse than i
+    better = (c[None, :] < c[:, None]) | (s[None, :] > s[:, None])
+    dominated = (no_worse & better).any(axis=1)
+    mask = np.zeros(len(cost), dtype=bool)
+    mask[np.flatnonzero(valid)] = ~dominated
+    return mask
+
+
+def speedup_efficiency(base_latency: float, latency: float, base_macs: float, macs: float) -> float:
+    """Measured speedup ÷ MACs reduction: 1.0 when latency falls exactly as MACs do, below 1 when it lags."""
+    values = (base_latency, latency, base_macs, macs)
+    if any(v is None or not math.isfinite(v) or v <= 0 for v in values):
+        return math.nan
+    return (base_latency / latency) / (base_macs / macs)
+
+
+def with_derived(run: RunData) -> pd.DataFrame:
+    """A run's metrics plus ``series``, ``speedup``, ``macs_reduction`` and ``speedup_efficiency`` vs its step 0."""
+    frame = run.metrics.copy()
+    frame["run"] = run.name
+    frame.insert(1, "series", frame["arch"] + "/" + frame["criterion"])
+    base = frame[frame["step"] == 0]
+    base_latency = float(base["latency_ms"].iloc[0]) if len(base) else math.nan
+    base_macs = float(base["macs_fvcore"].iloc[0]) if len(base) else math.nan
+    frame["speedup"] = base_latency / frame["latency_ms"]
+    frame["macs_reduction"] = base_macs / frame["macs_fvcore"]
+    frame["speedup_efficiency"] = [
+        speedup_efficiency(base_latency, lat, base_macs, macs)
+        for lat, macs in zip(frame["latency_ms"], frame["macs_fvcore"])
+    ]
+    frame["pckh_delta"] = frame["pckh_mean"] - (float(base["pckh_mean"].iloc[0]) if len(base) else math.nan)
+    return frame
+
+
+def all_steps_table(runs: list[RunData]) -> pd.DataFrame:
+    """Every row of every run; ``pareto`` marks the PCKh-vs-MACs front across all of them."""
+    frames = [with_derived(r) for r in runs if not r.metrics.empty]
+    if not frames:
+        return pd.DataFrame(columns=[*with_derived(runs[0]).columns, "pareto"]) if runs else pd.DataFrame()
+    table = pd.concat(frames, ignore_index=True)
+    table["pareto"] = pareto_mask(table["macs_fvcore"], table["pckh_mean"])
+    return table
+
+
+STEP_COLUMNS = (
+    "step",
+    "target_kind",
+    "target",
+    "params",
+    "macs_fvcore",
+    "macs_thop",
+    "macs_ratio",
+    "latency_ms",
+    "latency_p90_ms",
+    "speedup",
+    "speedup_efficiency",
+    "pckh_mean",
+    "pckh_seed_mean",
+    *(f"pckh_{g}" for g in GROUPS),
+    "pckh_01",
+    "auc",
+    "finetune_epochs",
+    "train_loss",
+)
+SUMMARY_COLUMNS = (
+    "run",
+    "series",
+    "N",
+    "M",
+    "step",
+    "params",
+    "macs_fvcore",
+    "macs_ratio",
+    "latency_ms",
+    "speedup",
+    "speedup_efficiency",
+    "pckh_mean",
+    "pckh_delta",
+    "pareto",
+)
+
+
+def steps_table(run: RunData) -> pd.DataFrame:
+    """One run, one row per step; columns the run never filled (all NaN) are left out."""
+    frame = with_derived(run)
+    keep = [c for c in STEP_COLUMNS if c in ("step", "pckh_mean", "macs_fvcore") or frame[c].notna().any()]
+    return frame[keep].reset_index(drop=True)
+
+
+def summary_table(runs: list[RunData]) -> pd.DataFrame:
+    """The last row of every run; ``pareto`` marks the rows no other final row beats on both MACs and PCKh."""
+    rows = [with_derived(r).iloc[[-1]] for r in runs if not r.metrics.empty]
+    if not rows:
+        return pd.DataFrame(columns=list(SUMMARY_COLUMNS))
+    table = pd.concat(rows, ignore_index=True)
+    table["pareto"] = pareto_mask(table["macs_fvcore"], table["pckh_mean"])
+    return table[list(SUMMARY_COLUMNS)]
+
+
+# Markdown ------------------------------------------------------------------------------------------------------
+
+
+def _num(digits: int, scale: float = 1.0) -> Callable[[object], str]:
+    def fmt(value: object) -> str:
+        if isinstance(value, str):
+            return value
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return "–"
+        return f"{float(value) / scale:.{digits}f}"
+
+    return fmt
+
+
+def _sig(value: object, scale: float) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    scaled = float(value) / scale
+    return f"{scaled:.4g}" if abs(scaled) < 1000 else f"{scaled:,.0f}"
+
+
+def _pckh_header(column: str) -> str:
+    return {"pckh_mean": "PCKh", "pckh_seed_mean": "PCKh (seed)", "pckh_01": "PCKh@0.1", "pckh_delta": "ΔPCKh"}.get(
+        column, column.removeprefix("pckh_")
+    )
+
+
+DISPLAY: dict[str, tuple[str, Callable[[object], str]]] = {
+    "step": ("step", lambda v: str(int(v))),
+    "N": ("N", lambda v: "–" if pd.isna(v) else str(int(v))),
+    "M": ("M", lambda v: "–" if pd.isna(v) else str(int(v))),
+    "target": ("target", _num(3)),
+    "params": ("params (M)", lambda v: _sig(v, 1e6)),
+    "macs_fvcore": ("GMACs", lambda v: _sig(v, 1e9)),
+    "macs_thop": ("GMACs (thop)", lambda v: _sig(v, 1e9)),
+    "macs_ratio": ("MACs kept", _num(3)),
+    "latency_ms": ("latency (ms)", _num(2)),
+    "latency_p90_ms": ("p90 (ms)", _num(2)),
+    "speedup": ("speedup", lambda v: "–" if pd.isna(v) else f"{v:.2f}×"),
+    "speedup_efficiency": ("speedup eff.", _num(2)),
+    "auc": ("AUC", _num(1)),
+    "finetune_epochs": ("epochs", lambda v: "–" if pd.isna(v) else str(int(v))),
+    "train_loss": ("loss", lambda v: _sig(v, 1.0)),
+    "pareto": ("Pareto", lambda v: "★" if bool(v) else ""),
+}
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
+    """A GitHub Markdown table of ``frame`` with readable headers and units (no tabulate dependency)."""
+    headers, cells = [], []
+    for column in frame.columns:
+        header, fmt = DISPLAY.get(column, (column, None))
+        if column.startswith("pckh_"):
+            header, fmt = _pckh_header(column), _num(1)
+        fmt = fmt or (lambda v: "–" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v))
+        headers.append(header)
+        cells.append([fmt(v) for v in frame[column]])
+    numeric = [pd.api.types.is_numeric_dtype(frame[c]) and frame[c].dtype != bool for c in frame.columns]
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---:" if n else ":---" for n in numeric) + "|"]
+    for row in zip(*cells) if cells else []:
+        lines.append("| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def csv_text(frame: pd.DataFrame) -> str:
+    """CSV whose floats round-trip exactly (pandas writes the shortest exact repr), so values equal the metrics."""
+    return frame.to_csv(index=False, lineterminator="\n")
+
+
+def kept_channels(checkpoint: Path) -> tuple[pd.DataFrame, dict]:
+    """Output channels of every conv in a (pruned) checkpoint vs the unpruned architecture built from its config.
+
+    Returns the table (module, part, kind, kept, total, fraction, stack) in forward order, and the checkpoint's config.
+    """
+    import torch
+    from torch import nn
+
+    from hgprune.models.checkpoints import load_checkpoint
+    from hgprune.models.hourglass import HourglassNet, model_parts, part_of
+
+    model, info = load_checkpoint(checkpoint)
+    with torch.device("meta"):
+        base = HourglassNet(model.config)
+    parts = model_parts(base)
+    base_convs = {name: m for name, m in base.named_modules() if isinstance(m, nn.Conv2d)}
+    rows = []
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Conv2d):
+            part = part_of(name, parts) or "other"
+            total = base_convs[name].out_channels
+            rows.append((name, part, re.match(r"[a-z]+", part).group(0), module.out_channels, total))
+    table = pd.DataFrame(rows, columns=["module", "part", "kind", "kept", "total"])
+    table["fraction"] = table["kept"] / table["total"]
+    # Forward order: stem, then per stack hourglass → res → fc → score → merge (named_modules groups by type).
+    table["stack"] = [int(p[len(k) :]) if p[len(k) :].isdigit() else -1 for p, k in zip(table["part"], table["kind"])]
+    rank = table["kind"].map({k: i for i, k in enumerate(("stem", "hg", "res", "fc", "score", "merge"))}).fillna(9)
+    table = table.assign(_rank=rank).sort_values(["stack", "_rank"], kind="stable").drop(columns="_rank")
+    return table.reset_index(drop=True), info["config"]

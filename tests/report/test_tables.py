@@ -1,0 +1,131 @@
+"""Pareto front, speedup efficiency, metrics parsing and Markdown formatting on hand-built inputs."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hgprune.errors import HgpruneError
+from hgprune.report.runs import RunData, read_metrics
+from hgprune.report.tables import markdown_table, pareto_mask, speedup_efficiency, summary_table, with_derived
+
+
+def test_pareto_excludes_dominated_points():
+    macs = [1.0, 2.0, 2.0, 3.0, 4.0, 5.0, 0.5]
+    pckh = [50.0, 60.0, 55.0, 60.0, 70.0, 65.0, 40.0]
+    # (2, 55) loses to (2, 60); (3, 60) loses to (2, 60); (5, 65) loses to (4, 70).
+    assert pareto_mask(macs, pckh).tolist() == [True, True, False, False, True, False, True]
+
+
+def test_pareto_ties_and_nans():
+    macs = [1.0, 1.0, 2.0, np.nan, 3.0, 3.0]
+    pckh = [50.0, 50.0, 50.0, 99.0, 60.0, np.nan]
+    # Identical points do not dominate each other; equal PCKh at more MACs is dominated; NaN rows are never on it.
+    assert pareto_mask(macs, pckh).tolist() == [True, True, False, False, True, False]
+
+
+def test_pareto_single_point_and_empty():
+    assert pareto_mask([3.0], [1.0]).tolist() == [True]
+    assert pareto_mask([], []).tolist() == []
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        ((10.0, 5.0, 4e9, 1e9), 0.5),  # 2× faster for 4× fewer MACs
+        ((10.0, 2.5, 4e9, 1e9), 1.0),  # ideal
+        ((10.0, 10.0, 4e9, 4e9), 1.0),  # the baseline itself
+        ((8.0, 2.0, 6e9, 3e9), 2.0),  # faster than MACs suggest
+    ],
+)
+def test_speedup_efficiency_arithmetic(args, expected):
+    assert speedup_efficiency(*args) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("args", [(10.0, 0.0, 4e9, 1e9), (math.nan, 5.0, 4e9, 1e9), (10.0, 5.0, 4e9, None)])
+def test_speedup_efficiency_undefined_is_nan(args):
+    assert math.isnan(speedup_efficiency(*args))
+
+
+def _run(tmp_path, text: str, name: str = "r") -> RunData:
+    path = tmp_path / "metrics.csv"
+    path.write_text(text)
+    return RunData(name=name, path=tmp_path, metrics=read_metrics(path))
+
+
+CSV = (
+    "run,step,arch,N,M,criterion,macs_fvcore,latency_ms,pckh_mean\n"
+    "a,0,hg2,16,32,l1,8e9,40.0,80.0\n"
+    "a,1,hg2,16,32,l1,4e9,25.0,79.0\n"
+    "a,2,hg2,16,32,l1,2e9,16.0,77.5\n"
+)
+
+
+def test_derived_columns_relative_to_step_0(tmp_path):
+    frame = with_derived(_run(tmp_path, CSV))
+    assert frame["series"].tolist() == ["hg2/l1"] * 3
+    assert frame["speedup"].tolist() == pytest.approx([1.0, 1.6, 2.5])
+    assert frame["macs_reduction"].tolist() == pytest.approx([1.0, 2.0, 4.0])
+    assert frame["speedup_efficiency"].tolist() == pytest.approx([1.0, 0.8, 0.625])
+    assert frame["pckh_delta"].tolist() == pytest.approx([0.0, -1.0, -2.5])
+
+
+def test_summary_marks_pareto_among_final_rows(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a = _run(tmp_path / "a", CSV, "a")
+    b = _run(tmp_path / "b", CSV.replace("77.5", "70.0").replace("2e9", "3e9"), "b")  # more MACs, lower PCKh
+    table = summary_table([a, b])
+    assert table["run"].tolist() == ["a", "b"]
+    assert table["step"].tolist() == [2, 2]
+    assert table["pckh_mean"].tolist() == [77.5, 70.0]
+    assert table["pareto"].tolist() == [True, False]
+
+
+def test_read_metrics_sorts_types_and_fills_optional_columns(tmp_path):
+    lines = CSV.splitlines()
+    frame = _run(tmp_path, "\n".join([lines[0], lines[3], lines[1], lines[2]]) + "\n").metrics
+    assert frame["step"].tolist() == [0, 1, 2]
+    assert frame["macs_fvcore"].tolist() == [8e9, 4e9, 2e9]
+    assert frame["pckh_Head"].isna().all() and frame["arch"].tolist() == ["hg2"] * 3
+
+
+def test_empty_and_header_only_metrics_are_empty_frames(tmp_path):
+    assert read_metrics(_write(tmp_path, "")).empty
+    assert read_metrics(_write(tmp_path, CSV.splitlines()[0] + "\n")).empty
+
+
+def _write(tmp_path, text):
+    path = tmp_path / "metrics.csv"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("step,arch,criterion,macs_fvcore\n0,hg1,l1,5\n", "missing column(s) pckh_mean"),
+        (CSV.replace("40.0", "fast"), "column 'latency_ms' row 1 is not a number ('fast')"),
+        (CSV.replace("a,1,", "a,1.5,"), "column 'step' must hold whole numbers"),
+        ('step,arch\n"0,hg1\n', "not a readable metrics CSV"),
+        (CSV + "a,3,hg2,16,32,l1,1e9,9.0,70.0,extra,fields\n", "not a readable metrics CSV"),
+    ],
+)
+def test_garbled_metrics_name_the_file(tmp_path, text, match):
+    path = _write(tmp_path, text)
+    with pytest.raises(HgpruneError) as info:
+        read_metrics(path)
+    message = str(info.value)
+    assert message.startswith(str(path)) and match in message and "\n" not in message
+
+
+def test_markdown_table_formats_units_and_marks():
+    frame = pd.DataFrame(
+        {"run": ["a|b"], "params": [3_586_960.0], "macs_fvcore": [5.81e9], "latency_ms": [12.345],
+         "speedup": [2.5], "pckh_mean": [88.44], "pareto": [True]}
+    )  # fmt: skip
+    lines = markdown_table(frame).splitlines()
+    assert lines[0] == "| run | params (M) | GMACs | latency (ms) | speedup | PCKh | Pareto |"
+    assert lines[1] == "|:---|---:|---:|---:|---:|---:|:---|"
+    assert lines[2] == "| a\\|b | 3.587 | 5.81 | 12.35 | 2.50× | 88.4 | ★ |"
