@@ -1,0 +1,121 @@
+"""The torch Dataset shared by MPII and SynthPose: records + images → (image, heatmaps, weights, meta)."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hgprune.data import transforms as T
+from hgprune.data.mpii import GroundTruth, PoseRecord, headboxes_from_scale
+from hgprune.errors import HgpruneError
+
+
+class PoseDataset(torch.utils.data.Dataset):
+    """Crops of annotated people, one cv2.warpAffine each, with seed-default augmentation when ``augment`` is set.
+
+    Missing or unreadable images are skipped (a zero sample with zero target weight, ``meta["bad_image"] = True``)
+    and counted in :attr:`bad_images`; above ``max_bad_fraction`` of the dataset a :class:`HgpruneError` stops the
+    run. With DataLoader workers each process counts its own; the trainer can sum ``meta["bad_image"]`` instead.
+    """
+
+    num_joints = 16
+    flip_pairs = T.FLIP_PAIRS
+    flip_perm = T.FLIP_PERM
+
+    def __init__(
+        self,
+        records: list[PoseRecord],
+        image_root: str | os.PathLike,
+        *,
+        input_size: int = 256,
+        augment: T.Augment | None = None,
+        ground_truth: GroundTruth | None = None,
+        max_bad_fraction: float = 0.01,
+        sigma: float = 1.0,
+        name: str = "mpii",
+    ) -> None:
+        if input_size % 64:
+            raise HgpruneError(f"input_size: must be a multiple of 64, got {input_size}")
+        self.records = records
+        self.image_root = Path(image_root)
+        self.input_size = input_size
+        self.output_size = input_size // 4
+        self.augment = augment
+        self.sigma = sigma
+        self.max_bad_fraction = max_bad_fraction
+        self.name = name
+        self.bad_images = 0
+        self.bad_image_paths: list[str] = []
+        self._ground_truth = ground_truth
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def image_file(self, index: int) -> Path:
+        return self.image_root / self.records[index].image
+
+    def ground_truth(self) -> GroundTruth:
+        """0-based joints, missing flags and head boxes (from the gt .mat when given, else the records)."""
+        if self._ground_truth is not None:
+            return self._ground_truth
+        joints = np.stack([r.joints for r in self.records])
+        missing = ~np.stack([r.annotated for r in self.records])
+        if all(r.headbox is not None for r in self.records):
+            boxes = np.stack([r.headbox for r in self.records])
+        else:
+            boxes = headboxes_from_scale(self.records)
+        return GroundTruth(joints=joints, missing=missing, headboxes=boxes)
+
+    def _bad(self, index: int, path: Path) -> None:
+        self.bad_images += 1
+        self.bad_image_paths.append(str(path))
+        warnings.warn(f"{path}: missing or unreadable image, skipped ({self.bad_images} so far)", stacklevel=3)
+        if self.bad_images > max(1.0, self.max_bad_fraction * len(self)):
+            raise HgpruneError(
+                f"{self.image_root}: {self.bad_images} images missing or unreadable (more than "
+                f"{100 * self.max_bad_fraction:g}% of {len(self)}), e.g. {path}; check --image-path / --data-root"
+            )
+
+    def __getitem__(self, index: int):
+        rec = self.records[index]
+        center, scale, rotation, flip, color = rec.center.copy(), rec.scale, 0.0, False, None
+        if self.augment is not None:
+            # Torch's RNG is seeded per DataLoader worker and per epoch by the trainer, so this is reproducible.
+            rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,)).item()))
+            factor, rotation, flip, color = self.augment.sample(rng)
+            scale = scale * factor
+        size, out = self.input_size, self.output_size
+        path = self.image_root / rec.image
+        reduce = T.reduction_factor(scale, size)
+        image = T.read_image(path, reduce)
+        meta = {
+            "index": index,
+            "center": torch.tensor(center, dtype=torch.float32),
+            "scale": float(scale),
+            "rotation": float(rotation),
+            "flipped": flip,
+            "bad_image": image is None,
+        }
+        if image is None:
+            self._bad(index, path)
+            zeros = torch.zeros(self.num_joints)
+            return torch.zeros(3, size, size), torch.zeros(self.num_joints, out, out), zeros, meta
+        mat = T.affine_matrix(center, scale, rotation, size, flip)
+        crop = T.warp_image(image, mat, size, reduce)
+        joints = rec.joints
+        weights = rec.annotated.astype(np.float32)
+        hm_mat = T.affine_matrix(center, scale, rotation, out, flip)
+        points = T.apply_affine(joints, hm_mat)
+        if flip:
+            points, weights = points[T.FLIP_PERM], weights[T.FLIP_PERM]
+        target, weights = T.gaussian_heatmaps(points, weights, out, self.sigma)
+        return (
+            torch.from_numpy(T.to_normalized_chw(crop, color)),
+            torch.from_numpy(target),
+            torch.from_numpy(weights),
+            meta,
+        )

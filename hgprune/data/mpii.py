@@ -1,0 +1,262 @@
+"""MPII annotation I/O: the seed's JSON, HRNet's JSON list and ``gt_valid.mat``-layout ground truth.
+
+Files are 1-based MATLAB pixels; everything returned here is 0-based. Malformed input raises
+:class:`~hgprune.errors.HgpruneError` naming the file and the record, so a user finds the fault in seconds.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from hgprune.errors import HgpruneError
+
+NUM_JOINTS = 16
+JOINT_NAMES = [
+    "r_ankle", "r_knee", "r_hip", "l_hip", "l_knee", "l_ankle", "pelvis", "thorax",
+    "upper_neck", "head_top", "r_wrist", "r_elbow", "r_shoulder", "l_shoulder", "l_elbow", "l_wrist",
+]  # fmt: skip
+SEED_FIELDS = ("img_paths", "objpos", "scale_provided", "joint_self")
+HRNET_FIELDS = ("image", "center", "scale", "joints", "joints_vis")
+# MPII's scale_provided is head-size based: 0.6 × head-box diagonal = 25 × scale exactly on the validation set.
+HEAD_NORM_PER_SCALE = 25.0
+
+
+@dataclass
+class PoseRecord:
+    """One annotated person: crop centre/scale already adjusted as the seed does (y += 15·s, s ×= 1.25)."""
+
+    image: str
+    center: np.ndarray  # (2,) 0-based crop centre
+    scale: float  # crop side / 200 px
+    joints: np.ndarray  # (J, 2) 0-based
+    annotated: np.ndarray  # (J,) bool: the joint has coordinates (not "missing")
+    visible: np.ndarray  # (J,) bool: annotated and not occluded (MPII's visibility flag)
+    is_val: bool
+    headbox: np.ndarray | None = None  # (2, 2) 0-based [[x1, y1], [x2, y2]]
+    width: float | None = None
+    height: float | None = None
+    raw_scale: float = 1.0  # scale_provided before the ×1.25
+
+
+@dataclass
+class GroundTruth:
+    """What PCKh needs: joints (N, J, 2) 0-based, missing (N, J) bool, headboxes (N, 2, 2)."""
+
+    joints: np.ndarray
+    missing: np.ndarray
+    headboxes: np.ndarray
+
+
+def read_json(path: str | os.PathLike) -> object:
+    """Parse a JSON file, gzip-compressed or plain; corruption becomes a one-line error naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise HgpruneError(f"{path}: annotation file not found")
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read()
+        if raw[:2] == b"\x1f\x8b":
+            raw = gzip.decompress(raw)
+        return json.loads(raw.decode("utf-8"))
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        raise HgpruneError(f"{path}: truncated or corrupt gzip file ({exc})") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise HgpruneError(f"{path}: not valid JSON ({str(exc)[:100]})") from None
+
+
+def _array(value, shape_tail: tuple[int, ...], where: str) -> np.ndarray:
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise HgpruneError(f"{where}: not a numeric array") from None
+    if arr.ndim != len(shape_tail) or any(t is not None and s != t for s, t in zip(arr.shape, shape_tail)):
+        raise HgpruneError(f"{where}: expected shape {shape_tail}, got {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise HgpruneError(f"{where}: contains NaN or infinity")
+    return arr
+
+
+def _check_joints(rec: PoseRecord, where: str) -> None:
+    """Refuse annotated joints far outside the image (or far from the person): a sign of a broken file."""
+    pts = rec.joints[rec.annotated]
+    if len(pts) == 0:
+        return
+    if rec.width and rec.height:
+        w, h = rec.width, rec.height
+        bad = (pts[:, 0] < -0.5 * w) | (pts[:, 0] > 1.5 * w) | (pts[:, 1] < -0.5 * h) | (pts[:, 1] > 1.5 * h)
+        if bad.any():
+            raise HgpruneError(f"{where}: joint {pts[bad][0].round(1).tolist()} is far outside the {w:g}x{h:g} image")
+    far = np.abs(pts - rec.center).max(axis=1) > 2.0 * 200.0 * rec.scale
+    if far.any():
+        raise HgpruneError(f"{where}: joint {pts[far][0].round(1).tolist()} is far from the person (centre/scale)")
+
+
+def _seed_record(item: dict, where: str) -> PoseRecord:
+    raw = _array(item["joint_self"], (NUM_JOINTS, 3), f"{where}: joint_self")
+    scale = float(item["scale_provided"])
+    if not scale > 0:
+        raise HgpruneError(f"{where}: scale_provided must be > 0, got {scale}")
+    center = _array(item["objpos"], (2,), f"{where}: objpos") - 1.0
+    annotated = ~((raw[:, 0] == 0) & (raw[:, 1] == 0))
+    headbox = None
+    if item.get("headbox") is not None:
+        headbox = _array(item["headbox"], (2, 2), f"{where}: headbox") - 1.0
+    rec = PoseRecord(
+        image=str(item["img_paths"]),
+        center=center + np.array([0.0, 15.0 * scale]),
+        scale=scale * 1.25,
+        joints=raw[:, :2] - 1.0,
+        annotated=annotated,
+        visible=annotated & (raw[:, 2] > 0),
+        is_val=bool(item.get("isValidation", 0)),
+        headbox=headbox,
+        width=float(item["img_width"]) if item.get("img_width") else None,
+        height=float(item["img_height"]) if item.get("img_height") else None,
+        raw_scale=scale,
+    )
+    _check_joints(rec, where)
+    return rec
+
+
+def _hrnet_record(item: dict, where: str) -> PoseRecord:
+    joints = _array(item["joints"], (NUM_JOINTS, 2), f"{where}: joints")
+    vis = _array(item["joints_vis"], (NUM_JOINTS,), f"{where}: joints_vis") > 0
+    scale = float(item["scale"])
+    if not scale > 0:
+        raise HgpruneError(f"{where}: scale must be > 0, got {scale}")
+    center = _array(item["center"], (2,), f"{where}: center") - 1.0
+    rec = PoseRecord(
+        image=str(item["image"]),
+        center=center + np.array([0.0, 15.0 * scale]),
+        scale=scale * 1.25,
+        joints=joints - 1.0,
+        annotated=vis,
+        visible=vis,
+        is_val=bool(item.get("isValidation", 0)),
+        raw_scale=scale,
+    )
+    _check_joints(rec, where)
+    return rec
+
+
+def load_annotations(path: str | os.PathLike) -> list[PoseRecord]:
+    """All records of a seed-format or HRNet-format MPII annotation file (format detected per file)."""
+    data = read_json(path)
+    if isinstance(data, dict) and "root" in data:
+        data = data["root"]
+    if not isinstance(data, list) or not data:
+        raise HgpruneError(f"{path}: expected a non-empty JSON list of person records")
+    first = data[0]
+    if isinstance(first, dict) and "joint_self" in first:
+        fields, parse = SEED_FIELDS, _seed_record
+    elif isinstance(first, dict) and "joints" in first:
+        fields, parse = HRNET_FIELDS, _hrnet_record
+    else:
+        raise HgpruneError(f"{path}: record 0 is neither seed format (joint_self, …) nor HRNet format (joints, …)")
+    records = []
+    for i, item in enumerate(data):
+        where = f"{path}: record {i}"
+        if not isinstance(item, dict):
+            raise HgpruneError(f"{where}: not a JSON object")
+        missing = [f for f in fields if f not in item]
+        if missing:
+            raise HgpruneError(f"{where}: missing field {missing[0]!r}")
+        try:
+            records.append(parse(item, where))
+        except (TypeError, ValueError) as exc:
+            raise HgpruneError(f"{where}: malformed value ({str(exc)[:80]})") from None
+    return records
+
+
+def split_records(records: list[PoseRecord], split: str) -> list[PoseRecord]:
+    """``train`` = isValidation 0, ``val`` = 1; a file without isValidation (HRNet's per-split files) is one split."""
+    if split not in ("train", "val"):
+        raise HgpruneError(f"split: must be 'train' or 'val', got {split!r}")
+    if not any(r.is_val for r in records):
+        return list(records)
+    return [r for r in records if r.is_val == (split == "val")]
+
+
+def _loadmat(path: str | os.PathLike) -> dict:
+    import scipy.io
+
+    path = Path(path)
+    if not path.is_file():
+        raise HgpruneError(f"{path}: file not found")
+    try:
+        return scipy.io.loadmat(str(path))
+    except Exception as exc:  # scipy raises many types for corrupt files
+        raise HgpruneError(f"{path}: not a readable MATLAB file ({str(exc)[:80]})") from None
+
+
+def _mat_field(mat: dict, key: str, path, shape_head: tuple[int, ...]) -> np.ndarray:
+    if key not in mat:
+        raise HgpruneError(f"{path}: no variable {key!r} (expected the gt_valid.mat layout)")
+    arr = np.asarray(mat[key], dtype=np.float64)
+    if arr.ndim != len(shape_head) + 1 or arr.shape[: len(shape_head)] != shape_head:
+        raise HgpruneError(f"{path}: {key} has shape {arr.shape}, expected {shape_head + ('N',)}")
+    return arr
+
+
+def load_ground_truth_mat(path: str | os.PathLike) -> GroundTruth:
+    """``gt_valid.mat`` layout: pos_gt_src (16×2×N), jnt_missing (16×N), headboxes_src (2×2×N), 1-based."""
+    mat = _loadmat(path)
+    joints = _mat_field(mat, "pos_gt_src", path, (NUM_JOINTS, 2)).transpose(2, 0, 1) - 1.0
+    missing = _mat_field(mat, "jnt_missing", path, (NUM_JOINTS,)).T.astype(bool)
+    boxes = _mat_field(mat, "headboxes_src", path, (2, 2)).transpose(2, 0, 1) - 1.0
+    if not (len(joints) == len(missing) == len(boxes)):
+        raise HgpruneError(f"{path}: pos_gt_src, jnt_missing and headboxes_src disagree on the number of people")
+    size = boxes[:, 1] - boxes[:, 0]
+    bad = np.where(~(np.abs(size).min(axis=1) > 0))[0]
+    if len(bad):
+        raise HgpruneError(f"{path}: headboxes_src of record {int(bad[0])} has zero size {size[bad[0]].tolist()}")
+    return GroundTruth(joints=joints, missing=missing, headboxes=boxes)
+
+
+def load_predictions_mat(path: str | os.PathLike, key: str = "pos_pred_src") -> np.ndarray:
+    """Predictions (N, 16, 2) 0-based from a ``pos_pred_src`` (16×2×N, 1-based) variable."""
+    return _mat_field(_loadmat(path), key, path, (NUM_JOINTS, 2)).transpose(2, 0, 1) - 1.0
+
+
+def save_predictions_mat(path: str | os.PathLike, preds: np.ndarray) -> None:
+    """Write (N, 16, 2) 0-based predictions as ``preds.mat`` with ``pos_pred_src`` (16×2×N, 1-based), atomically."""
+    import io
+
+    import scipy.io
+
+    from hgprune.fsutil import atomic_write_bytes
+
+    buf = io.BytesIO()
+    scipy.io.savemat(buf, {"pos_pred_src": np.asarray(preds, dtype=np.float64).transpose(1, 2, 0) + 1.0})
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def check_order(records: list[PoseRecord], gt: GroundTruth, source: str, max_mismatch: float = 0.01) -> None:
+    """Refuse a ground-truth file whose people are not the records' people in the same order."""
+    if len(records) != len(gt.joints):
+        raise HgpruneError(
+            f"{source}: has {len(gt.joints)} people but the annotation split has {len(records)}; use the matching file"
+        )
+    joints = np.stack([r.joints for r in records])
+    usable = ~gt.missing & np.stack([r.annotated for r in records])
+    diff = np.where(usable, np.abs(joints - gt.joints).max(axis=2), 0.0)
+    mismatched = int((diff.max(axis=1) > 1.0).sum())
+    if mismatched > max_mismatch * len(records):
+        raise HgpruneError(
+            f"{source}: {mismatched} of {len(records)} people differ from the annotations' joints; "
+            "the file is not in the annotations' validation order"
+        )
+
+
+def headboxes_from_scale(records: list[PoseRecord]) -> np.ndarray:
+    """Square head boxes whose 0.6 × diagonal = 25 × scale_provided (MPII's own relation), centred on the head."""
+    side = HEAD_NORM_PER_SCALE / 0.6 / np.sqrt(2.0) * np.array([r.raw_scale for r in records])
+    centre = np.stack([(r.joints[8] + r.joints[9]) / 2.0 for r in records])
+    return np.stack([centre - side[:, None] / 2, centre + side[:, None] / 2], axis=1)

@@ -1,0 +1,151 @@
+"""OpenCV sample pipeline: one affine warp per sample (crop, scale, rotation, flip), colour jitter, heatmaps.
+
+Coordinates are 0-based pixels with pixel *centres* at integers. A crop maps the square of side ``200 * scale``
+around ``center`` onto an ``out × out`` image with ``center → ((out - 1) / 2, (out - 1) / 2)``; the same formula
+at heatmap resolution makes input pixel ``u`` land on heatmap pixel ``(u - 1.5) / 4``, so targets and decoded
+predictions agree with the images exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+# MPII order: 0 r-ankle … 15 l-wrist. A horizontal flip swaps left and right joints.
+FLIP_PERM = [5, 4, 3, 2, 1, 0, 6, 7, 8, 9, 15, 14, 13, 12, 11, 10]
+FLIP_PAIRS = [(0, 5), (1, 4), (2, 3), (10, 15), (11, 14), (12, 13)]
+
+# Images are RGB in [0, 1], normalised with the ImageNet statistics (documented in the README's data section).
+MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class Augment:
+    """Random augmentation, defaults = the seed's (DESIGN.md §2). ``None`` augment means a plain centred crop."""
+
+    scale_sigma: float = 0.25
+    scale_min: float = 0.75
+    scale_max: float = 1.25
+    rot_sigma: float = 30.0
+    rot_max: float = 60.0
+    rot_prob: float = 0.6
+    flip_prob: float = 0.5
+    color_min: float = 0.8
+    color_max: float = 1.2
+
+    def sample(self, rng: np.random.Generator) -> tuple[float, float, bool, np.ndarray]:
+        """(scale factor, rotation degrees, flip, per-channel colour factors)."""
+        scale = float(np.clip(1.0 + self.scale_sigma * rng.standard_normal(), self.scale_min, self.scale_max))
+        rot = float(np.clip(self.rot_sigma * rng.standard_normal(), -self.rot_max, self.rot_max))
+        if rng.random() >= self.rot_prob:
+            rot = 0.0
+        flip = bool(rng.random() < self.flip_prob)
+        color = rng.uniform(self.color_min, self.color_max, size=3).astype(np.float32)
+        return scale, rot, flip, color
+
+
+def affine_matrix(center, scale: float, rotation: float, out_size: int, flip: bool = False) -> np.ndarray:
+    """2×3 matrix mapping original-image pixels to crop pixels (rotation in degrees, counter-clockwise on screen)."""
+    k = out_size / (200.0 * float(scale))
+    theta = np.deg2rad(rotation)
+    cos, sin = np.cos(theta) * k, np.sin(theta) * k
+    lin = np.array([[cos, sin], [-sin, cos]], dtype=np.float64)
+    half = (out_size - 1) / 2.0
+    c = np.asarray(center, dtype=np.float64)
+    mat = np.concatenate([lin, (np.array([half, half]) - lin @ c)[:, None]], axis=1)
+    if flip:
+        mat = np.array([[-1.0, 0.0, out_size - 1.0], [0.0, 1.0, 0.0]]) @ np.vstack([mat, [0.0, 0.0, 1.0]])
+    return mat
+
+
+def invert_affine(mat: np.ndarray) -> np.ndarray:
+    """Inverse of a 2×3 affine matrix."""
+    full = np.vstack([np.asarray(mat, dtype=np.float64), [0.0, 0.0, 1.0]])
+    return np.linalg.inv(full)[:2]
+
+
+def apply_affine(points: np.ndarray, mat: np.ndarray) -> np.ndarray:
+    """Transform (..., 2) points with a 2×3 matrix."""
+    points = np.asarray(points, dtype=np.float64)
+    return points @ mat[:, :2].T + mat[:, 2]
+
+
+def reduction_factor(scale: float, out_size: int, image_shape: tuple[int, int] | None = None) -> int:
+    """Largest JPEG decode reduction (1, 2, 4, 8) that still samples the crop at ≥ 1 source pixel per output pixel."""
+    crop_pixels = 200.0 * scale
+    for factor in (8, 4, 2):
+        if crop_pixels / factor >= out_size:
+            return factor
+    return 1
+
+
+def reduced_to_full(factor: int) -> np.ndarray:
+    """3×3 matrix mapping full-resolution pixels to pixels of an image decoded at 1/factor (pixel-centre aligned)."""
+    if factor == 1:
+        return np.eye(3)
+    shift = (factor - 1) / 2.0
+    return np.array([[1.0 / factor, 0.0, -shift / factor], [0.0, 1.0 / factor, -shift / factor], [0.0, 0.0, 1.0]])
+
+
+_READ_FLAGS = {
+    1: cv2.IMREAD_COLOR,
+    2: cv2.IMREAD_REDUCED_COLOR_2,
+    4: cv2.IMREAD_REDUCED_COLOR_4,
+    8: cv2.IMREAD_REDUCED_COLOR_8,
+}
+
+
+def read_image(path: str, factor: int = 1) -> np.ndarray | None:
+    """BGR uint8 image decoded at 1/factor resolution (JPEG DCT scaling), or None when missing or unreadable."""
+    return cv2.imread(str(path), _READ_FLAGS[factor])
+
+
+def warp_image(image: np.ndarray, mat: np.ndarray, out_size: int, factor: int = 1) -> np.ndarray:
+    """One cv2.warpAffine from a (possibly reduced) decoded image to the ``out × out`` crop; ``mat`` is full-res."""
+    if factor != 1:
+        mat = mat @ np.linalg.inv(reduced_to_full(factor))
+    return cv2.warpAffine(
+        image, mat.astype(np.float64), (out_size, out_size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT
+    )
+
+
+def to_normalized_chw(image_bgr: np.ndarray, color: np.ndarray | None = None) -> np.ndarray:
+    """BGR uint8 → normalised RGB float32 (3, H, W), with optional per-channel (RGB) colour factors."""
+    scale = np.full(3, 1.0 / 255.0, dtype=np.float32)
+    if color is not None:
+        scale = scale * color
+    rgb = image_bgr[:, :, ::-1].astype(np.float32) * scale
+    if color is not None:
+        np.clip(rgb, 0.0, 1.0, out=rgb)
+    rgb -= MEAN
+    rgb /= STD
+    return np.ascontiguousarray(rgb.transpose(2, 0, 1))
+
+
+def gaussian_heatmaps(
+    points: np.ndarray, weights: np.ndarray, size: int, sigma: float = 1.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """(J, size, size) Gaussians with peak 1 at the rounded joint positions (seed style, cut at 3σ).
+
+    A joint whose rounded position falls outside the heatmap gets weight 0 and an empty map.
+    """
+    num = len(points)
+    maps = np.zeros((num, size, size), dtype=np.float32)
+    weights = np.asarray(weights, dtype=np.float32).copy()
+    radius = int(np.ceil(3 * sigma))
+    grid = np.arange(-radius, radius + 1, dtype=np.float32)
+    patch = np.exp(-(grid[None, :] ** 2 + grid[:, None] ** 2) / (2 * sigma**2))
+    for j in range(num):
+        if weights[j] <= 0:
+            continue
+        x, y = int(np.round(points[j, 0])), int(np.round(points[j, 1]))
+        if not (0 <= x < size and 0 <= y < size):
+            weights[j] = 0.0
+            continue
+        x0, x1 = max(0, x - radius), min(size, x + radius + 1)
+        y0, y1 = max(0, y - radius), min(size, y + radius + 1)
+        maps[j, y0:y1, x0:x1] = patch[y0 - y + radius : y1 - y + radius, x0 - x + radius : x1 - x + radius]
+    return maps, weights
