@@ -246,7 +246,9 @@ class Runner:
             save_model(model, path, meta={"step": 0, "row": row, "recipe": r.name})
             self._write_metrics([row])
             log(_row_line("baseline", row))
-        reference = {"macs": row["conv_macs"], "params": row["params"], "macs_fvcore": row["macs_fvcore"]}
+        from hgprune.prune import model_size
+
+        reference = {**model_size(model, r.model.input_size), "macs_fvcore": row["macs_fvcore"]}
         return model, row, reference
 
     def _prune_step(self, model, step: int, kept: float, total: int, reference: dict, teacher) -> tuple[Any, dict]:
@@ -332,7 +334,7 @@ class Runner:
             repeats=r.profile.repeats,
             threads=r.profile.threads,
         )
-        reference = reference or {"macs": prof.conv_macs, "params": prof.params, "macs_fvcore": prof.macs_fvcore}
+        reference = reference or {"params": prof.params, "macs_fvcore": prof.macs_fvcore}
         mpii = result.mpii
         row = {
             "run": r.name,
