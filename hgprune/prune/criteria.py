@@ -147,10 +147,20 @@ class RandomCriterion(Criterion):
     """Seeded random scores: the control every real criterion has to beat."""
 
     def __init__(self, seed: int = 0) -> None:
-        self.generator = torch.Generator().manual_seed(seed)
+        self.seed = seed
+
+    @property
+    def seed(self) -> int:
+        return self._seed
+
+    @seed.setter
+    def seed(self, value: int) -> None:
+        """Setting the seed (e.g. per prune step) restarts the stream."""
+        self._seed = int(value)
+        self._generator = torch.Generator().manual_seed(self._seed)
 
     def score(self, group: Any) -> torch.Tensor:
-        return torch.rand(group_size(group), generator=self.generator)
+        return torch.rand(group_size(group), generator=self._generator)
 
 
 @register_criterion("taylor")

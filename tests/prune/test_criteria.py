@@ -210,3 +210,11 @@ def test_bad_user_criterion_is_a_one_line_error(name, fragment):
     with pytest.raises(HgpruneError, match=fragment) as err:
         get_criterion(name)
     assert "\n" not in str(err.value)
+
+
+def test_random_seed_can_be_set_per_step(tiny_groups):
+    _, groups = tiny_groups
+    group = groups["hg.0.hg.0.0.0.conv1"]
+    criterion = get_criterion("random")
+    criterion.seed = 7
+    torch.testing.assert_close(criterion.score(group), get_criterion("random", seed=7).score(group))
