@@ -49,6 +49,7 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--synth-train", "--synth_train", dest="synth_train", type=int, help="SynthPose train size")
     parser.add_argument("--synth-val", "--synth_val", dest="synth_val", type=int, help="SynthPose validation size")
+    parser.add_argument("--synth-size", "--synth_size", dest="synth_size", type=int, help="SynthPose image side (px)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:k] (under torchrun: each rank's LOCAL_RANK GPU)")
     parser.add_argument("--seed", type=int, default=0, help="seeds data order, augmentation and SynthPose")
 
@@ -86,6 +87,8 @@ def synth_options(args: argparse.Namespace) -> dict | None:
         synth["num_train"] = args.synth_train
     if args.synth_val is not None:
         synth["num_val"] = args.synth_val
+    if getattr(args, "synth_size", None) is not None:
+        synth["size"] = args.synth_size
     return synth or None
 
 
@@ -94,16 +97,21 @@ def build_datasets(args: argparse.Namespace, input_size: int, splits: tuple[str,
     from hgprune.data import build_dataset
     from hgprune.train import distributed as ddp
 
+    annotations, image_path, cache_dir = args.annotations, args.image_path, args.data_root
+    generated = Path(args.data_root or ".") / "annotations.json"
+    if args.dataset == "synthpose" and annotations is None and args.data_root and generated.is_file():
+        annotations, image_path, cache_dir = generated, image_path or generated.parent / "images", None  # data synth
+
     def build():
         return {
             split: build_dataset(
                 args.dataset,
                 split,
                 input_size=input_size,
-                annotations=args.annotations,
-                image_path=args.image_path,
+                annotations=annotations,
+                image_path=image_path,
                 synth=synth_options(args),
-                cache_dir=args.data_root,
+                cache_dir=cache_dir,
                 seed=args.seed,
             )
             for split in splits

@@ -193,6 +193,7 @@ class Trainer:
         if ddp.is_distributed():
             sampler = DistributedSampler(self.train_set, shuffle=True, seed=self.cfg.seed)
             sampler.set_epoch(epoch)
+        shard = len(sampler) if sampler is not None else len(self.train_set)
         return DataLoader(
             self.train_set,
             batch_size=self.cfg.batch_size,
@@ -202,7 +203,8 @@ class Trainer:
             generator=generator,
             worker_init_fn=seed_worker,
             pin_memory=self.device.type == "cuda",
-            drop_last=False,
+            # a lone last sample breaks train-mode BatchNorm where the hourglass bottom is 1x1 (64 px inputs)
+            drop_last=shard % self.cfg.batch_size == 1 and shard > 1,
         )
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
