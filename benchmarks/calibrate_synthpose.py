@@ -45,6 +45,8 @@ def main() -> None:
     parser.add_argument("--num-train", type=int, default=4000)
     parser.add_argument("--num-val", type=int, default=500)
     parser.add_argument("--seconds", type=float, default=120.0, help="training wall-clock budget")
+    parser.add_argument("--steps", type=int, default=0, help="train this many steps instead (ignores --seconds)")
+    parser.add_argument("--eval-every", type=int, default=0, help="also evaluate every this many steps")
     parser.add_argument("--lr", type=float, default=2.5e-3)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2)
@@ -60,8 +62,12 @@ def main() -> None:
     model = build_model(args.arch, N=args.N, M=args.M, input_size=args.input_size)
     opt = torch.optim.RMSprop(model.parameters(), lr=args.lr)
     loader = torch.utils.data.DataLoader(train, batch_size=args.batch_size, shuffle=True, drop_last=True)
-    start, steps, epochs, loss_value = time.time(), 0, 0, float("nan")
-    while time.time() - start < args.seconds:
+    start, cpu_start, steps, loss_value, curve = time.time(), time.process_time(), 0, float("nan"), []
+
+    def done() -> bool:
+        return steps >= args.steps if args.steps else time.time() - start >= args.seconds
+
+    while not done():
         model.train()
         for images, target, weight, _ in loader:
             outputs = model(images)
@@ -71,16 +77,21 @@ def main() -> None:
             loss.backward()
             opt.step()
             steps += 1
-            loss_value = float(loss)
-            if time.time() - start >= args.seconds:
+            loss_value = float(loss.detach())
+            if args.eval_every and steps % args.eval_every == 0:
+                curve.append((steps, evaluate(model, val)["mpii"]["mean"]))
+                print(json.dumps({"steps": steps, "pckh_mpii": curve[-1][1], "cpu_s": time.process_time() - cpu_start}))
+                model.train()
+            if done():
                 break
-        epochs += 1
-    train_s = time.time() - start
+    train_s, cpu_s = time.time() - start, time.process_time() - cpu_start
     scores = evaluate(model, val)
     result = {
         "model": f"{args.arch} N={args.N} M={args.M} @ {args.input_size}",
         "generation_s": round(gen_s, 1),
         "train_s": round(train_s, 1),
+        "train_cpu_s": round(cpu_s, 1),
+        "curve": curve,
         "steps": steps,
         "epochs": round(steps * args.batch_size / len(train), 2),
         "final_loss": loss_value,
