@@ -85,21 +85,18 @@ class _Group:
 class _Planner:
     """Counts MACs / params / channels of a plan (kept width per group) without touching the model."""
 
-    def __init__(self, model: nn.Module, groups: list[tuple[_Group, Any]], input_size: int) -> None:
+    def __init__(self, model: nn.Module, groups: list[tuple[_Group, Any]], pair_macs: dict[nn.Module, int]) -> None:
         convs = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
         bns = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
         conv_index = {m: i for i, (_, m) in enumerate(convs)}
         bn_index = {m: i for i, (_, m) in enumerate(bns)}
-        macs_by_name = conv_macs(model, input_size, by_module=True)
         self.out0 = np.array([m.out_channels for _, m in convs], dtype=np.int64)
         self.in0 = np.array([m.in_channels for _, m in convs], dtype=np.int64)
         if any(m.groups != 1 for _, m in convs):
             raise HgpruneError("grouped convolutions are not supported by the pruning engine")
         self.kernel = np.array([math.prod(m.kernel_size) for _, m in convs], dtype=np.int64)
         self.bias = np.array([m.bias is not None for _, m in convs], dtype=np.int64)
-        self.mac_unit = np.array(
-            [macs_by_name.get(n, 0) / max(m.in_channels * m.out_channels, 1) for n, m in convs], dtype=np.float64
-        )
+        self.mac_unit = np.array([pair_macs.get(m, 0) for _, m in convs], dtype=np.float64)
         self.bn0 = np.array([m.num_features for _, m in bns], dtype=np.int64)
         self.bn_params = np.array([2 if m.affine else 0 for _, m in bns], dtype=np.int64)
         self.out_group = np.full(len(convs), -1)
@@ -166,29 +163,24 @@ def prune_to_target(
         criterion = get_criterion(criterion)
     multipliers = _part_multipliers(model, part_ratios, prune_trunk)
     was_training = model.training
+    threads = torch.get_num_threads()
     reference = dict(reference) if reference is not None else model_size(model, input_size)
 
     try:
         criterion.calibrate(model, calibration, loss_fn)
         watch.lap("calibrate_s")
 
+        torch.set_num_threads(1)  # graph bookkeeping is tiny ops; extra threads only spin on a busy machine
         model.eval()  # tracing must not touch BatchNorm running statistics
-        device = next(model.parameters()).device
-        probe = 4 * 2 ** getattr(getattr(model, "config", None), "depth", 4)
-        graph = tp.DependencyGraph().build_dependency(
-            model,
-            example_inputs=torch.zeros(1, 3, probe, probe, device=device),
-            output_transform=lambda outputs: sum(o.sum() for o in outputs),
-            verbose=False,
-        )
+        graph, pair_macs = _trace(model, input_size)
         heads = [m for n, m in model.named_modules() if n.startswith("score.") and isinstance(m, nn.Conv2d)]
         raw_groups = list(graph.get_all_groups(ignored_layers=heads, root_module_types=[nn.Conv2d]))
         watch.lap("graph_s")
 
-        groups = _describe_groups(model, graph, raw_groups, criterion)
+        groups = _describe_groups(model, raw_groups, criterion)
         watch.lap("score_s")
 
-        planner = _Planner(model, groups, input_size)
+        planner = _Planner(model, groups, pair_macs)
         infos = [info for info, _ in groups]
         plan = _plan_fn(infos, multipliers, global_ranking, max_layer_ratio, round_to, round_mode)
         found = search_ratio(lambda r: planner.size(plan(r))[kind] / reference[kind], kept, tolerance)
@@ -196,19 +188,18 @@ def prune_to_target(
         watch.lap("search_s")
 
         removed = groups_pruned = 0
-        for (info, _), keep_count in zip(groups, keep):
+        for (info, group), keep_count in zip(groups, keep):
             n_remove = info.width - int(keep_count)
-            if n_remove <= 0:
-                continue
-            idxs = sorted(int(i) for i in info.order[:n_remove])
-            graph.get_pruning_group(info.root, tp.prune_conv_out_channels, idxs).prune()
-            removed += n_remove
-            groups_pruned += 1
+            if n_remove > 0:
+                _prune_group(graph, info, group, info.order[:n_remove])
+                removed += n_remove
+                groups_pruned += 1
         watch.lap("prune_s")
     finally:
+        torch.set_num_threads(threads)
         model.train(was_training)
 
-    size = model_size(model, input_size)
+    size = _measured_size(model, pair_macs)
     watch.lap("measure_s")
     fractions = {k: size[k] / reference[k] for k in KINDS}
     met = abs(fractions[kind] - kept) <= tolerance or (found.ratio == 0.0 and fractions[kind] <= kept + tolerance)
@@ -285,20 +276,84 @@ def _part_multipliers(model: nn.Module, part_ratios: dict[str, float] | None, pr
     return multipliers
 
 
-def _base_widths(model: nn.Module) -> dict[str, int]:
-    """Out-channels of every conv in the unpruned architecture (built on the meta device: no memory, no init)."""
+def _trace(model: nn.Module, input_size: int) -> tuple[Any, dict[nn.Module, int]]:
+    """Dependency graph from one forward at the smallest valid size, plus every conv's MACs per (in × out) channel.
+
+    Feature-map sizes never change with pruning, so ``kh · kw · H · W`` per conv (scaled from the probe size to
+    ``input_size``, as :func:`hgprune.profile.conv_macs` does) makes every later MACs count pure arithmetic.
+    """
+    probe = 4 * 2 ** getattr(getattr(model, "config", None), "depth", 4)
+    if input_size % probe:
+        raise HgpruneError(f"model.input_size: must be a multiple of {probe}, got {input_size}")
+    scale = (input_size // probe) ** 2
+    pair_macs: dict[nn.Module, int] = {}
+
+    def record(module: nn.Conv2d, _inputs, output: torch.Tensor) -> None:
+        per_pair = math.prod(module.kernel_size) // module.groups * output.shape[-1] * output.shape[-2] * scale
+        pair_macs[module] = pair_macs.get(module, 0) + per_pair
+
+    hooks = [m.register_forward_hook(record) for m in model.modules() if isinstance(m, nn.Conv2d)]
+    try:
+        graph = tp.DependencyGraph().build_dependency(
+            model,
+            example_inputs=torch.zeros(1, 3, probe, probe, device=next(model.parameters()).device),
+            forward_fn=lambda net, x: net(x),  # tp would first try net(*x), a partial unbatched forward
+            output_transform=lambda outputs: sum(o.sum() for o in outputs),
+            verbose=False,
+        )
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return graph, pair_macs
+
+
+def _measured_size(model: nn.Module, pair_macs: dict[nn.Module, int]) -> dict[str, int]:
+    """:func:`model_size` of the pruned model from its real layer widths (same numbers, no forward pass)."""
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    return {
+        "macs": int(sum(pair_macs.get(m, 0) * m.in_channels * m.out_channels for m in convs)),
+        "params": count_params(model),
+        "channels": sum(m.out_channels for m in convs),
+    }
+
+
+def _prune_group(graph: Any, info: _Group, group: Any, channels: np.ndarray) -> None:
+    """Remove root ``channels`` from every member of the group, reusing the group already built for scoring.
+
+    Asking the graph again (``get_pruning_group``) would re-walk all of it for every group; groups are disjoint, so
+    pruning one never shifts another's indices.
+    """
+    doomed = {int(c) for c in channels}
+    if any(item.dep.target.type == tp.ops.OPTYPE.PARAMETER for item in group):
+        graph.get_pruning_group(info.root, tp.prune_conv_out_channels, sorted(doomed)).prune()
+        return
+    for item in group:
+        roots = item.root_idxs if item.root_idxs is not None else item.idxs
+        idxs = sorted({int(i) for i, r in zip(item.idxs, roots) if int(r) in doomed})
+        if idxs:
+            item.dep(idxs)
+
+
+def _base_width(name: str, model: nn.Module, width: int) -> int:
+    """Out-channels of conv ``name`` in the unpruned architecture (N sets the stem, M the trunk; DESIGN.md §1)."""
     config = getattr(model, "config", None)
     if not isinstance(model, HourglassNet) or config is None:
-        return {}
-    with torch.device("meta"):
-        base = HourglassNet(config)
-    return {n: m.out_channels for n, m in base.named_modules() if isinstance(m, nn.Conv2d)}
+        return width
+    N, M = config.N, config.M
+    head, last = name.split(".")[0], name.split(".")[-1]
+    if name == "conv1":
+        return N // 2
+    if head in ("layer1", "layer2", "layer3", "hg", "res"):
+        planes = {"layer1": N // 2, "layer2": N, "layer3": M // 2}.get(head, M // 2)
+        return planes if last in ("conv1", "conv2") else 2 * planes
+    if head == "score":
+        return config.num_joints
+    return M  # fc.{s}.0, fc_.{s}, score_.{s}
 
 
-def _describe_groups(model: nn.Module, graph: Any, raw_groups: list, criterion: Criterion) -> list[tuple[_Group, Any]]:
+def _describe_groups(model: nn.Module, raw_groups: list, criterion: Criterion) -> list[tuple[_Group, Any]]:
     names = {m: n for n, m in model.named_modules()}
     parts = model_parts(model) if isinstance(model, HourglassNet) else {}
-    base = _base_widths(model)
     described = []
     for group in raw_groups:
         root = group[0].dep.target.module
@@ -322,7 +377,7 @@ def _describe_groups(model: nn.Module, graph: Any, raw_groups: list, criterion: 
             name=name,
             part=part,
             width=width,
-            base_width=base.get(name, width),
+            base_width=_base_width(name, model, width),
             order=np.argsort(values, kind="stable"),
             normalized=values / mean if mean > 0 else values,
         )
