@@ -1,0 +1,105 @@
+"""Shared by the benchmarks: the environment record every result carries, and one JSON + Markdown writer.
+
+Every result file says on which machine, with which versions and thread counts, and by which exact command it was
+produced, plus the load average when it started — on a shared machine that is what makes a timing interpretable.
+"""
+
+from __future__ import annotations
+
+import datetime
+import importlib.metadata
+import os
+import platform
+import shlex
+import sys
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+REPORT_DIR = ROOT / "reports" / "benchmarks"
+PACKAGES = ("hgprune", "torch", "torch-pruning", "numpy", "fvcore", "thop", "onnx", "onnxruntime")
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def versions(packages: Iterable[str] = PACKAGES) -> dict[str, str]:
+    found = {"python": platform.python_version()}
+    for name in packages:
+        try:
+            found[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def environment(device: str = "cpu") -> dict:
+    """Machine, versions, thread settings, load and the exact command line of this process."""
+    import torch
+
+    env = {
+        "command": " ".join(shlex.quote(a) for a in [Path(sys.executable).name, *sys.argv]),
+        "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "machine": {
+            "platform": platform.platform(),
+            "cpu": _cpu_model(),
+            "logical_cpus": os.cpu_count(),
+            "load_average_1_5_15": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+            "device": device,
+        },
+        "versions": versions(),
+        "threads": {
+            "torch_intra_op": torch.get_num_threads(),
+            "torch_inter_op": torch.get_num_interop_threads(),
+            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
+        },
+    }
+    if device.startswith("cuda") and torch.cuda.is_available():
+        env["machine"]["gpu"] = torch.cuda.get_device_name(device)
+    return env
+
+
+def md_table(headers: Sequence[str], rows: Iterable[Sequence]) -> str:
+    """A GitHub Markdown table; floats get 3 significant digits."""
+
+    def cell(value) -> str:
+        if isinstance(value, float):
+            return f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
+        return "" if value is None else str(value)
+
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def environment_md(env: dict) -> str:
+    m, t = env["machine"], env["threads"]
+    load = ", ".join(f"{x:.1f}" for x in m["load_average_1_5_15"] or [])
+    vers = ", ".join(f"{k} {v}" for k, v in env["versions"].items())
+    return (
+        f"- Command: `{env['command']}`\n- Started: {env['started']}\n"
+        f"- Machine: {m['cpu']} ({m['logical_cpus']} logical CPUs), {m['platform']}, device {m['device']}"
+        f"{', ' + m['gpu'] if m.get('gpu') else ''}\n- Load average at start (1/5/15 min): {load}\n"
+        f"- Threads: torch intra-op {t['torch_intra_op']}, inter-op {t['torch_inter_op']}, "
+        f"OMP_NUM_THREADS={t['OMP_NUM_THREADS']}\n- Versions: {vers}\n"
+    )
+
+
+def write_report(name: str, data: dict, markdown: str, out_dir: str | os.PathLike | None = None) -> tuple[Path, Path]:
+    """Write ``{name}.json`` and ``{name}.md`` atomically into ``out_dir`` (default ``reports/benchmarks``)."""
+    import json
+
+    from hgprune.fsutil import atomic_write_text
+
+    out = Path(out_dir) if out_dir else REPORT_DIR
+    json_path, md_path = out / f"{name}.json", out / f"{name}.md"
+    atomic_write_text(json_path, json.dumps(data, indent=2, default=str) + "\n")
+    atomic_write_text(md_path, markdown)
+    return json_path, md_path

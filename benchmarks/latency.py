@@ -1,0 +1,297 @@
+"""Deployment speedup: hg8 unpruned vs pruned to 25 % / 50 % of its MACs, eager PyTorch and ONNX Runtime.
+
+Every model is pruned with the project's engine (``prune_to_target``, L1, one uniform channel ratio for every group
+including the trunk, score heads kept, widths rounded to multiples of 8). Every timing configuration runs once per
+round, round-robin, so configurations share the machine's load (this box is shared); medians over ``--repeats``
+rounds after ``--warmup`` rounds. All ratios come from this one run:
+
+* speedup efficiency = (latency unpruned ÷ latency pruned) ÷ (MACs unpruned ÷ MACs pruned), fvcore MACs;
+  goals ≥ 0.85 eager PyTorch, ≥ 0.95 ONNX Runtime (issue 7);
+* end-to-end = unpruned eager PyTorch ÷ pruned exported ONNX in ORT; goal ≥ 7× at 25 % MACs;
+* levers, each measured alone on the smallest pruned model: BatchNorm folding, channels_last, TorchScript trace /
+  freeze / optimize_for_inference, ORT graph optimisation levels, BN folding inside ORT, channel rounding to 8.
+
+Writes ``reports/benchmarks/latency.{json,md}``. Usage:
+``python benchmarks/latency.py [--arch hg8 --N 128 --M 256 --input-size 256 --threads 2 --repeats 5 --warmup 2]``
+(``--quick`` = hg1, N=16, M=32, 64 px: a smoke run in seconds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import environment, environment_md, md_table, write_report  # noqa: E402
+
+from hgprune import build_model  # noqa: E402
+from hgprune.export import fold_batchnorm  # noqa: E402
+from hgprune.export import runtime as rt  # noqa: E402
+from hgprune.profile import conv_macs, count_params, fvcore_macs  # noqa: E402
+from hgprune.prune import prune_to_target  # noqa: E402
+
+PRUNING = "prune_to_target(criterion='l1', kind='macs', global_ranking=False, prune_trunk=True, round_to=8)"
+GOALS = {"eager_efficiency": 0.85, "ort_efficiency": 0.95, "end_to_end_at_25": 7.0}
+
+
+def prune_copy(base: torch.nn.Module, kept: float, size: int, round_to: int | None) -> tuple[torch.nn.Module, dict]:
+    model = copy.deepcopy(base)
+    res = prune_to_target(
+        model, criterion="l1", kind="macs", kept=kept, input_size=size, global_ranking=False, prune_trunk=True,
+        round_to=round_to, tolerance=0.01,
+    )  # fmt: skip
+    info = {"kept_conv_macs": res.kept_macs, "channel_ratio": res.channel_ratio, "round_to": round_to}
+    return model.eval(), info
+
+
+def _eager(model: torch.nn.Module, channels_last: bool = False) -> Callable:
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        return lambda x: model(x.contiguous(memory_format=torch.channels_last))
+    return model
+
+
+def build_configs(name: str, model: torch.nn.Module, size: int, levers: bool, threads: int, check) -> dict:
+    """Timing configurations of one model: ``{config_name: fn}``; exports are parity-checked via ``check``."""
+    folded, pairs = fold_batchnorm(model)
+    configs = {f"{name}/eager": _eager(model), f"{name}/eager+fold": _eager(folded)}
+    onnx_folded = rt.onnx_bytes(folded, size, dynamic_batch=False)
+    configs[f"{name}/ort"] = rt.ort_runner(rt.ort_session(onnx_folded, threads, "all"))
+    check(f"{name}/ort", configs[f"{name}/ort"])
+    if levers:
+        configs[f"{name}/eager+fold+channels_last"] = _eager(copy.deepcopy(folded), channels_last=True)
+        traced = rt.torchscript_module(folded, size, freeze=False)
+        frozen = rt.torchscript_module(folded, size, freeze=True)
+        configs[f"{name}/ts_trace"] = traced
+        configs[f"{name}/ts_freeze"] = frozen
+        configs[f"{name}/ts_freeze+optimize_for_inference"] = torch.jit.optimize_for_inference(frozen)
+        check(f"{name}/ts_freeze", frozen)
+        for level in ("disable", "basic", "extended"):
+            configs[f"{name}/ort_{level}"] = rt.ort_runner(rt.ort_session(onnx_folded, threads, level))
+        onnx_plain = rt.onnx_bytes(model, size, dynamic_batch=False)
+        configs[f"{name}/ort_unfolded"] = rt.ort_runner(rt.ort_session(onnx_plain, threads, "all"))
+    return configs, len(pairs)
+
+
+def time_round_robin(configs: dict, size: int, warmup: int, repeats: int) -> dict[str, list[float]]:
+    x = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(1))
+    times: dict[str, list[float]] = {k: [] for k in configs}
+    with torch.inference_mode():
+        for round_index in range(warmup + repeats):
+            started = time.perf_counter()
+            for key, fn in configs.items():
+                t0 = time.perf_counter()
+                fn(x)
+                if round_index >= warmup:
+                    times[key].append((time.perf_counter() - t0) * 1e3)
+            kind = "warm-up" if round_index < warmup else "timed"
+            print(f"  round {round_index + 1}/{warmup + repeats} ({kind}) {time.perf_counter() - started:.1f} s")
+    return times
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--arch", default="hg8")
+    parser.add_argument("--N", type=int, default=128)
+    parser.add_argument("--M", type=int, default=256)
+    parser.add_argument("--input-size", type=int, default=256)
+    parser.add_argument("--targets", type=float, nargs="+", default=[0.25, 0.5], help="kept MACs fractions")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=2, help="rounds (TorchScript profiles its first 2 runs)")
+    parser.add_argument("--device", default="cpu", help="only cpu: ONNX Runtime is timed on CPU here")
+    parser.add_argument("--quick", action="store_true", help="hg1 N=16 M=32 64 px smoke run")
+    parser.add_argument("--out-dir", default=None)
+    args = parser.parse_args()
+    if args.device != "cpu":
+        print("latency.py measures CPU deployment (ONNX Runtime CPU); --device ignored", file=sys.stderr)
+    if args.quick:
+        args.arch, args.N, args.M, args.input_size = "hg1", 16, 32, 64
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    env = environment("cpu")
+    wall = time.perf_counter()
+    size = args.input_size
+    base = build_model(args.arch, N=args.N, M=args.M, input_size=size).eval()
+    smallest = min(args.targets)
+    models = {"unpruned": (base, {"kept_conv_macs": 1.0, "channel_ratio": 0.0, "round_to": None})}
+    for kept in sorted(args.targets):
+        print(f"pruning to {kept:.0%} MACs …", flush=True)
+        models[f"kept{round(kept * 100)}"] = prune_copy(base, kept, size, 8)
+    models[f"kept{round(smallest * 100)}_round1"] = prune_copy(base, smallest, size, None)
+    smallest_key = f"kept{round(smallest * 100)}"
+
+    x_check = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(2))
+    with torch.inference_mode():
+        ref_by_model = {k: m(x_check) for k, (m, _) in models.items()}
+    parity: dict[str, float] = {}
+
+    rows, configs = {}, {}
+    for key, (model, info) in models.items():
+        print(f"measuring MACs and exporting {key} …", flush=True)
+        row = dict(
+            info, params=count_params(model), conv_macs=conv_macs(model, size), fvcore_macs=fvcore_macs(model, size)
+        )
+
+        def check(name, fn, key=key):
+            with torch.inference_mode():
+                got = rt.as_list(fn(x_check))
+            parity[name] = max(float((a - torch.as_tensor(b)).abs().max()) for a, b in zip(ref_by_model[key], got))
+
+        new, folded = build_configs(key, model, size, key == smallest_key, args.threads, check)
+        row["folded_bn"] = folded
+        configs.update(new)
+        rows[key] = row
+    print(f"timing {len(configs)} configurations: {args.warmup} warm-up + {args.repeats} timed rounds", flush=True)
+    times = time_round_robin(configs, size, args.warmup, args.repeats)
+    median = {k: statistics.median(v) for k, v in times.items()}
+    results = derive(rows, median, smallest_key)
+    report = {
+        "benchmark": "latency",
+        "environment": env,
+        "settings": {
+            "arch": args.arch,
+            "N": args.N,
+            "M": args.M,
+            "input_size": size,
+            "batch_size": 1,
+            "threads": args.threads,
+            "repeats": args.repeats,
+            "warmup_rounds": args.warmup,
+            "targets": args.targets,
+            "pruning": PRUNING,
+            "onnx": "legacy TorchScript-based exporter (dynamo=False), opset 17, static batch 1",
+        },  # fmt: skip
+        "models": rows,
+        "latency_ms": {k: {"median": median[k], "min": min(v), "max": max(v), "runs": v} for k, v in times.items()},
+        "parity_max_abs_diff": parity,
+        **results,
+        "goals": GOALS,
+        "wall_s": time.perf_counter() - wall,
+    }
+    write_report("latency", report, to_markdown(report, smallest_key), args.out_dir)
+    print(to_markdown(report, smallest_key))
+    return 0
+
+
+def derive(rows: dict, median: dict, smallest_key: str) -> dict:
+    """Speedups, efficiencies, end-to-end ratios and per-lever effects, all from one run's medians."""
+    base = rows["unpruned"]
+    pruned = {}
+    for key, row in rows.items():
+        if key == "unpruned":
+            continue
+        reduction = base["fvcore_macs"] / row["fvcore_macs"]
+        entry = {"macs_reduction_fvcore": reduction, "macs_reduction_conv": base["conv_macs"] / row["conv_macs"]}
+        for runtime in ("eager", "eager+fold", "ort"):
+            speedup = median[f"unpruned/{runtime}"] / median[f"{key}/{runtime}"]
+            entry[f"speedup_{runtime}"] = speedup
+            entry[f"efficiency_{runtime}"] = speedup / reduction
+        entry["end_to_end_eager_to_ort"] = median["unpruned/eager"] / median[f"{key}/ort"]
+        pruned[key] = entry
+    s = smallest_key
+    levers = {
+        "bn_fold (eager)": median[f"{s}/eager"] / median[f"{s}/eager+fold"],
+        "channels_last (eager, folded)": median[f"{s}/eager+fold"] / median[f"{s}/eager+fold+channels_last"],
+        "torchscript trace vs eager (folded)": median[f"{s}/eager+fold"] / median[f"{s}/ts_trace"],
+        "torchscript freeze vs trace": median[f"{s}/ts_trace"] / median[f"{s}/ts_freeze"],
+        "optimize_for_inference vs freeze": median[f"{s}/ts_freeze"] / median[f"{s}/ts_freeze+optimize_for_inference"],
+        "ORT basic vs disable": median[f"{s}/ort_disable"] / median[f"{s}/ort_basic"],
+        "ORT extended vs disable": median[f"{s}/ort_disable"] / median[f"{s}/ort_extended"],
+        "ORT all vs disable": median[f"{s}/ort_disable"] / median[f"{s}/ort"],
+        "bn_fold before export (ORT all)": median[f"{s}/ort_unfolded"] / median[f"{s}/ort"],
+    }
+    r1 = f"{s}_round1"
+    if r1 in rows:
+        levers["round_to 8 vs 1 (eager efficiency ratio)"] = (
+            pruned[s]["efficiency_eager"] / pruned[r1]["efficiency_eager"]
+        )
+        levers["round_to 8 vs 1 (ORT efficiency ratio)"] = pruned[s]["efficiency_ort"] / pruned[r1]["efficiency_ort"]
+    return {"pruned": pruned, "levers_speedup": levers}
+
+
+def to_markdown(report: dict, smallest_key: str) -> str:
+    st, lat = report["settings"], report["latency_ms"]
+    lines = [
+        "# Deployment latency benchmark\n",
+        f"{st['arch']} N={st['N']} M={st['M']}, {st['input_size']}×{st['input_size']}, batch 1, "
+        f"{st['threads']} threads; "
+        f"median of {st['repeats']} round-robin rounds after {st['warmup_rounds']} warm-up rounds. "
+        f"Pruning: `{st['pruning']}`. ONNX: {st['onnx']}. The machine is shared with other jobs: see the load "
+        "average below; ratios are measured back to back in the same rounds.\n",
+        environment_md(report["environment"]),
+    ]
+    models = report["models"]
+    lines.append("\n## Models\n")
+    lines.append(
+        md_table(
+            ["model", "params", "fvcore MACs (G)", "conv MACs (G)", "channel ratio", "round_to", "folded BNs"],
+            [
+                [
+                    k,
+                    f"{r['params']:,}",
+                    r["fvcore_macs"] / 1e9,
+                    r["conv_macs"] / 1e9,
+                    r["channel_ratio"],
+                    r["round_to"],
+                    r["folded_bn"],
+                ]
+                for k, r in models.items()
+            ],
+        )  # fmt: skip
+    )
+    lines.append("\n## Speedup efficiency (goals: eager ≥ 0.85, ORT ≥ 0.95; end-to-end ≥ 7× at 25 % MACs)\n")
+    g = report["goals"]
+    rows = []
+    for k, e in report["pruned"].items():
+        e2e_goal = (
+            ""
+            if not k.startswith("kept25")
+            else ("met" if e["end_to_end_eager_to_ort"] >= g["end_to_end_at_25"] else "missed")
+        )
+        rows.append([
+            k, e["macs_reduction_fvcore"], e["speedup_eager"], e["efficiency_eager"],
+            "met" if e["efficiency_eager"] >= g["eager_efficiency"] else "missed",
+            e["speedup_ort"], e["efficiency_ort"], "met" if e["efficiency_ort"] >= g["ort_efficiency"] else "missed",
+            e["end_to_end_eager_to_ort"], e2e_goal,
+        ])  # fmt: skip
+    lines.append(
+        md_table(
+            [
+                "model",
+                "MACs ÷",
+                "eager speedup",
+                "eager eff.",
+                "goal",
+                "ORT speedup",
+                "ORT eff.",
+                "goal",
+                "end-to-end eager→ORT",
+                "goal",
+            ],
+            rows,
+        )  # fmt: skip
+    )
+    lines.append(f"\n## Levers, each alone on {smallest_key} (speedup factor, > 1 = faster)\n")
+    lines.append(md_table(["lever", "speedup"], list(report["levers_speedup"].items())))
+    lines.append("\n## Median latency (ms)\n")
+    lines.append(
+        md_table(
+            ["configuration", "median", "min", "max"], [[k, v["median"], v["min"], v["max"]] for k, v in lat.items()]
+        )
+    )
+    lines.append("\n## Parity of exports (max abs diff vs unfolded eager PyTorch, one random image)\n")
+    lines.append(md_table(["export", "max abs diff"], list(report["parity_max_abs_diff"].items())))
+    lines.append(f"\nTotal wall time {report['wall_s']:.0f} s.\n")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
