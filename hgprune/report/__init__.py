@@ -73,10 +73,10 @@ def write_report(
         }
         for run in runs:
             if run.checkpoint is not None:
-                kept, _ = kept_channels(run.checkpoint)
+                kept, config = kept_channels(run.checkpoint)
                 _write_table(out / "tables" / f"kept_channels_{run.slug}", kept, markdown=False)
                 source = run.checkpoint.relative_to(run.path).as_posix()
-                drawn[f"kept_channels_{run.slug}"] = figures.kept_channels_figure(run, kept, source)
+                drawn[f"kept_channels_{run.slug}"] = figures.kept_channels_figure(run, kept, source, config)
         for key, fig in drawn.items():
             if fig is not None:
                 figures.save_figure(fig, out / "figures", key)

@@ -196,7 +196,7 @@ def latency_figure(table: pd.DataFrame) -> Figure | None:
     return fig
 
 
-def kept_channels_figure(run: RunData, kept: pd.DataFrame, source: str) -> Figure:
+def kept_channels_figure(run: RunData, kept: pd.DataFrame, source: str, config: dict) -> Figure:
     """Kept fraction of output channels for every conv of the final model, coloured by model part."""
     n = len(kept)
     fig = Figure(figsize=(min(18.0, max(8.0, 0.05 * n + 3.0)), 3.8))
@@ -216,7 +216,8 @@ def kept_channels_figure(run: RunData, kept: pd.DataFrame, source: str) -> Figur
     ax.set_ylim(0, 1.08)
     ax.set_ylabel("kept fraction\nof output channels")
     total, kept_sum = int(kept["total"].sum()), int(kept["kept"].sum())
-    ax.set_title(f"{run.name}: kept channels per conv ({source} vs unpruned); "
+    base = f"hg{config.get('num_stacks', '?')} N={config.get('N', '?')} M={config.get('M', '?')}"
+    ax.set_title(f"{run.name}: kept output channels per conv, {source} vs unpruned {base}; "
                  f"{kept_sum:,}/{total:,} = {100 * kept_sum / total:.1f} % overall", loc="left")  # fmt: skip
     kinds = [k for k in KIND_COLORS if k in set(kept["kind"])]
     ax.legend(handles=[Patch(color=KIND_COLORS[k], label=k) for k in kinds], loc="upper left",
@@ -231,7 +232,10 @@ def pckh_groups_figure(runs: list[RunData], table: pd.DataFrame) -> Figure | Non
         return None
     ncols = min(3, len(names))
     nrows = math.ceil(len(names) / ncols)
-    fig = Figure(figsize=(4.3 * ncols, 3.0 * nrows + 0.5))
+    per_row = 8 if ncols > 1 else 4  # legend entries per row: 7 groups + mean
+    legend_height = 0.3 * math.ceil((len(GROUPS) + 1) / per_row) + 0.15
+    height = 3.0 * nrows + legend_height
+    fig = Figure(figsize=(4.3 * ncols, height))
     axes = np.atleast_1d(fig.subplots(nrows, ncols, sharey=True, squeeze=False)).ravel()
     colors = matplotlib.colormaps["tab10"]
     for ax, name in zip(axes, names):
@@ -253,6 +257,6 @@ def pckh_groups_figure(runs: list[RunData], table: pd.DataFrame) -> Figure | Non
             ax.set_xlabel("pruning step (0 = unpruned)")
     handles, labels = axes[0].get_legend_handles_labels()
     fig.suptitle("PCKh per joint group across pruning steps")
-    fig.tight_layout(rect=(0, 0.5 / (3.0 * nrows + 0.5) + 0.02, 1, 1))
-    fig.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False, bbox_to_anchor=(0.5, 0.0))
+    fig.tight_layout(rect=(0, legend_height / height, 1, 1))
+    fig.legend(handles, labels, loc="lower center", ncol=per_row, frameon=False, bbox_to_anchor=(0.5, 0.0))
     return fig
