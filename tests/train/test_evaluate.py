@@ -91,4 +91,4 @@ def test_evaluate_command_writes_one_based_preds_mat_and_images(tmp_path, monkey
     assert np.allclose(mat, expected.transpose(1, 2, 0) + 1.0)
     assert sorted(p.name for p in (tmp_path / "vis").iterdir()) == [f"{i:06d}.png" for i in range(4)]
     assert evaluate_cmd.parse_bool("False") is False
-    assert main(argv[:5] + ["--arch", "hg2"]) == 2  # checkpoint/flag mismatch is a user error
+    assert main(argv[:3] + ["--arch", "hg2"]) == 2  # checkpoint/flag mismatch is a user error
