@@ -214,8 +214,11 @@ def _place(rng: np.random.Generator, cfg: SynthConfig, height: float, center: np
     return joints - mid + center
 
 
-def render_sample(cfg: SynthConfig, split: str, index: int) -> tuple[np.ndarray, dict]:
-    """One image (BGR uint8) and its seed-format record; a pure function of (cfg, split, index)."""
+def render_sample(cfg: SynthConfig, split: str, index: int, return_mask: bool = False):
+    """One image (BGR uint8) and its seed-format record; a pure function of (cfg, split, index).
+
+    ``return_mask`` also returns the occluder mask, so tests can check the visibility flags against it.
+    """
     rng = np.random.default_rng([cfg.seed, 0 if split == "train" else 1, index, FORMAT_VERSION])
     size = cfg.size
     img = _background(rng, size, cfg.clutter)
@@ -273,7 +276,7 @@ def render_sample(cfg: SynthConfig, split: str, index: int) -> tuple[np.ndarray,
         "joint_self": np.concatenate([joints + 1.0, visible[:, None]], axis=1),
         "headbox": np.array([head_c - side / 2, head_c + side / 2]) + 1.0,
     }
-    return img, record
+    return (img, record, occluded) if return_mask else (img, record)
 
 
 def _round(obj):

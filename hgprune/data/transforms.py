@@ -113,16 +113,20 @@ def warp_image(image: np.ndarray, mat: np.ndarray, out_size: int, factor: int = 
 
 
 def to_normalized_chw(image_bgr: np.ndarray, color: np.ndarray | None = None) -> np.ndarray:
-    """BGR uint8 → normalised RGB float32 (3, H, W), with optional per-channel (RGB) colour factors."""
-    scale = np.full(3, 1.0 / 255.0, dtype=np.float32)
+    """BGR uint8 → normalised RGB float32 (3, H, W), with optional per-channel (RGB) colour factors.
+
+    One 256-entry lookup table per channel does jitter, clipping and normalisation in a single gather.
+    """
+    levels = np.arange(256, dtype=np.float32)[None, :] / 255.0
     if color is not None:
-        scale = scale * color
-    rgb = image_bgr[:, :, ::-1].astype(np.float32) * scale
-    if color is not None:
-        np.clip(rgb, 0.0, 1.0, out=rgb)
-    rgb -= MEAN
-    rgb /= STD
-    return np.ascontiguousarray(rgb.transpose(2, 0, 1))
+        levels = np.clip(levels * np.asarray(color, np.float32)[:, None], 0.0, 1.0)
+    else:
+        levels = np.repeat(levels, 3, axis=0)
+    lut = (levels - MEAN[:, None]) / STD[:, None]  # (3, 256), RGB
+    out = np.empty((3, *image_bgr.shape[:2]), dtype=np.float32)
+    for c in range(3):
+        np.take(lut[c], image_bgr[:, :, 2 - c], out=out[c])
+    return out
 
 
 def gaussian_heatmaps(
