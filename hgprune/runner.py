@@ -9,6 +9,7 @@ killed anywhere and resumed with ``--resume`` ends with exactly the metrics of a
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 import signal
@@ -61,7 +62,7 @@ class Pipeline:
             input_size=recipe.model.input_size,
             annotations=data.annotations,
             image_path=data.image_path,
-            synth=data.synth,
+            synth=dataclasses.asdict(data.synth),
             cache_dir=data.cache_dir,
             seed=recipe.seed,
         )
@@ -342,7 +343,7 @@ class Runner:
             "arch": r.model.arch,
             "N": r.model.N,
             "M": r.model.M,
-            "criterion": r.prune.criterion if step else "none",
+            "criterion": r.prune.criterion,
             "target_kind": r.prune.target.kind,
             "target": round(float(target), 6),
             "params": prof.params,
@@ -389,13 +390,10 @@ class Runner:
             exported[fmt] = str(target)
             log(f"[export] {fmt}: {target} (max abs diff vs PyTorch {result.max_abs_diff:.2e})")
         self._write_metrics(rows)
-        try:
-            from hgprune.report import write_report
-
-            write_report([self.run.root], self.run.report, commands=[self.run.read_state().get("command", "")])
-        except ImportError:
-            pass
         self.run.write_state(status="finished", finished=time.strftime("%Y-%m-%dT%H:%M:%S"), exported=exported)
+        from hgprune.report import write_report
+
+        write_report([self.run.root], self.run.report, commands=[self.run.read_state().get("command", "")])
         log("")
         log(summary_table(rows))
         log(f"\nfinal model: {final}   report: {self.run.report / 'report.md'}")

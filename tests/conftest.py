@@ -23,6 +23,11 @@ def shared() -> Path:
     return path
 
 
+# Tiny models run fastest on one thread, and a shared 2-core machine thrashes with more; subprocesses inherit this.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+torch.set_num_threads(1)
+
+
 @pytest.fixture(autouse=True)
 def _deterministic():
     torch.manual_seed(0)

@@ -73,7 +73,7 @@ def load_checkpoint(path: str | os.PathLike, expect: HourglassConfig | None = No
         state_dict = raw.get("state_dict")
         try:
             config = HourglassConfig(**raw["config"])
-        except (KeyError, TypeError) as exc:
+        except (KeyError, TypeError, HgpruneError) as exc:
             raise HgpruneError(f"{path}: hgprune checkpoint with an invalid config ({exc})") from None
         info["meta"] = raw.get("meta", {})
         info["hgprune_version"] = raw.get("hgprune_version")
@@ -82,6 +82,11 @@ def load_checkpoint(path: str | os.PathLike, expect: HourglassConfig | None = No
         state_dict = raw["state_dict"]
         info["meta"] = {k: _plain(v) for k, v in raw.items() if k in ("epoch", "arch", "best_acc")}
         config = None
+        if isinstance(raw.get("config"), dict):  # hgprune train writes the seed's layout plus its own config
+            try:
+                config = HourglassConfig(**raw["config"])
+            except (TypeError, HgpruneError) as exc:
+                raise HgpruneError(f"{path}: training checkpoint with an invalid config ({exc})") from None
     else:
         info["source"] = "state_dict"
         state_dict = raw

@@ -1,0 +1,161 @@
+"""End-to-end runs of tiny recipes: files written, resume, refusals, kill-anywhere."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from hgprune.cli import main
+from hgprune.models import load_model
+from hgprune.recipe import load_recipe
+from hgprune.sweep import expand
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ROOT / "tests" / "recipes" / "tiny.yaml"
+# columns that depend on the clock, not on the computation
+TIMING = ["latency_ms", "latency_p90_ms", "wall_s"]
+
+
+@pytest.fixture
+def cache(tmp_path_factory, monkeypatch):
+    path = tmp_path_factory.getbasetemp() / "synth-cache"
+    monkeypatch.setenv("HGPRUNE_CACHE", str(path))
+    return path
+
+
+def _metrics(run: Path) -> pd.DataFrame:
+    return pd.read_csv(run / "metrics.csv").drop(columns=TIMING)
+
+
+def test_tiny_run_end_to_end_then_refusals(tmp_path, cache, capsys):
+    out = tmp_path / "run"
+    assert main(["run", str(TINY), "--out", str(out)]) == 0
+    files = {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()}
+    expected = {"recipe.yaml", "run.json", "metrics.csv", "metrics.json", "final/model.pt", "report/report.md"}
+    expected |= {f"checkpoints/step_{k:03d}.pt" for k in range(3)}
+    assert expected <= files
+    assert not any(name.endswith(".tmp") or name == ".lock" for name in files)
+    state = json.loads((out / "run.json").read_text())
+    assert state["status"] == "finished" and state["hgprune_version"]
+
+    rows = pd.read_csv(out / "metrics.csv")
+    assert list(rows["step"]) == [0, 1, 2]
+    assert rows["macs_fvcore"].is_monotonic_decreasing and rows["params"].is_monotonic_decreasing
+    assert list(rows["target"]) == pytest.approx([1.0, 0.8, 0.6])
+    assert json.loads((out / "metrics.json").read_text())[2]["step"] == 2
+
+    raw = torch.load(out / "final" / "model.pt", weights_only=True)
+    model = load_model(out / "final" / "model.pt")
+    from hgprune.prune import model_size
+
+    base = model_size(load_model(out / "checkpoints" / "step_000.pt"), 64)
+    kept = model_size(model, 64)["macs"] / base["macs"]
+    assert kept == pytest.approx(0.6, abs=0.02)
+    assert raw["meta"]["row"]["step"] == 2
+    assert "PCKh" in capsys.readouterr().out
+
+    # a second run into the same directory is refused; --resume with another recipe too
+    assert main(["run", str(TINY), "--out", str(out)]) == 2
+    assert "pass --resume" in capsys.readouterr().err
+    assert main(["run", str(TINY), "--out", str(out), "--resume", "--set", "prune.target.kept=0.5"]) == 2
+    assert "recipe differs" in capsys.readouterr().err
+    # --resume of a finished run recomputes nothing and keeps the metrics
+    before = {p: p.stat().st_mtime_ns for p in (out / "checkpoints").iterdir()}
+    assert main(["run", str(TINY), "--out", str(out), "--resume"]) == 0
+    assert before == {p: p.stat().st_mtime_ns for p in (out / "checkpoints").iterdir()}
+
+
+def _spawn(out: Path, resume: bool, env: dict) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "hgprune", "run", str(TINY), "--out", str(out)] + (["--resume"] if resume else [])
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def test_kill_anywhere_resume_matches_uninterrupted(tmp_path, cache):
+    env = {**os.environ, "HGPRUNE_CACHE": str(cache), "OMP_NUM_THREADS": "1"}
+    reference = tmp_path / "reference"
+    started = time.perf_counter()
+    proc = _spawn(reference, False, env)
+    assert proc.wait(timeout=600) == 0, proc.stderr.read()
+    duration = time.perf_counter() - started
+
+    out = tmp_path / "killed"
+    rng = random.Random(1234)
+    seen: dict[Path, int] = {}
+    kills = 0
+    for attempt in range(12):
+        proc = _spawn(out, attempt > 0, env)
+        if kills < 3:
+            time.sleep(rng.uniform(0.15, 0.9) * duration)
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+                proc.wait()
+                kills += 1
+        else:
+            assert proc.wait(timeout=600) == 0, proc.stderr.read()
+        # a completed step is never recomputed: its checkpoint, once written, is never rewritten
+        for path in (out / "checkpoints").glob("step_*.pt") if (out / "checkpoints").exists() else []:
+            mtime = path.stat().st_mtime_ns
+            assert seen.setdefault(path, mtime) == mtime, f"{path.name} was recomputed"
+        if proc.returncode == 0:
+            break
+    assert kills >= 1
+    assert json.loads((out / "run.json").read_text())["status"] == "finished"
+    pd.testing.assert_frame_equal(_metrics(out), _metrics(reference))
+    final, ref_final = load_model(out / "final" / "model.pt"), load_model(reference / "final" / "model.pt")
+    for (name, a), (_, b) in zip(final.state_dict().items(), ref_final.state_dict().items()):
+        assert torch.equal(a, b), name
+
+
+@pytest.mark.parametrize("recipe", sorted((ROOT / "recipes").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_recipe_passes_dry_run(recipe, capsys, tmp_path):
+    assert main(["run", str(recipe), "--dry-run", "--out", str(tmp_path / "never")]) == 0
+    out = capsys.readouterr().out
+    assert "step" in out and "baseline" in out
+    assert not (tmp_path / "never").exists()
+
+
+def test_dry_run_plans_macs_targets(tmp_path, capsys):
+    assert main(["run", str(TINY), "--dry-run", "--set", "prune.steps=3", "--set", "prune.schedule=cubic"]) == 0
+    lines = [line.split() for line in capsys.readouterr().out.splitlines() if line.strip()[:1].isdigit()]
+    kept = [float(cols[1]) for cols in lines]
+    assert kept[0] == 1.0 and kept[-1] == pytest.approx(0.6) and len(kept) == 4
+    macs = [float(cols[2].replace(",", "")) for cols in lines]
+    assert macs[-1] == pytest.approx(0.6 * macs[0], rel=1e-6)
+
+
+def test_dry_run_rejects_unknown_criterion(capsys):
+    assert main(["run", str(TINY), "--dry-run", "--set", "prune.criterion=l3"]) == 2
+    assert "l1" in capsys.readouterr().err
+
+
+def test_sweep_expansion_names_and_scratch_budget(tmp_path, capsys):
+    path = tmp_path / "sweep.yaml"
+    path.write_text(
+        TINY.read_text() + "sweep: {arch: [hg1, hg2], criterion: [l1, random], kept: [0.5], scratch: true}\n"
+    )
+    entries = dict(expand(load_recipe(path)))
+    assert sorted(entries) == sorted(
+        ["hg1-l1-50", "hg1-random-50", "hg1-scratch-50", "hg2-l1-50", "hg2-random-50", "hg2-scratch-50"]
+    )
+    scratch = entries["hg2-scratch-50"]
+    assert scratch.prune.steps == 0 and scratch.prune.criterion == "scratch"
+    assert scratch.model.N < 8 or scratch.model.M < 16
+    assert scratch.baseline.train.epochs == 1 + 2 * 1 + 1  # same total epochs as the pruned entries
+    from hgprune.models import build_model
+    from hgprune.profile import conv_macs
+
+    full = conv_macs(build_model("hg2", N=8, M=16, input_size=64), 64)
+    narrow = conv_macs(build_model("hg2", N=scratch.model.N, M=scratch.model.M, input_size=64), 64)
+    assert narrow / full == pytest.approx(0.5, abs=0.1)
+    assert main(["run", str(path), "--only", "nope", "--dry-run"]) == 2
+    assert "no such sweep entry; valid: hg1-l1-50" in capsys.readouterr().err
