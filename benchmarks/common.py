@@ -59,6 +59,7 @@ def environment(device: str = "cpu") -> dict:
             "torch_intra_op": torch.get_num_threads(),
             "torch_inter_op": torch.get_num_interop_threads(),
             "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
+            "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY"),
         },
     }
     if device.startswith("cuda") and torch.cuda.is_available():
@@ -88,7 +89,7 @@ def environment_md(env: dict) -> str:
         f"- Machine: {m['cpu']} ({m['logical_cpus']} logical CPUs), {m['platform']}, device {m['device']}"
         f"{', ' + m['gpu'] if m.get('gpu') else ''}\n- Load average at start (1/5/15 min): {load}\n"
         f"- Threads: torch intra-op {t['torch_intra_op']}, inter-op {t['torch_inter_op']}, "
-        f"OMP_NUM_THREADS={t['OMP_NUM_THREADS']}\n- Versions: {vers}\n"
+        f"OMP_NUM_THREADS={t['OMP_NUM_THREADS']}, OMP_WAIT_POLICY={t.get('OMP_WAIT_POLICY')}\n- Versions: {vers}\n"
     )
 
 

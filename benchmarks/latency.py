@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import os
 import statistics
 import sys
 import time
@@ -38,6 +39,9 @@ from hgprune.profile import conv_macs, count_params, fvcore_macs  # noqa: E402
 from hgprune.prune import prune_to_target  # noqa: E402
 
 PRUNING = "prune_to_target(criterion='l1', kind='macs', global_ranking=False, prune_trunk=True, round_to=8)"
+# Passive OpenMP waiting (set before start-up) implies the same for ORT's pool: spinning threads on shared cores
+# made hg8 5-10x slower at 2 threads on this machine while other jobs ran.
+SPIN = os.environ.get("OMP_WAIT_POLICY", "").upper() != "PASSIVE"
 GOALS = {"eager_efficiency": 0.85, "ort_efficiency": 0.95, "end_to_end_at_25": 7.0}
 
 
@@ -63,7 +67,7 @@ def build_configs(name: str, model: torch.nn.Module, size: int, levers: bool, th
     folded, pairs = fold_batchnorm(model)
     configs = {f"{name}/eager": _eager(model), f"{name}/eager+fold": _eager(folded)}
     onnx_folded = rt.onnx_bytes(folded, size, dynamic_batch=False)
-    configs[f"{name}/ort"] = rt.ort_runner(rt.ort_session(onnx_folded, threads, "all"))
+    configs[f"{name}/ort"] = rt.ort_runner(rt.ort_session(onnx_folded, threads, "all", SPIN))
     check(f"{name}/ort", configs[f"{name}/ort"])
     if levers:
         configs[f"{name}/eager+fold+channels_last"] = _eager(copy.deepcopy(folded), channels_last=True)
@@ -74,9 +78,9 @@ def build_configs(name: str, model: torch.nn.Module, size: int, levers: bool, th
         configs[f"{name}/ts_freeze+optimize_for_inference"] = torch.jit.optimize_for_inference(frozen)
         check(f"{name}/ts_freeze", frozen)
         for level in ("disable", "basic", "extended"):
-            configs[f"{name}/ort_{level}"] = rt.ort_runner(rt.ort_session(onnx_folded, threads, level))
+            configs[f"{name}/ort_{level}"] = rt.ort_runner(rt.ort_session(onnx_folded, threads, level, SPIN))
         onnx_plain = rt.onnx_bytes(model, size, dynamic_batch=False)
-        configs[f"{name}/ort_unfolded"] = rt.ort_runner(rt.ort_session(onnx_plain, threads, "all"))
+        configs[f"{name}/ort_unfolded"] = rt.ort_runner(rt.ort_session(onnx_plain, threads, "all", SPIN))
     return configs, len(pairs)
 
 
@@ -153,6 +157,8 @@ def main() -> int:
     times = time_round_robin(configs, size, args.warmup, args.repeats)
     median = {k: statistics.median(v) for k, v in times.items()}
     results = derive(rows, median, smallest_key)
+    best = {k: min(v) for k, v in times.items()}  # least disturbed by other jobs on a shared machine
+    results_best = derive(rows, best, smallest_key)
     report = {
         "benchmark": "latency",
         "environment": env,
@@ -168,11 +174,13 @@ def main() -> int:
             "targets": args.targets,
             "pruning": PRUNING,
             "onnx": "legacy TorchScript-based exporter (dynamo=False), opset 17, static batch 1",
+            "ort_allow_spinning": SPIN,
         },  # fmt: skip
         "models": rows,
         "latency_ms": {k: {"median": median[k], "min": min(v), "max": max(v), "runs": v} for k, v in times.items()},
         "parity_max_abs_diff": parity,
         **results,
+        "from_min_latency": results_best,
         "goals": GOALS,
         "wall_s": time.perf_counter() - wall,
     }
@@ -217,76 +225,55 @@ def derive(rows: dict, median: dict, smallest_key: str) -> dict:
     return {"pruned": pruned, "levers_speedup": levers}
 
 
+def _verdict(value: float, goal: float) -> str:
+    return "met" if value >= goal else "missed"
+
+
 def to_markdown(report: dict, smallest_key: str) -> str:
-    st, lat = report["settings"], report["latency_ms"]
+    st, lat, g = report["settings"], report["latency_ms"], report["goals"]
     lines = [
         "# Deployment latency benchmark\n",
         f"{st['arch']} N={st['N']} M={st['M']}, {st['input_size']}×{st['input_size']}, batch 1, "
-        f"{st['threads']} threads; "
-        f"median of {st['repeats']} round-robin rounds after {st['warmup_rounds']} warm-up rounds. "
-        f"Pruning: `{st['pruning']}`. ONNX: {st['onnx']}. The machine is shared with other jobs: see the load "
-        "average below; ratios are measured back to back in the same rounds.\n",
+        f"{st['threads']} threads; median of {st['repeats']} round-robin rounds after {st['warmup_rounds']} warm-up "
+        f"rounds. Pruning: `{st['pruning']}`. ONNX: {st['onnx']}. The machine is shared with other jobs (load "
+        "average below), so single timings vary by up to 2×; every configuration runs once per round, so ratios "
+        "compare configurations under the same load.\n",
         environment_md(report["environment"]),
+        "\n## Models\n",
     ]
-    models = report["models"]
-    lines.append("\n## Models\n")
-    lines.append(
-        md_table(
-            ["model", "params", "fvcore MACs (G)", "conv MACs (G)", "channel ratio", "round_to", "folded BNs"],
-            [
-                [
-                    k,
-                    f"{r['params']:,}",
-                    r["fvcore_macs"] / 1e9,
-                    r["conv_macs"] / 1e9,
-                    r["channel_ratio"],
-                    r["round_to"],
-                    r["folded_bn"],
-                ]
-                for k, r in models.items()
-            ],
-        )  # fmt: skip
-    )
+    model_rows = [
+        [k, f"{r['params']:,}", r["fvcore_macs"] / 1e9, r["conv_macs"] / 1e9, r["channel_ratio"], r["round_to"],
+         r["folded_bn"]]
+        for k, r in report["models"].items()
+    ]  # fmt: skip
+    headers = ["model", "params", "fvcore MACs (G)", "conv MACs (G)", "channel ratio", "round_to", "folded BNs"]
+    lines.append(md_table(headers, model_rows))
     lines.append("\n## Speedup efficiency (goals: eager ≥ 0.85, ORT ≥ 0.95; end-to-end ≥ 7× at 25 % MACs)\n")
-    g = report["goals"]
+    lines.append(
+        "Efficiency = speedup ÷ fvcore-MACs reduction. Goal columns judge the medians; the (min) columns repeat the "
+        "ratios from each configuration's fastest run, which other jobs disturb least.\n"
+    )
+    best = report["from_min_latency"]["pruned"]
     rows = []
     for k, e in report["pruned"].items():
-        e2e_goal = (
-            ""
-            if not k.startswith("kept25")
-            else ("met" if e["end_to_end_eager_to_ort"] >= g["end_to_end_at_25"] else "missed")
-        )
+        e2e = e["end_to_end_eager_to_ort"]
         rows.append([
             k, e["macs_reduction_fvcore"], e["speedup_eager"], e["efficiency_eager"],
-            "met" if e["efficiency_eager"] >= g["eager_efficiency"] else "missed",
-            e["speedup_ort"], e["efficiency_ort"], "met" if e["efficiency_ort"] >= g["ort_efficiency"] else "missed",
-            e["end_to_end_eager_to_ort"], e2e_goal,
+            _verdict(e["efficiency_eager"], g["eager_efficiency"]), e["speedup_ort"], e["efficiency_ort"],
+            _verdict(e["efficiency_ort"], g["ort_efficiency"]), e2e,
+            _verdict(e2e, g["end_to_end_at_25"]) if k.startswith("kept25") else "",
+            best[k]["efficiency_eager"], best[k]["efficiency_ort"], best[k]["end_to_end_eager_to_ort"],
         ])  # fmt: skip
-    lines.append(
-        md_table(
-            [
-                "model",
-                "MACs ÷",
-                "eager speedup",
-                "eager eff.",
-                "goal",
-                "ORT speedup",
-                "ORT eff.",
-                "goal",
-                "end-to-end eager→ORT",
-                "goal",
-            ],
-            rows,
-        )  # fmt: skip
-    )
+    headers = ["model", "MACs ÷", "eager speedup", "eager eff.", "goal", "ORT speedup", "ORT eff.", "goal",
+               "end-to-end eager→ORT", "goal", "eager eff. (min)", "ORT eff. (min)", "end-to-end (min)"]  # fmt: skip
+    lines.append(md_table(headers, rows))
     lines.append(f"\n## Levers, each alone on {smallest_key} (speedup factor, > 1 = faster)\n")
-    lines.append(md_table(["lever", "speedup"], list(report["levers_speedup"].items())))
-    lines.append("\n## Median latency (ms)\n")
-    lines.append(
-        md_table(
-            ["configuration", "median", "min", "max"], [[k, v["median"], v["min"], v["max"]] for k, v in lat.items()]
-        )
-    )
+    best_levers = report["from_min_latency"]["levers_speedup"]
+    lever_rows = [[k, v, best_levers[k]] for k, v in report["levers_speedup"].items()]
+    lines.append(md_table(["lever", "from medians", "from minima"], lever_rows))
+    lines.append("\n## Latency per configuration (ms)\n")
+    lat_rows = [[k, v["median"], v["min"], v["max"]] for k, v in lat.items()]
+    lines.append(md_table(["configuration", "median", "min", "max"], lat_rows))
     lines.append("\n## Parity of exports (max abs diff vs unfolded eager PyTorch, one random image)\n")
     lines.append(md_table(["export", "max abs diff"], list(report["parity_max_abs_diff"].items())))
     lines.append(f"\nTotal wall time {report['wall_s']:.0f} s.\n")

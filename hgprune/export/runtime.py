@@ -151,8 +151,12 @@ def onnx_bytes(
     return proto.SerializeToString()
 
 
-def ort_session(data: bytes, threads: int | None = None, optimization: str = "all"):
-    """An ONNX Runtime CPU session with a fixed thread count and graph-optimisation level."""
+def ort_session(data: bytes, threads: int | None = None, optimization: str = "all", spinning: bool = True):
+    """An ONNX Runtime CPU session with a fixed thread count and graph-optimisation level.
+
+    ``spinning=False`` stops idle worker threads from busy-waiting: slower on an idle machine, but on cores shared
+    with other jobs spinning threads can slow everything down many times over.
+    """
     _, ort = require_deploy()
     levels = {
         "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
@@ -168,6 +172,8 @@ def ort_session(data: bytes, threads: int | None = None, optimization: str = "al
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.log_severity_level = 3
+    if not spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(data, sess_options=options, providers=["CPUExecutionProvider"])
 
 
