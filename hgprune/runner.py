@@ -407,7 +407,7 @@ def _strip_header(text: str) -> str:
 
 
 def _fmt_kept(result, kind: str) -> str:
-    value = {"macs": "kept_macs", "params": "kept_params", "channels": "channel_ratio"}[kind]
+    value = {"macs": "kept_macs", "params": "kept_params", "channels": "kept_channels"}[kind]
     return f"{getattr(result, value, float('nan')):.3f}"
 
 

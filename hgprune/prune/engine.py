@@ -27,7 +27,7 @@ from hgprune.models.checkpoints import unwrap
 from hgprune.models.hourglass import HourglassNet, model_parts, part_of
 from hgprune.profile import conv_macs, count_params
 from hgprune.prune.criteria import Criterion, get_criterion, group_layers
-from hgprune.prune.targets import ROUND_MODES, round_keep, search_ratio
+from hgprune.prune.targets import ROUND_MODES, SearchResult, round_keep, search_ratio
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +146,7 @@ def prune_to_target(
     calibration: Iterable | None = None,
     loss_fn: Callable | None = None,
     tolerance: float = 0.02,
+    ratio: float | None = None,
 ) -> PruneResult:
     """Prune ``model`` in place so that it keeps ``kept`` of the reference's ``kind`` (± ``tolerance``).
 
@@ -155,6 +156,9 @@ def prune_to_target(
     multiplier other than 1 are ranked within each group even when ``global_ranking`` is on. ``max_layer_ratio``
     caps what any group loses relative to the unpruned architecture, across all steps. The score heads are never
     pruned; the trunk (every M-wide tensor, coupled by the residual adds) only with ``prune_trunk``.
+
+    ``ratio`` skips the search and prunes at that channel ratio (times each part's multiplier) — what a sensitivity
+    scan needs; ``kept`` is then only reported against.
     """
     watch = _Stopwatch()
     model = unwrap(model)
@@ -183,7 +187,16 @@ def prune_to_target(
         planner = _Planner(model, groups, pair_macs)
         infos = [info for info, _ in groups]
         plan = _plan_fn(infos, multipliers, global_ranking, max_layer_ratio, round_to, round_mode)
-        found = search_ratio(lambda r: planner.size(plan(r))[kind] / reference[kind], kept, tolerance)
+        def fraction_at(r: float) -> float:
+            return planner.size(plan(r))[kind] / reference[kind]
+
+        if ratio is None:
+            found = search_ratio(fraction_at, kept, tolerance)
+        else:
+            if not 0 <= ratio <= 1:
+                raise HgpruneError(f"prune ratio: must be in [0, 1], got {ratio}")
+            at = fraction_at(ratio)
+            found = SearchResult(ratio, at, 1, abs(at - kept) <= tolerance)
         keep = plan(found.ratio)
         watch.lap("search_s")
 
@@ -203,7 +216,7 @@ def prune_to_target(
     watch.lap("measure_s")
     fractions = {k: size[k] / reference[k] for k in KINDS}
     met = abs(fractions[kind] - kept) <= tolerance or (found.ratio == 0.0 and fractions[kind] <= kept + tolerance)
-    if not met:
+    if not met and ratio is None:
         log.warning(
             "prune target %s=%.3f not reached: got %.3f (round_to=%s, max_layer_ratio=%s limit the reachable widths)",
             kind, kept, fractions[kind], round_to, max_layer_ratio,
