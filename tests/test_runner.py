@@ -67,9 +67,8 @@ def test_tiny_run_end_to_end_then_refusals(tmp_path, cache, capsys):
     # the per-part sensitivity map of the run's unpruned model
     assert main(["sensitivity", str(out), "--ratios", "0.5", "--parts", "stem", "hg0"]) == 0
     sens = pd.read_csv(out / "sensitivity" / "sensitivity.csv")
-    assert list(sens["part"]) == ["none", "stem", "hg0"] and sens.loc[0, "pckh"] == pytest.approx(
-        rows.loc[0, "pckh_mean"]
-    )
+    assert list(sens["part"]) == ["none", "stem", "hg0"]
+    assert sens.loc[0, "pckh"] == pytest.approx(rows.loc[0, "pckh_mean"], abs=1e-3)
     assert (out / "sensitivity" / "sensitivity.png").stat().st_size > 0
 
     # a second run into the same directory is refused; --resume with another recipe too
