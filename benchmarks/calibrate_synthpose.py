@@ -10,13 +10,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
+from pathlib import Path
 
-import torch
+# benchmarks/ holds scripts named like stdlib modules (profile.py); keep them off the import path
+sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-from hgprune import build_model
-from hgprune.data import build_dataset
-from hgprune.metrics import decode_heatmaps, pckh, to_image_coords
+import torch  # noqa: E402
+
+from hgprune import build_model  # noqa: E402
+from hgprune.data import build_dataset  # noqa: E402
+from hgprune.metrics import decode_heatmaps, pckh, to_image_coords  # noqa: E402
 
 
 def evaluate(model, dataset, batch_size: int = 64) -> dict:

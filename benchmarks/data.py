@@ -24,8 +24,25 @@ import cv2
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import environment, environment_md, md_table, write_report  # noqa: E402
+
+def _load_common():
+    """benchmarks/common.py, loaded by path: putting benchmarks/ on sys.path would shadow stdlib ``profile``."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("hgprune_bench_common", Path(__file__).resolve().parent / "common.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_common = _load_common()
+environment, environment_md, md_table, write_report = (
+    _common.environment,
+    _common.environment_md,
+    _common.md_table,
+    _common.write_report,
+)
+sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 from hgprune.data import Augment, PoseDataset  # noqa: E402
 from hgprune.data import transforms as T  # noqa: E402

@@ -23,7 +23,7 @@ import numpy as np
 from hgprune.errors import HgpruneError
 from hgprune.fsutil import atomic_write_text
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 3
 # person height H → MPII scale: scale = H / 200; head box side from 0.6 × diagonal = 25 × scale (MPII's relation)
 HEAD_SIDE_PER_SCALE = 25.0 / (0.6 * np.sqrt(2.0))
 
@@ -38,11 +38,11 @@ class SynthConfig:
     seed: int = 0
     min_height: float = 0.45  # figure height as a fraction of the image side
     max_height: float = 0.8
-    max_rotation: float = 40.0  # degrees (clipped normal, σ = max/2)
-    occlusion_prob: float = 0.5
-    max_distractors: int = 2
-    clutter: int = 18  # background shapes per image
-    noise: float = 10.0  # max Gaussian pixel noise σ
+    max_rotation: float = 25.0  # degrees (clipped normal, σ = max/2)
+    occlusion_prob: float = 0.3
+    max_distractors: int = 1
+    clutter: int = 10  # background shapes per image
+    noise: float = 5.0  # max Gaussian pixel noise σ
     jpeg_quality: int = 92
 
     def __post_init__(self) -> None:
@@ -106,17 +106,17 @@ def sample_pose(rng: np.random.Generator, height: float) -> np.ndarray:
     j[13], j[12] = j[7] + side * SHOULDER_HALF * h * width, j[7] - side * SHOULDER_HALF * h * width
     for shoulder, elbow, wrist, out in ((13, 14, 15, 1.0), (12, 11, 10, -1.0)):
         outward = out * np.sign(width)
-        upper = lean + outward * np.deg2rad(np.clip(rng.normal(25, 55), -60, 180))  # abduction / raise limits
-        bend = np.deg2rad(rng.uniform(0, 145)) * rng.choice([-1.0, 1.0])  # elbow flexion 0…145°
+        upper = lean + outward * np.deg2rad(np.clip(rng.normal(15, 40), -60, 180))  # abduction / raise limits
+        bend = np.deg2rad(rng.uniform(0, 110)) * rng.choice([-1.0, 1.0])  # elbow flexion 0…110°
         j[elbow] = j[shoulder] + _dir(upper) * UPPER_ARM * h * rng.uniform(0.55, 1.0)
         j[wrist] = j[elbow] + _dir(upper + bend) * FOREARM * h * rng.uniform(0.55, 1.0)
     stride = rng.choice([-1.0, 1.0])  # which way "forward" points in the image
     for hip, knee, ankle, out in ((3, 4, 5, 1.0), (2, 1, 0, -1.0)):
         outward = out * np.sign(width)
         thigh = (
-            lean + stride * np.deg2rad(np.clip(rng.normal(10, 35), -40, 110)) + outward * np.deg2rad(rng.uniform(0, 12))
+            lean + stride * np.deg2rad(np.clip(rng.normal(5, 25), -40, 110)) + outward * np.deg2rad(rng.uniform(0, 12))
         )
-        knee_flex = -stride * np.deg2rad(np.clip(abs(rng.normal(0, 50)), 0, 140))  # knees bend backwards only
+        knee_flex = -stride * np.deg2rad(np.clip(abs(rng.normal(0, 35)), 0, 140))  # knees bend backwards only
         j[knee] = j[hip] + _dir(thigh) * THIGH * h * rng.uniform(0.6, 1.0)
         j[ankle] = j[knee] + _dir(thigh + knee_flex) * SHIN * h * rng.uniform(0.6, 1.0)
     return j
@@ -161,7 +161,7 @@ def draw_figure(img: np.ndarray, joints: np.ndarray, height: float, rng: np.rand
     right = _hsv(rng.uniform(92, 120), rng.uniform(150, 255), rng.uniform(120, 255))
     body = _hsv(rng.uniform(0, 180), rng.uniform(0, 120), rng.uniform(60, 200))
     skin = _hsv(rng.uniform(5, 20), rng.uniform(40, 140), rng.uniform(120, 240))
-    arm, leg = 0.05 * height, 0.07 * height
+    arm, leg = 0.065 * height, 0.085 * height
     limbs = [(LEFT_LIMBS, left, True), (RIGHT_LIMBS, right, False)]
     if rng.random() < 0.5:
         limbs.reverse()  # which side is nearer the camera
@@ -180,6 +180,12 @@ def draw_figure(img: np.ndarray, joints: np.ndarray, height: float, rng: np.rand
     cv2.circle(img, _pt(joints[9] - axis * 0.1), max(1, int(half * 0.5)) * 16, (30, 30, 40), -1, cv2.LINE_AA, 4)
     for (a, b), thick in zip(front[0], (leg, leg, arm, arm)):
         _limb(img, joints[a], joints[b], thick, front[1], front[2])
+    # hands and feet: local cues that pin the end joints down (a photo has them too)
+    shoe = _hsv(rng.uniform(0, 180), rng.uniform(0, 100), rng.uniform(20, 80))
+    for wrist in (10, 15):
+        cv2.circle(img, _pt(joints[wrist]), int(0.035 * height * 16), skin, -1, cv2.LINE_AA, 4)
+    for ankle in (0, 5):
+        cv2.circle(img, _pt(joints[ankle]), int(0.04 * height * 16), shoe, -1, cv2.LINE_AA, 4)
 
 
 def _background(rng: np.random.Generator, size: int, clutter: int) -> np.ndarray:
@@ -189,7 +195,7 @@ def _background(rng: np.random.Generator, size: int, clutter: int) -> np.ndarray
     img = cv2.resize(ends.astype(np.uint8), (size, size), interpolation=cv2.INTER_LINEAR)
     for _ in range(clutter):
         color = _hsv(rng.uniform(0, 180), rng.uniform(0, 255), rng.uniform(30, 255))
-        kind = rng.integers(4)
+        kind = rng.choice(4, p=[0.15, 0.3, 0.3, 0.25])  # few lines: they look like limbs
         p = rng.uniform(-0.1, 1.1, 2) * size
         r = rng.uniform(0.03, 0.2) * size
         if kind == 0:
