@@ -164,6 +164,12 @@ class Runner:
             raise HgpruneError(
                 f"interrupted; {len(done)} completed step(s) kept in {self.run.root}; continue with --resume"
             ) from None
+        except HgpruneError as exc:
+            done = self.run.completed_steps()
+            self.run.write_state(status="failed", error=str(exc))
+            raise HgpruneError(
+                f"{exc} ({len(done)} completed step(s) kept in {self.run.root}; fix and --resume)"
+            ) from None
         finally:
             self.run.release_lock()
 
