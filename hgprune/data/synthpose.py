@@ -1,11 +1,12 @@
 """SynthPose: a procedural 16-joint pose dataset, so training and pruning can be judged without MPII images.
 
 Each image holds one labelled figure (MPII skeleton, human proportions, joint limits, random articulation, yaw,
-scale, position and rotation) drawn with OpenCV over clutter, behind it up to two unlabelled distractor figures,
+scale, position and rotation) drawn with OpenCV over clutter, behind it an optional unlabelled distractor figure,
 and over it optional occluders. A joint's visibility flag is 0 exactly when an occluder covers it or it lies outside
-the image. Left limbs are warm-coloured and striped, right limbs cool and plain, so left/right is resolvable even
-when the figure faces away. Records use the seed's MPII JSON format plus a ``headbox``; generation is a pure
-function of the configuration (one RNG stream per image), so a seed gives identical bytes on every run.
+the image. Front and back views look different (face and shirt front vs hair), which resolves left from right in a
+way that, unlike a colour per side, stays true under the horizontal-flip augmentation. Records use the seed's MPII
+JSON format plus a ``headbox``; generation is a pure function of the configuration (one RNG stream per image), so a
+seed gives identical bytes on every run.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import numpy as np
 from hgprune.errors import HgpruneError
 from hgprune.fsutil import atomic_write_text
 
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 # person height H → MPII scale: scale = H / 200; head box side from 0.6 × diagonal = 25 × scale (MPII's relation)
 HEAD_SIDE_PER_SCALE = 25.0 / (0.6 * np.sqrt(2.0))
 
@@ -93,8 +94,8 @@ def sample_pose(rng: np.random.Generator, height: float) -> np.ndarray:
     j = np.zeros((16, 2))
     lean = np.deg2rad(np.clip(rng.normal(0, 12), -35, 35))
     up = -_dir(lean)  # towards the head
-    side = np.array([-up[1], up[0]]) * -1.0  # image-right when upright
-    yaw = rng.uniform(-1.0, 1.0)  # cos(yaw): 1 = facing camera (person's left on image right), -1 = facing away
+    side = np.array([up[1], -up[0]])  # perpendicular to the spine
+    yaw = rng.uniform(-1.0, 1.0)  # cos(yaw): its sign picks front or back view, its size the shoulder width
     width = np.sign(yaw) * max(abs(yaw), 0.15)
     fore = rng.uniform(0.8, 1.0)
     j[6] = 0.0
@@ -138,8 +139,8 @@ def _pt(p: np.ndarray) -> tuple[int, int]:
     return int(p[0] * 16 + 0.5), int(p[1] * 16 + 0.5)  # 4 fractional bits for sub-pixel drawing
 
 
-def _limb(img: np.ndarray, a: np.ndarray, b: np.ndarray, thick: float, color, striped: bool) -> None:
-    """A shaded limb: dark outline, body colour, a highlight offset to one side; optional stripes (left side)."""
+def _limb(img: np.ndarray, a: np.ndarray, b: np.ndarray, thick: float, color) -> None:
+    """A shaded limb: dark outline, body colour, a highlight offset to one side, a dark joint disc at the end."""
     t = max(1, int(round(thick)))
     dark = tuple(int(c * 0.55) for c in color)
     light = tuple(min(255, int(c * 1.35 + 30)) for c in color)
@@ -148,38 +149,57 @@ def _limb(img: np.ndarray, a: np.ndarray, b: np.ndarray, thick: float, color, st
     normal = np.array([b[1] - a[1], a[0] - b[0]])
     normal = normal / (np.linalg.norm(normal) + 1e-6) * thick * 0.2
     cv2.line(img, _pt(a + normal), _pt(b + normal), light, max(1, t // 3), cv2.LINE_AA, 4)
-    if striped:
-        for f in (0.3, 0.6):
-            c = a + (b - a) * f
-            cv2.circle(img, _pt(c), max(1, int(thick * 0.3)) * 16, dark, -1, cv2.LINE_AA, 4)
     cv2.circle(img, _pt(b), max(1, int(thick * 0.5)) * 16, dark, -1, cv2.LINE_AA, 4)
 
 
+def facing_camera(joints: np.ndarray) -> bool:
+    """True when the person's left shoulder lies to the right of the spine as seen from the camera (front view)."""
+    up, across = joints[7] - joints[6], joints[13] - joints[12]
+    return bool(up[0] * across[1] - up[1] * across[0] > 0)
+
+
 def draw_figure(img: np.ndarray, joints: np.ndarray, height: float, rng: np.random.Generator) -> None:
-    """Draw a figure; left limbs warm (red-orange) and striped, right limbs cool (blue-cyan) and plain."""
-    left = _hsv(rng.uniform(0, 22), rng.uniform(150, 255), rng.uniform(150, 255))
-    right = _hsv(rng.uniform(92, 120), rng.uniform(150, 255), rng.uniform(120, 255))
+    """Draw a figure whose front and back look different: face and shirt front vs hair and plain back.
+
+    That is the left/right cue. It survives the horizontal-flip augmentation (a mirrored front view is still a front
+    view, with the swapped labels on the matching sides), whereas a colour per side would be contradicted by every
+    flipped sample and teach the network nothing.
+    """
+    limb_colour = _hsv(rng.uniform(0, 180), rng.uniform(120, 255), rng.uniform(120, 255))
+    leg_colour = _hsv(rng.uniform(0, 180), rng.uniform(60, 255), rng.uniform(60, 220))
     body = _hsv(rng.uniform(0, 180), rng.uniform(0, 120), rng.uniform(60, 200))
-    skin = _hsv(rng.uniform(5, 20), rng.uniform(40, 140), rng.uniform(120, 240))
+    skin = _hsv(rng.uniform(5, 20), rng.uniform(40, 140), rng.uniform(140, 240))
+    hair = _hsv(rng.uniform(0, 30), rng.uniform(50, 200), rng.uniform(15, 70))
+    front_view = facing_camera(joints)
     arm, leg = 0.065 * height, 0.085 * height
-    limbs = [(LEFT_LIMBS, left, True), (RIGHT_LIMBS, right, False)]
+    sides = [LEFT_LIMBS, RIGHT_LIMBS]
     if rng.random() < 0.5:
-        limbs.reverse()  # which side is nearer the camera
-    back, front = limbs
-    for (a, b), thick in zip(back[0], (leg, leg, arm, arm)):
-        _limb(img, joints[a], joints[b], thick, back[1], back[2])
+        sides.reverse()  # which side is nearer the camera
+    for (a, b), thick in zip(sides[0], (leg, leg, arm, arm)):
+        _limb(img, joints[a], joints[b], thick, leg_colour if thick == leg else limb_colour)
     torso = np.array([joints[12], joints[13], joints[3], joints[2]])
-    cv2.fillConvexPoly(img, np.round(torso * 16).astype(np.int32), body, cv2.LINE_AA, 4)
+    shade = body if front_view else tuple(int(c * 0.7) for c in body)
+    cv2.fillConvexPoly(img, np.round(torso * 16).astype(np.int32), shade, cv2.LINE_AA, 4)
     cv2.polylines(img, [np.round(torso * 16).astype(np.int32)], True, tuple(c // 2 for c in body), 1, cv2.LINE_AA, 4)
-    _limb(img, joints[7], joints[8], 0.05 * height, skin, False)
+    if front_view:  # shirt front: a contrasting stripe down the middle and a collar
+        contrast = tuple(255 - c for c in body)
+        top, bottom = (joints[12] + joints[13]) / 2, (joints[2] + joints[3]) / 2
+        cv2.line(img, _pt(top), _pt(bottom), contrast, max(1, int(0.03 * height)), cv2.LINE_AA, 4)
+        cv2.circle(img, _pt(top), max(1, int(0.03 * height)) * 16, contrast, -1, cv2.LINE_AA, 4)
+    _limb(img, joints[7], joints[8], 0.05 * height, skin)
     head_c = (joints[8] + joints[9]) / 2
     axis = joints[9] - joints[8]
     angle = float(np.degrees(np.arctan2(axis[1], axis[0])))
     half = max(1.0, np.linalg.norm(axis) / 2 * 1.1)
-    cv2.ellipse(img, _pt(head_c), (int(half * 16), int(half * 0.75 * 16)), angle, 0, 360, skin, -1, cv2.LINE_AA, 4)
-    cv2.circle(img, _pt(joints[9] - axis * 0.1), max(1, int(half * 0.5)) * 16, (30, 30, 40), -1, cv2.LINE_AA, 4)
-    for (a, b), thick in zip(front[0], (leg, leg, arm, arm)):
-        _limb(img, joints[a], joints[b], thick, front[1], front[2])
+    axes = (int(half * 16), int(half * 0.75 * 16))
+    cv2.ellipse(img, _pt(head_c), axes, angle, 0, 360, skin if front_view else hair, -1, cv2.LINE_AA, 4)
+    cv2.circle(img, _pt(joints[9] - axis * 0.1), max(1, int(half * 0.5)) * 16, hair, -1, cv2.LINE_AA, 4)
+    if front_view:  # eyes
+        normal = np.array([-axis[1], axis[0]]) / (np.linalg.norm(axis) + 1e-6) * half * 0.35
+        for sign in (-1, 1):
+            cv2.circle(img, _pt(head_c + axis * 0.1 + sign * normal), 16, (20, 20, 20), -1, cv2.LINE_AA, 4)
+    for (a, b), thick in zip(sides[1], (leg, leg, arm, arm)):
+        _limb(img, joints[a], joints[b], thick, leg_colour if thick == leg else limb_colour)
     # hands and feet: local cues that pin the end joints down (a photo has them too)
     shoe = _hsv(rng.uniform(0, 180), rng.uniform(0, 100), rng.uniform(20, 80))
     for wrist in (10, 15):

@@ -74,3 +74,17 @@ def test_unknown_synth_parameter_is_named():
         synth_config({"colour": 1})
     with pytest.raises(HgpruneError, match="synth.size"):
         synth_config({"size": 8})
+
+
+def test_left_right_cue_survives_the_flip_augmentation():
+    from hgprune.data.synthpose import facing_camera, sample_pose
+    from hgprune.data.transforms import FLIP_PERM
+
+    rng = np.random.default_rng(0)
+    views = []
+    for _ in range(50):
+        joints = sample_pose(rng, 100.0)
+        mirrored = (joints * [-1.0, 1.0])[FLIP_PERM]  # what the flip augmentation makes of it (labels swapped)
+        assert facing_camera(mirrored) == facing_camera(joints)  # so the drawn face/shirt cue stays truthful
+        views.append(facing_camera(joints))
+    assert 10 < sum(views) < 40  # both front and back views occur
