@@ -20,6 +20,9 @@ REPORT_DIR = ROOT / "reports" / "benchmarks"
 PACKAGES = ("hgprune", "torch", "torch-pruning", "numpy", "fvcore", "thop", "onnx", "onnxruntime")
 
 
+THREAD_ENV = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "MKL_NUM_THREADS")
+
+
 def _cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -44,8 +47,9 @@ def environment(device: str = "cpu") -> dict:
     """Machine, versions, thread settings, load and the exact command line of this process."""
     import torch
 
+    settings = [f"{k}={os.environ[k]}" for k in THREAD_ENV if os.environ.get(k)]
     env = {
-        "command": " ".join(shlex.quote(a) for a in [Path(sys.executable).name, *sys.argv]),
+        "command": " ".join(shlex.quote(a) for a in [*settings, Path(sys.executable).name, *sys.argv]),
         "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "machine": {
             "platform": platform.platform(),
