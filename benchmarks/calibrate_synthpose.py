@@ -37,7 +37,9 @@ def evaluate(model, dataset, batch_size: int = 64) -> dict:
 
     gt = dataset.ground_truth()
     pred = np.concatenate(preds)
-    return {p: pckh(pred, gt.joints, gt.missing, gt.headboxes, protocol=p).to_dict() for p in ("mpii", "seed")}
+    scores = {p: pckh(pred, gt.joints, gt.missing, gt.headboxes, protocol=p).to_dict() for p in ("mpii", "seed")}
+    scores["pckh@1.0"] = pckh(pred, gt.joints, gt.missing, gt.headboxes, threshold=1.0).mean  # gross errors
+    return scores
 
 
 def main() -> None:
@@ -51,6 +53,7 @@ def main() -> None:
     parser.add_argument("--num-val", type=int, default=500)
     parser.add_argument("--seconds", type=float, default=120.0, help="training wall-clock budget")
     parser.add_argument("--steps", type=int, default=0, help="train this many steps instead (ignores --seconds)")
+    parser.add_argument("--decay-at", type=int, default=0, help="multiply the lr by 0.1 after this many steps")
     parser.add_argument("--eval-every", type=int, default=0, help="also evaluate every this many steps")
     parser.add_argument("--lr", type=float, default=2.5e-3)
     parser.add_argument("--batch-size", type=int, default=16)
@@ -82,6 +85,9 @@ def main() -> None:
             loss.backward()
             opt.step()
             steps += 1
+            if args.decay_at and steps == args.decay_at:
+                for group in opt.param_groups:
+                    group["lr"] *= 0.1
             loss_value = float(loss.detach())
             if args.eval_every and steps % args.eval_every == 0:
                 curve.append((steps, evaluate(model, val)["mpii"]["mean"]))
@@ -103,6 +109,7 @@ def main() -> None:
         "pckh_mpii": scores["mpii"]["mean"],
         "pckh_seed": scores["seed"]["mean"],
         "pckh@0.1": scores["mpii"]["pckh@0.1"],
+        "pckh@1.0": scores["pckh@1.0"],
         "groups": scores["mpii"]["groups"],
         "args": vars(args),
     }
