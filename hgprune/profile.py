@@ -202,6 +202,7 @@ def profile_model(
     warmup: int = 3,
     repeats: int = 10,
     threads: int | None = None,
+    max_seconds: float | None = 20.0,
 ) -> Profile:
     """Everything users compare models by, in one call (a few seconds for hg8 on 2 CPU cores)."""
     input_size = input_size or model.config.input_size
@@ -227,7 +228,14 @@ def profile_model(
     prof.memory = _memory(model, input_size, batch_size)
     if latency:
         prof.latency = model_latency(
-            model, input_size, batch_size, device, warmup=warmup, repeats=repeats, threads=threads
+            model,
+            input_size,
+            batch_size,
+            device,
+            warmup=warmup,
+            repeats=repeats,
+            threads=threads,
+            max_seconds=max_seconds,
         )
         if str(device).startswith("cuda"):
             prof.memory["cuda_peak_bytes"] = _cuda_peak(model, input_size, batch_size, device)

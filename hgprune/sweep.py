@@ -8,13 +8,19 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import replace
+from pathlib import Path
 
 from hgprune.errors import HgpruneError
 from hgprune.recipe import Recipe
 
 
-def expand(recipe: Recipe) -> list[tuple[str, Recipe]]:
-    """``[(entry_name, recipe_without_sweep), …]``; a recipe without ``sweep`` is its own single entry."""
+def expand(recipe: Recipe, out: Path | None = None) -> list[tuple[str, Recipe]]:
+    """``[(entry_name, recipe_without_sweep), …]``; a recipe without ``sweep`` is its own single entry.
+
+    When the baseline is trained from scratch, each architecture's baseline is trained once, by an entry
+    ``{arch}-baseline`` (no pruning steps) listed before the entries that prune it; those load its final model from
+    ``out/{arch}-baseline/final/model.pt``. Run the baseline entries first when spreading a sweep over machines.
+    """
     sweep = recipe.sweep
     if sweep is None:
         return [(recipe.name, recipe)]
@@ -25,17 +31,25 @@ def expand(recipe: Recipe) -> list[tuple[str, Recipe]]:
         if not 0 < kept <= 1:
             raise HgpruneError(f"sweep.kept[{i}]: must be in (0, 1], got {kept}")
     base = replace(recipe, sweep=None)
+    out = Path(out) if out is not None else Path("runs") / recipe.name
     entries = []
     for arch in archs:
         if arch not in {f"hg{k}" for k in range(1, 9)}:
             raise HgpruneError(f"sweep.arch: unknown architecture {arch!r}; valid: hg1 … hg8")
+        arch_base = replace(base, model=replace(base.model, arch=arch))
+        if base.baseline.checkpoint is None:
+            name = f"{arch}-baseline"
+            entries.append(
+                (name, replace(arch_base, name=name, prune=replace(base.prune, criterion="baseline", steps=0)))
+            )
+            shared = replace(base.baseline, checkpoint=str(out / name / "final" / "model.pt"))
+            arch_base = replace(arch_base, baseline=shared)
         for criterion in criteria:
             for kept in kept_values:
                 name = f"{arch}-{_slug(criterion)}-{round(100 * kept)}"
                 entry = replace(
-                    base,
+                    arch_base,
                     name=name,
-                    model=replace(base.model, arch=arch),
                     prune=replace(base.prune, criterion=criterion, target=replace(base.prune.target, kept=kept)),
                 )
                 entries.append((name, entry))

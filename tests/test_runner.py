@@ -151,9 +151,11 @@ def test_sweep_expansion_names_and_scratch_budget(tmp_path, capsys):
         TINY.read_text() + "sweep: {arch: [hg1, hg2], criterion: [l1, random], kept: [0.5], scratch: true}\n"
     )
     entries = dict(expand(load_recipe(path)))
-    assert sorted(entries) == sorted(
-        ["hg1-l1-50", "hg1-random-50", "hg1-scratch-50", "hg2-l1-50", "hg2-random-50", "hg2-scratch-50"]
-    )
+    names = ["hg1-l1-50", "hg1-random-50", "hg1-scratch-50", "hg2-l1-50", "hg2-random-50", "hg2-scratch-50"]
+    assert sorted(entries) == sorted(names + ["hg1-baseline", "hg2-baseline"])
+    # the baseline is trained once per architecture and shared by the entries that prune it
+    assert entries["hg2-baseline"].prune.steps == 0 and entries["hg2-baseline"].baseline.checkpoint is None
+    assert entries["hg2-random-50"].baseline.checkpoint == str(Path("runs/tiny/hg2-baseline/final/model.pt"))
     scratch = entries["hg2-scratch-50"]
     assert scratch.prune.steps == 0 and scratch.prune.criterion == "scratch"
     assert scratch.model.N < 8 or scratch.model.M < 16
@@ -165,4 +167,4 @@ def test_sweep_expansion_names_and_scratch_budget(tmp_path, capsys):
     narrow = conv_macs(build_model("hg2", N=scratch.model.N, M=scratch.model.M, input_size=64), 64)
     assert narrow / full == pytest.approx(0.5, abs=0.1)
     assert main(["run", str(path), "--only", "nope", "--dry-run"]) == 2
-    assert "no such sweep entry; valid: hg1-l1-50" in capsys.readouterr().err
+    assert "no such sweep entry; valid: hg1-baseline, hg1-l1-50" in capsys.readouterr().err

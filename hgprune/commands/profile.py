@@ -15,7 +15,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:k]")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for the latency measurement")
     parser.add_argument("--repeats", type=int, default=10, help="timed repeats (after --warmup)")
-    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument(
+        "--max-seconds", type=float, default=8.0, help="stop timing after this long once 3 repeats are in (default 8)"
+    )
     parser.add_argument("--no-latency", action="store_true", help="skip the latency measurement")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
@@ -41,6 +44,7 @@ def main(args: argparse.Namespace) -> int:
         warmup=args.warmup,
         repeats=args.repeats,
         threads=args.threads,
+        max_seconds=args.max_seconds,
     )
     if args.json:
         print_json(prof.to_dict())

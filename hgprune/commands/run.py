@@ -29,12 +29,12 @@ def main(args: argparse.Namespace) -> int:
     from hgprune.sweep import expand
 
     recipe = load_recipe(args.recipe, args.set)
-    entries = expand(recipe)
+    out = Path(args.out or recipe.output.dir or Path("runs") / recipe.name)
+    entries = expand(recipe, out)
     known = [name for name, _ in entries]
     unknown = [name for name in args.only if name not in known]
     if unknown:
         raise HgpruneError(f"--only {unknown[0]}: no such sweep entry; valid: {', '.join(known)}")
-    out = Path(args.out or recipe.output.dir or Path("runs") / recipe.name)
     if args.dry_run:
         return _dry_run(recipe, entries, out)
     command = "hgprune " + shlex.join(sys.argv[1:]) if sys.argv[1:] else None
@@ -63,9 +63,10 @@ def _dry_run(recipe, entries, out: Path) -> int:
     from hgprune.runner import plan
 
     for name, entry in entries:
-        if entry.prune.steps and entry.prune.criterion != "scratch":
+        if entry.prune.steps:
             get_criterion(entry.prune.criterion)  # unknown names / bad module:Class fail here, before any training
-        if entry.baseline.checkpoint and not Path(entry.baseline.checkpoint).exists():
+        produced_here = entry.baseline.checkpoint and Path(entry.baseline.checkpoint).is_relative_to(out)
+        if entry.baseline.checkpoint and not produced_here and not Path(entry.baseline.checkpoint).exists():
             print(f"warning: baseline.checkpoint {entry.baseline.checkpoint} does not exist here")
         if entry.data.dataset == "mpii":
             for key in ("annotations", "image_path"):
