@@ -16,6 +16,10 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+# A script run as ``python benchmarks/X.py`` has this folder first on sys.path, where benchmarks/profile.py would
+# shadow the standard library's ``profile`` (torch._dynamo imports cProfile → profile). Once ``common`` is imported
+# nothing else is needed from here, so take the folder off the path.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 REPORT_DIR = ROOT / "reports" / "benchmarks"
 PACKAGES = ("hgprune", "torch", "torch-pruning", "numpy", "fvcore", "thop", "onnx", "onnxruntime")
 
