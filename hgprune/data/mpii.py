@@ -227,15 +227,23 @@ def load_predictions_mat(path: str | os.PathLike, key: str = "pos_pred_src") -> 
 
 def save_predictions_mat(path: str | os.PathLike, preds: np.ndarray) -> None:
     """Write (N, 16, 2) 0-based predictions as ``preds.mat`` with ``pos_pred_src`` (16×2×N, 1-based), atomically."""
+    from hgprune.fsutil import atomic_write_bytes
+
+    atomic_write_bytes(path, mat_bytes({"pos_pred_src": np.asarray(preds, dtype=np.float64).transpose(1, 2, 0) + 1.0}))
+
+
+def mat_bytes(variables: dict) -> bytes:
+    """A MATLAB v5 file as bytes, with a fixed header text (scipy stamps the creation time, which breaks
+    byte-for-byte reproducibility)."""
     import io
 
     import scipy.io
 
-    from hgprune.fsutil import atomic_write_bytes
-
     buf = io.BytesIO()
-    scipy.io.savemat(buf, {"pos_pred_src": np.asarray(preds, dtype=np.float64).transpose(1, 2, 0) + 1.0})
-    atomic_write_bytes(path, buf.getvalue())
+    scipy.io.savemat(buf, variables)
+    data = bytearray(buf.getvalue())
+    data[:116] = b"MATLAB 5.0 MAT-file, written by hgprune".ljust(116, b" ")
+    return bytes(data)
 
 
 def check_order(records: list[PoseRecord], gt: GroundTruth, source: str, max_mismatch: float = 0.01) -> None:

@@ -324,7 +324,6 @@ def _render_chunk(args: tuple[SynthConfig, str, list[int], str]) -> list[dict]:
 
 def generate(cfg: SynthConfig, out_dir: str | os.PathLike, workers: int = 0, progress: bool = False) -> Path:
     """Write ``images/*.jpg``, ``annotations.json`` (seed format + headbox), ``gt_valid.mat`` and ``synth.json``."""
-    import scipy.io
 
     out = Path(out_dir)
     image_dir = out / "images"
@@ -350,11 +349,9 @@ def generate(cfg: SynthConfig, out_dir: str | os.PathLike, workers: int = 0, pro
     val = [r for r in records if r["isValidation"]]
     if val:
         joints = np.array([r["joint_self"] for r in val])
-        import io
+        from hgprune.data.mpii import mat_bytes
 
-        buf = io.BytesIO()
-        scipy.io.savemat(
-            buf,
+        payload = mat_bytes(
             {
                 "pos_gt_src": joints[:, :, :2].transpose(1, 2, 0),
                 "jnt_missing": np.zeros((16, len(val)), np.uint8),
@@ -363,7 +360,7 @@ def generate(cfg: SynthConfig, out_dir: str | os.PathLike, workers: int = 0, pro
         )
         from hgprune.fsutil import atomic_write_bytes
 
-        atomic_write_bytes(out / "gt_valid.mat", buf.getvalue())
+        atomic_write_bytes(out / "gt_valid.mat", payload)
     atomic_write_text(out / "synth.json", json.dumps({"version": FORMAT_VERSION, **asdict(cfg)}, indent=2))
     return out
 
