@@ -73,6 +73,12 @@ class SynthSection:
     num_val: int = field(default=300, metadata=_positive())
     size: int = field(default=128, metadata=_check("must be >= 32", lambda v: v >= 32))
     seed: int = 0
+    # difficulty (hgprune.data.synthpose.SynthConfig has the defaults and the meaning of each)
+    max_rotation: float = field(default=40.0, metadata=_check("must be in [0, 180]", lambda v: 0 <= v <= 180))
+    occlusion_prob: float = field(default=0.5, metadata=_check("must be in [0, 1]", lambda v: 0 <= v <= 1))
+    max_distractors: int = field(default=2, metadata=_non_negative())
+    clutter: int = field(default=18, metadata=_non_negative())
+    noise: float = field(default=10.0, metadata=_non_negative())
 
 
 @dataclass(frozen=True)
@@ -84,6 +90,7 @@ class DataSection:
     cache_dir: str | None = None  # where SynthPose is generated once (default $HGPRUNE_CACHE or ~/.cache/hgprune)
     synth: SynthSection = field(default_factory=SynthSection)
     workers: int = field(default=0, metadata=_non_negative())
+    augment: bool = True  # the seed's augmentation on the training split (scale, rotation, flip, colour)
     calibration_batches: int = field(default=4, metadata=_non_negative())
     val_limit: int | None = field(default=None, metadata=_check("must be > 0", lambda v: v is None or v > 0))
 

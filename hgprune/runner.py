@@ -68,7 +68,7 @@ class Pipeline:
         )
         if data.gt_mat:
             common["gt_mat"] = data.gt_mat
-        train_set = build_dataset(data.dataset, "train", augment=True, **common)
+        train_set = build_dataset(data.dataset, "train", augment=data.augment, **common)
         val_set = build_dataset(data.dataset, "val", augment=False, **common)
         if data.val_limit is not None and len(val_set) > data.val_limit:
             val_set = _subset(val_set, data.val_limit)
@@ -465,9 +465,9 @@ def plan(recipe: Recipe) -> list[dict]:
     macs, params = conv_macs(model, m.input_size), count_params(model)
     kind = recipe.prune.target.kind
     rows = [{"step": 0, "kept": 1.0, "macs": macs, "params": params, "note": "baseline"}]
-    for step, kept in enumerate(
-        schedule_targets(recipe.prune.target.kept, recipe.prune.steps, recipe.prune.schedule), 1
-    ):
+    steps = recipe.prune.steps
+    targets = schedule_targets(recipe.prune.target.kept, steps, recipe.prune.schedule) if steps else []
+    for step, kept in enumerate(targets, 1):
         if kind == "macs":
             est = {"macs": macs * kept, "params": None, "note": "MACs target"}
         elif kind == "params":
