@@ -23,9 +23,9 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
+# --resume: a second `make demo` (or one after Ctrl-C) continues / re-reports instead of refusing the directory
 demo: $(STAMP)
-	$(BIN)/hgprune profile --arch hg1 --no-latency
-	$(BIN)/hgprune profile --arch hg8
+	$(BIN)/hgprune run recipes/quickstart.yaml --out runs/quickstart --resume
 
 bench: $(STAMP)
 	OMP_WAIT_POLICY=PASSIVE $(BIN)/python benchmarks/run_all.py
