@@ -28,10 +28,17 @@ os.umask(_UMASK)
 
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[io.IOBase]:
-    """Open a temp file next to ``path``; on success fsync and rename it over ``path``, on failure remove it."""
+    """Open a temp file next to ``path``; on success fsync and rename it over ``path``, on failure remove it.
+
+    File-system failures (a parent that is a file, no permission, a full disk) become one-line errors that say the
+    previous version of ``path`` is intact.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise HgpruneError(f"{path}: cannot write here ({exc.strerror or exc})") from None
     os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the file the permissions open() would have
     try:
         with os.fdopen(fd, mode) as handle:
@@ -40,9 +47,13 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[io.IOBase
             os.fsync(handle.fileno())
         os.replace(tmp, path)
         _fsync_dir(path.parent)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise HgpruneError(
+                f"{path}: write failed ({exc.strerror or exc}); any previous version is intact"
+            ) from None
         raise
 
 

@@ -7,6 +7,7 @@ import torch
 
 from hgprune import __version__, load_model, save_model
 from hgprune.cli import COMMANDS, main
+from tests.conftest import ROOT
 from tests.models.test_hourglass import SEED_PARAMS
 
 
@@ -38,6 +39,21 @@ def test_user_errors_are_one_line_exit_2(capsys, argv, match):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("hgprune: error:") and match in err and err.count("\n") == 1
+
+
+def test_conflicting_flags_and_unwritable_output(capsys, tmp_path, tiny_model):
+    checkpoint = tmp_path / "m.pt"
+    save_model(tiny_model, checkpoint)
+    assert main(["profile", str(checkpoint), "--arch", "hg1", "--no-latency"]) == 2
+    assert "either a checkpoint or --arch, not both" in capsys.readouterr().err
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    recipe = ROOT / "tests" / "recipes" / "tiny.yaml"
+    assert main(["run", str(recipe), "--out", str(blocker / "run")]) == 2
+    err = capsys.readouterr().err
+    assert "output directory is not writable" in err and err.count("\n") == 1
+    assert main(["convert", str(checkpoint), str(blocker / "x.pt")]) == 2
+    assert err.startswith("hgprune: error:")
 
 
 def test_debug_shows_traceback():
