@@ -193,6 +193,7 @@ def markdown(env: dict, recipe_path: str, seeds, budgets, results: dict, checks:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recipe", default="recipes/quickstart.yaml")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="recipe override")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--budgets", type=float, nargs="+", default=[0.5, 0.25])
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
@@ -204,7 +205,7 @@ def main() -> int:
     import torch
 
     torch.set_num_threads(1)
-    recipe = replace(load_recipe(args.recipe), device=args.device)
+    recipe = replace(load_recipe(args.recipe, args.set), device=args.device)
     work = Path(args.work)
     if args.seed_only is not None:
         run_seed(recipe, args.seed_only, args.budgets, args.variants, work)
@@ -235,9 +236,8 @@ def main() -> int:
         "goals": checks,
         "wall_s": seconds,
     }
-    paths = write_report(
-        "accuracy", data, markdown(env, args.recipe, args.seeds, args.budgets, results, checks, seconds)
-    )
+    described = args.recipe + "".join(f" --set {s}" for s in args.set)
+    paths = write_report("accuracy", data, markdown(env, described, args.seeds, args.budgets, results, checks, seconds))
     print("\n".join(f"{c['goal']}: {c['value']} → {'met' if c['met'] else 'MISSED'}" for c in checks))
     print("wrote", *paths)
     return 0
