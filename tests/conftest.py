@@ -31,6 +31,7 @@ torch.set_num_threads(1)
 @pytest.fixture(autouse=True)
 def _deterministic():
     torch.manual_seed(0)
+    torch.set_num_threads(1)  # again per test: code under test may change it (profile/export take a thread count)
     yield
 
 

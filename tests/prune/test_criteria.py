@@ -13,15 +13,6 @@ from hgprune.prune import CRITERIA, Criterion, get_criterion, group_layers, mode
 from hgprune.prune.criteria import TaylorCriterion
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run fastest single-threaded, and the 2 shared cores are busy."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def weighted_mse(outputs, targets, weights):
     return sum(((o - targets) ** 2 * weights[:, :, None, None]).mean() for o in outputs)
 

@@ -13,15 +13,6 @@ from hgprune.prune import model_size, prune_to_target, round_keep, schedule_targ
 TRUNK_CONVS = ("layer3.0.conv3", "fc_.0", "score_.0", "hg.0.hg.0.0.0.conv3", "res.0.0.conv3")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run fastest single-threaded, and the 2 shared cores are busy."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def tiny(arch: str = "hg1") -> nn.Module:
     torch.manual_seed(0)
     return build_model(arch, N=16, M=32, input_size=64)

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import torch
 from torch import nn
 
 from hgprune import build_model, load_model
@@ -18,15 +17,6 @@ from hgprune.report import write_report
 from tests.report.fabricate import make_run
 
 SHARED_FIGURES = {"pareto", "latency", "pckh_groups"}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny models run fastest on one thread; two OpenMP threads on a busy 2-core box spin for seconds."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
