@@ -187,6 +187,7 @@ def prune_to_target(
         planner = _Planner(model, groups, pair_macs)
         infos = [info for info, _ in groups]
         plan = _plan_fn(infos, multipliers, global_ranking, max_layer_ratio, round_to, round_mode)
+
         def fraction_at(r: float) -> float:
             return planner.size(plan(r))[kind] / reference[kind]
 
