@@ -3,7 +3,7 @@ breakdown, memory, latency), with each stage timed alone. Goal (issue 7): ≤ 15
 
 Also checks issue 5's "MACs from both counters within 1 % of each other". Writes
 ``reports/benchmarks/profile.{json,md}``. Usage: ``python benchmarks/profile.py [--arch hg8] [--threads 2]
-[--repeats 10 --warmup 3] [--no-cli]`` (the defaults are the CLI's own).
+[--repeats 10 --warmup 2 --max-seconds 8] [--no-cli]`` (the defaults are the CLI's own).
 """
 
 from __future__ import annotations
@@ -48,7 +48,8 @@ def main() -> int:
     parser.add_argument("--input-size", type=int, default=256)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=10, help="latency repeats (the CLI default)")
-    parser.add_argument("--warmup", type=int, default=3, help="latency warm-up runs (the CLI default)")
+    parser.add_argument("--warmup", type=int, default=2, help="latency warm-up runs (the CLI default)")
+    parser.add_argument("--max-seconds", type=float, default=8.0, help="latency time budget (the CLI default)")
     parser.add_argument("--fast-repeats", type=int, default=5, help="second run: fewer latency repeats")
     parser.add_argument("--fast-warmup", type=int, default=1, help="second run: fewer warm-up runs")
     parser.add_argument("--device", default="cpu")
@@ -61,7 +62,13 @@ def main() -> int:
     model, build_s = timed(lambda: build_model(args.arch, N=args.N, M=args.M, input_size=size).eval())
     prof, total_s = timed(
         lambda: profile_model(
-            model, size, device=args.device, warmup=args.warmup, repeats=args.repeats, threads=args.threads
+            model,
+            size,
+            device=args.device,
+            warmup=args.warmup,
+            repeats=args.repeats,
+            threads=args.threads,
+            max_seconds=args.max_seconds,
         )
     )
     _, fast_s = timed(

@@ -202,7 +202,7 @@ def profile_model(
     warmup: int = 3,
     repeats: int = 10,
     threads: int | None = None,
-    max_seconds: float | None = 20.0,
+    max_seconds: float | None = 8.0,
 ) -> Profile:
     """Everything users compare models by, in one call (a few seconds for hg8 on 2 CPU cores)."""
     input_size = input_size or model.config.input_size
