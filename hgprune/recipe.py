@@ -213,7 +213,8 @@ def _type_name(tp: Any) -> str:
 
 def _convert(value: Any, tp: Any, path: str) -> Any:
     origin = typing.get_origin(tp)
-    fail = HgpruneError(f"{path}: must be {_type_name(tp)}, got {value!r}")
+    shown = repr(value) if len(repr(value)) <= 80 else repr(value)[:77] + "..."
+    fail = HgpruneError(f"{path}: must be {_type_name(tp)}, got {shown}")
     if origin is Literal:
         if value not in typing.get_args(tp):
             raise fail
@@ -247,7 +248,7 @@ def _convert(value: Any, tp: Any, path: str) -> Any:
         if not isinstance(value, dict):
             raise fail
         key_tp, val_tp = typing.get_args(tp)
-        return {_convert(k, key_tp, path): _convert(v, val_tp, f"{path}.{k}") for k, v in value.items()}
+        return {_convert(k, key_tp, path): _convert(v, val_tp, f"{path}.{_printable(k)}") for k, v in value.items()}
     if tp is bool:
         if not isinstance(value, bool):
             raise fail
@@ -269,13 +270,18 @@ def _convert(value: Any, tp: Any, path: str) -> Any:
     raise fail
 
 
+def _printable(key: Any) -> str:
+    """A key as it can appear inside a one-line message (odd keys — newlines, non-strings — are quoted)."""
+    return key if isinstance(key, str) and key and key.isprintable() and key.strip() == key else repr(key)
+
+
 def build(cls: type, raw: dict, path: str = "") -> Any:
     """Build dataclass ``cls`` from ``raw``; every problem is reported with its dotted key path."""
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     for key in raw:
         if key not in fields:
-            where = f"{path}.{key}" if path else str(key)
+            where = f"{path}.{_printable(key)}" if path else _printable(key)
             close = difflib.get_close_matches(str(key), fields, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else f"; valid keys: {', '.join(fields)}"
             raise HgpruneError(f"{where}: unknown key{hint}")

@@ -32,6 +32,7 @@ def test_defaults_and_values(tmp_path):
         ("model: {arch: hg2\n", r"r.yaml:\d+: invalid YAML"),
         ("model:\n  arch: hg2\n   N: 3\n", r"r.yaml:3: invalid YAML"),
         ("modle: {arch: hg2}\n", "modle: unknown key; did you mean 'model'"),
+        ('"a\\nb": 1\n', r"'a\\nb': unknown key"),  # found by the fuzzer: keys are quoted, messages stay one line
         ("prune: {targte: {kept: 0.5}}\n", "prune.targte: unknown key; did you mean 'target'"),
         ("model: {N: sixty}\n", "model.N: must be an integer, got 'sixty'"),
         ("model: {N: 7}\n", "model.N: must be an even integer >= 2, got 7"),

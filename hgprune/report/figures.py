@@ -42,6 +42,7 @@ KIND_COLORS = {
     "score": "#d62728",
 }
 SCRATCH = "scratch"
+BASELINE_ONLY = "baseline"  # criterion of the baseline entries a sweep trains once per architecture
 
 
 def rc_context():
@@ -74,6 +75,8 @@ def _series_style(table: pd.DataFrame) -> dict[str, dict]:
     styles = {}
     for series, rows in table.groupby("series", sort=False):
         arch, criterion = rows["arch"].iloc[0], rows["criterion"].iloc[0]
+        if criterion == BASELINE_ONLY:  # a sweep's shared baseline: shown by its star, not as a series
+            continue
         scratch = criterion == SCRATCH
         styles[series] = {
             "color": arch_color(arch),
@@ -109,7 +112,11 @@ def macs_unit(values: pd.Series) -> tuple[float, str]:
 def _plot_series(ax, table: pd.DataFrame, styles: dict, x: str, y: str, x_scale: float = 1.0) -> None:
     for series, style in styles.items():
         rows = table[table["series"] == series].sort_values(["run", "step"])
-        for i, (_, run_rows) in enumerate(rows.groupby("run", sort=False)):
+        if style["linestyle"] == "--":  # scratch: one trained model per budget, joined across runs by MACs
+            runs = [("all", rows.sort_values(x))]
+        else:
+            runs = list(rows.groupby("run", sort=False))
+        for i, (_, run_rows) in enumerate(runs):
             ax.plot(
                 run_rows[x] / x_scale,
                 run_rows[y],
@@ -124,7 +131,7 @@ def _plot_series(ax, table: pd.DataFrame, styles: dict, x: str, y: str, x_scale:
 
 
 def _plot_baselines(ax, table: pd.DataFrame, x: str, y: str, x_scale: float = 1.0) -> None:
-    base = table[table["step"] == 0]
+    base = table[(table["step"] == 0) & (table["criterion"] != SCRATCH)]  # a scratch run's step 0 is its result
     for arch, rows in base.groupby("arch", sort=False):
         ax.scatter(rows[x] / x_scale, rows[y], marker="*", s=190, color=arch_color(arch), edgecolors="black",
                    linewidths=0.8, zorder=5)  # fmt: skip
