@@ -155,7 +155,7 @@ class Runner:
         self.run.prepare()
         self.run.acquire_lock()
         try:
-            with _stop_on_sigterm():
+            with _stop_on_signals():
                 self._check_resume()
                 return self._execute()
         except KeyboardInterrupt:
@@ -438,21 +438,26 @@ def summary_table(rows: list[dict]) -> str:
 
 
 @contextmanager
-def _stop_on_sigterm():
-    """Treat SIGTERM like Ctrl-C: stop at once, completed steps stay on disk."""
+def _stop_on_signals():
+    """SIGINT and SIGTERM stop the run at once; completed steps stay on disk.
+
+    SIGINT is installed explicitly: a process started in the background by a non-interactive shell inherits SIGINT
+    as *ignored*, and Python keeps it that way, so ``kill -INT`` would otherwise be silently dropped.
+    """
 
     def handler(signum, frame):
         raise KeyboardInterrupt
 
     try:
-        previous = signal.signal(signal.SIGTERM, handler)
+        previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     except ValueError:  # not the main thread
         yield
         return
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def plan(recipe: Recipe) -> list[dict]:

@@ -54,9 +54,8 @@ def test_ctrl_c_stops_at_a_resumable_point(tmp_path, cache):
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
-    if proc.returncode == 0:
-        pytest.skip("the run finished before the interrupt arrived")
-    assert proc.returncode == 2
+    # must hold even when this test runs in a background job, where SIGINT is inherited as ignored
+    assert proc.returncode == 2, err
     assert "interrupted;" in err and "--resume" in err and "Traceback" not in err
     assert json.loads((out / "run.json").read_text())["status"] == "interrupted"
     assert not (out / ".lock").exists()
