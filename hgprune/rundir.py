@@ -16,6 +16,14 @@ from pathlib import Path
 from hgprune.errors import HgpruneError
 from hgprune.fsutil import atomic_write_text
 
+# PCKh joint groups (DESIGN.md §3) and the columns of RUN/metrics.csv, one row per step (step 0 = baseline).
+GROUPS = ("Head", "Shoulder", "Elbow", "Wrist", "Hip", "Knee", "Ankle")
+METRIC_COLUMNS = (
+    ("run", "step", "arch", "N", "M", "criterion", "target_kind", "target", "params", "macs_fvcore", "macs_thop")
+    + ("conv_macs", "macs_ratio", "params_ratio", "latency_ms", "latency_p90_ms", "pckh_mean", "pckh_seed_mean")
+    + ("pckh_01", "auc", *(f"pckh_{g}" for g in GROUPS), "finetune_epochs", "train_loss", "wall_s")
+)
+
 
 def _pid_alive(pid: int) -> bool:
     try:

@@ -28,16 +28,8 @@ from hgprune.fsutil import atomic_write_text
 from hgprune.models import HourglassConfig, HourglassNet, build_model, save_model
 from hgprune.models.checkpoints import load_checkpoint
 from hgprune.recipe import Recipe, dump_recipe
-from hgprune.rundir import RunDir
+from hgprune.rundir import GROUPS, METRIC_COLUMNS, RunDir
 
-GROUPS = ("Head", "Shoulder", "Elbow", "Wrist", "Hip", "Knee", "Ankle")
-COLUMNS = (
-    ["run", "step", "arch", "N", "M", "criterion", "target_kind", "target", "params", "macs_fvcore", "macs_thop"]
-    + ["conv_macs", "macs_ratio", "params_ratio", "latency_ms", "latency_p90_ms", "pckh_mean", "pckh_seed_mean"]
-    + ["pckh_01", "auc"]
-    + [f"pckh_{g}" for g in GROUPS]
-    + ["finetune_epochs", "train_loss", "wall_s"]
-)
 EPOCHS_PER_STEP_SLOT = 1000  # fine-tuning epochs of step k are numbered k*1000+…, so every epoch has its own seed
 
 
@@ -376,7 +368,7 @@ class Runner:
     def _write_metrics(self, rows: list[dict]) -> None:
         import pandas as pd
 
-        frame = pd.DataFrame(rows, columns=list(COLUMNS))
+        frame = pd.DataFrame(rows, columns=list(METRIC_COLUMNS))
         atomic_write_text(self.run.root / "metrics.csv", frame.to_csv(index=False))
         atomic_write_text(self.run.root / "metrics.json", json.dumps(rows, indent=2) + "\n")
 

@@ -16,34 +16,8 @@ import numpy as np
 import pandas as pd
 
 from hgprune.errors import HgpruneError
+from hgprune.rundir import GROUPS, METRIC_COLUMNS  # noqa: F401 (GROUPS re-exported for the report)
 
-GROUPS = ("Head", "Shoulder", "Elbow", "Wrist", "Hip", "Knee", "Ankle")
-METRIC_COLUMNS = (
-    "run",
-    "step",
-    "arch",
-    "N",
-    "M",
-    "criterion",
-    "target_kind",
-    "target",
-    "params",
-    "macs_fvcore",
-    "macs_thop",
-    "conv_macs",
-    "macs_ratio",
-    "params_ratio",
-    "latency_ms",
-    "latency_p90_ms",
-    "pckh_mean",
-    "pckh_seed_mean",
-    "pckh_01",
-    "auc",
-    *(f"pckh_{g}" for g in GROUPS),
-    "finetune_epochs",
-    "train_loss",
-    "wall_s",
-)
 REQUIRED_COLUMNS = ("step", "arch", "criterion", "macs_fvcore", "pckh_mean")
 TEXT_COLUMNS = ("run", "arch", "criterion", "target_kind")
 NUMERIC_COLUMNS = tuple(c for c in METRIC_COLUMNS if c not in TEXT_COLUMNS)
