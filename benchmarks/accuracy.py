@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import os
 import statistics
 import subprocess
 import sys
@@ -220,7 +221,7 @@ def main() -> int:
         batch, pending = pending[: args.jobs], pending[args.jobs :]
         procs = [
             subprocess.Popen(
-                [sys.executable, *sys.argv, "--seed-only", str(seed)], env={**_env(), "OMP_NUM_THREADS": "1"}
+                [sys.executable, *sys.argv, "--seed-only", str(seed)], env={**os.environ, "OMP_NUM_THREADS": "1"}
             )
             for seed in batch
         ]
@@ -250,12 +251,6 @@ def main() -> int:
     print("\n".join(f"{c['goal']}: {c['value']} → {'met' if c['met'] else 'MISSED'}" for c in checks))
     print("wrote", *paths)
     return 0
-
-
-def _env() -> dict:
-    import os
-
-    return dict(os.environ)
 
 
 if __name__ == "__main__":

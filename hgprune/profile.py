@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import os
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
@@ -276,7 +275,3 @@ def _cuda_peak(model: nn.Module, input_size: int, batch_size: int, device: str) 
         model(_example(model, input_size, batch_size, device))
     torch.cuda.synchronize(device)
     return int(torch.cuda.max_memory_allocated(device))
-
-
-def default_threads() -> int:
-    return int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads()))

@@ -37,15 +37,13 @@ def main(args: argparse.Namespace) -> int:
         raise HgpruneError(f"--only {unknown[0]}: no such sweep entry; valid: {', '.join(known)}")
     if args.dry_run:
         return _dry_run(recipe, entries, out)
+    from hgprune.runner import Runner
+
     command = "hgprune " + shlex.join(sys.argv[1:]) if sys.argv[1:] else None
     if recipe.sweep is None:
-        from hgprune.runner import Runner
-
         Runner(recipe, out, resume=args.resume, command=command).execute()
         return 0
     selected = [(n, r) for n, r in entries if not args.only or n in args.only]
-    from hgprune.runner import Runner
-
     for i, (name, entry) in enumerate(selected, 1):
         print(f"=== sweep entry {i}/{len(selected)}: {name} ===", flush=True)
         Runner(entry, out / name, resume=args.resume, command=command).execute()
