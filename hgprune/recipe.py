@@ -69,16 +69,16 @@ class BaselineSection:
 
 @dataclass(frozen=True)
 class SynthSection:
-    num_train: int = field(default=2000, metadata=_positive())
-    num_val: int = field(default=300, metadata=_positive())
+    # defaults = hgprune.data.synthpose.SynthConfig's (a test keeps them equal), which documents each field
+    num_train: int = field(default=4000, metadata=_positive())
+    num_val: int = field(default=500, metadata=_positive())
     size: int = field(default=128, metadata=_check("must be >= 32", lambda v: v >= 32))
     seed: int = 0
-    # difficulty (hgprune.data.synthpose.SynthConfig has the defaults and the meaning of each)
-    max_rotation: float = field(default=40.0, metadata=_check("must be in [0, 180]", lambda v: 0 <= v <= 180))
-    occlusion_prob: float = field(default=0.5, metadata=_check("must be in [0, 1]", lambda v: 0 <= v <= 1))
-    max_distractors: int = field(default=2, metadata=_non_negative())
-    clutter: int = field(default=18, metadata=_non_negative())
-    noise: float = field(default=10.0, metadata=_non_negative())
+    max_rotation: float = field(default=15.0, metadata=_check("must be in [0, 180]", lambda v: 0 <= v <= 180))
+    occlusion_prob: float = field(default=0.2, metadata=_check("must be in [0, 1]", lambda v: 0 <= v <= 1))
+    max_distractors: int = field(default=1, metadata=_non_negative())
+    clutter: int = field(default=4, metadata=_non_negative())
+    noise: float = field(default=3.0, metadata=_non_negative())
 
 
 @dataclass(frozen=True)

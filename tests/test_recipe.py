@@ -88,3 +88,12 @@ def test_resolved_recipe_round_trips():
     text = dump_recipe(recipe, "9.9")
     assert yaml.safe_load(text)["hgprune_version"] == "9.9"
     assert recipe_from_resolved(text) == recipe
+
+
+def test_synth_section_defaults_are_synthpose_defaults():
+    """A recipe that says nothing about difficulty gets the same SynthPose as `hgprune data synth` and `train`."""
+    from hgprune.data.synthpose import SynthConfig
+
+    section = Recipe().data.synth
+    for field in dataclasses.fields(section):
+        assert getattr(section, field.name) == getattr(SynthConfig(), field.name), field.name
