@@ -8,6 +8,7 @@ predictions agree with the images exactly.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import cv2
@@ -115,7 +116,8 @@ def warp_image(image: np.ndarray, mat: np.ndarray, out_size: int, factor: int = 
 def to_normalized_chw(image_bgr: np.ndarray, color: np.ndarray | None = None) -> np.ndarray:
     """BGR uint8 → normalised RGB float32 (3, H, W), with optional per-channel (RGB) colour factors.
 
-    One 256-entry lookup table per channel does jitter, clipping and normalisation in a single gather.
+    One float32 lookup table per channel does jitter, clipping and normalisation in a single ``cv2.LUT`` per plane
+    (an order of magnitude faster than a NumPy gather over the interleaved channels).
     """
     levels = np.arange(256, dtype=np.float32)[None, :] / 255.0
     if color is not None:
@@ -123,10 +125,28 @@ def to_normalized_chw(image_bgr: np.ndarray, color: np.ndarray | None = None) ->
     else:
         levels = np.repeat(levels, 3, axis=0)
     lut = (levels - MEAN[:, None]) / STD[:, None]  # (3, 256), RGB
+    planes = cv2.split(image_bgr)  # B, G, R
     out = np.empty((3, *image_bgr.shape[:2]), dtype=np.float32)
     for c in range(3):
-        np.take(lut[c], image_bgr[:, :, 2 - c], out=out[c])
+        np.copyto(out[c], cv2.LUT(planes[2 - c], np.ascontiguousarray(lut[c][None])))
     return out
+
+
+def _table_half(size: int, sigma: float) -> int:
+    return max(size, int(np.ceil(3 * sigma))) + 1
+
+
+@functools.lru_cache(maxsize=16)
+def _gaussian_table(size: int, sigma: float) -> np.ndarray:
+    """Read-only table of the seed's 3σ-cut Gaussian patch, indexed by (dy + half, dx + half) with
+    half = :func:`_table_half`; entry [0, 0] lies outside the patch and is 0."""
+    radius, half = int(np.ceil(3 * sigma)), _table_half(size, sigma)
+    grid = np.arange(-radius, radius + 1, dtype=np.float32)
+    patch = np.exp(-(grid[None, :] ** 2 + grid[:, None] ** 2) / (2 * sigma**2))
+    table = np.zeros((2 * half + 1, 2 * half + 1), dtype=np.float32)
+    table[half - radius : half + radius + 1, half - radius : half + radius + 1] = patch
+    table.flags.writeable = False
+    return table
 
 
 def gaussian_heatmaps(
@@ -134,22 +154,15 @@ def gaussian_heatmaps(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(J, size, size) Gaussians with peak 1 at the rounded joint positions (seed style, cut at 3σ).
 
-    A joint whose rounded position falls outside the heatmap gets weight 0 and an empty map.
+    A joint whose rounded position falls outside the heatmap gets weight 0 and an empty map. All joints are one
+    gather from a cached table of the patch, so the values are exactly those of pasting the patch per joint.
     """
-    num = len(points)
-    maps = np.zeros((num, size, size), dtype=np.float32)
     weights = np.asarray(weights, dtype=np.float32).copy()
-    radius = int(np.ceil(3 * sigma))
-    grid = np.arange(-radius, radius + 1, dtype=np.float32)
-    patch = np.exp(-(grid[None, :] ** 2 + grid[:, None] ** 2) / (2 * sigma**2))
-    for j in range(num):
-        if weights[j] <= 0:
-            continue
-        x, y = int(np.round(points[j, 0])), int(np.round(points[j, 1]))
-        if not (0 <= x < size and 0 <= y < size):
-            weights[j] = 0.0
-            continue
-        x0, x1 = max(0, x - radius), min(size, x + radius + 1)
-        y0, y1 = max(0, y - radius), min(size, y + radius + 1)
-        maps[j, y0:y1, x0:x1] = patch[y0 - y + radius : y1 - y + radius, x0 - x + radius : x1 - x + radius]
+    centres = np.round(np.asarray(points, dtype=np.float64)).astype(np.int64)  # (J, 2) as x, y
+    inside = np.all((centres >= 0) & (centres < size), axis=1)
+    weights[~inside] = 0.0
+    # offsets from each centre, shifted into the table; inactive joints point at a zero entry (the table's corner)
+    index = np.arange(size, dtype=np.int64)[None, None, :] - centres[:, :, None] + _table_half(size, sigma)
+    index[weights <= 0] = 0
+    maps = _gaussian_table(size, float(sigma))[index[:, 1, :, None], index[:, 0, None, :]]
     return maps, weights

@@ -59,6 +59,45 @@ def test_heatmap_peak_is_one_at_warped_joint():
     assert maps[2].max() == 0
 
 
+def _paste_reference(points, weights, size, sigma):
+    """The seed's way: paste a 3σ-cut patch at each rounded joint, one joint at a time."""
+    radius = int(np.ceil(3 * sigma))
+    grid = np.arange(-radius, radius + 1, dtype=np.float32)
+    patch = np.exp(-(grid[None, :] ** 2 + grid[:, None] ** 2) / (2 * sigma**2))
+    maps = np.zeros((len(points), size, size), np.float32)
+    for j, (px, py) in enumerate(points):
+        x, y = int(np.round(px)), int(np.round(py))
+        if weights[j] <= 0 or not (0 <= x < size and 0 <= y < size):
+            continue
+        for dy in range(-radius, radius + 1):
+            for dx in range(-radius, radius + 1):
+                if 0 <= y + dy < size and 0 <= x + dx < size:
+                    maps[j, y + dy, x + dx] = patch[dy + radius, dx + radius]
+    return maps
+
+
+@pytest.mark.parametrize("size, sigma", [(64, 1.0), (16, 1.0), (16, 2.5), (8, 4.0)])
+def test_vectorised_heatmaps_equal_the_per_joint_paste_bit_for_bit(size, sigma):
+    rng = np.random.default_rng(size)
+    for _ in range(30):
+        points = rng.uniform(-4, size + 4, (16, 2))
+        points[0] = [size - 0.5, 0.5]  # ties round half to even, like np.round
+        weights = (rng.random(16) > 0.2).astype(np.float32)
+        maps, out_weights = T.gaussian_heatmaps(points, weights, size, sigma)
+        expected = _paste_reference(points, weights, size, sigma)
+        assert maps.dtype == np.float32 and np.array_equal(maps, expected)
+        assert np.array_equal(out_weights > 0, expected.reshape(16, -1).max(axis=1) > 0)
+
+
+def test_normalisation_equals_the_per_pixel_formula():
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    color = np.array([0.8, 1.0, 1.2], np.float32)
+    rgb = image[:, :, ::-1].astype(np.float32) / 255.0
+    expected = (np.clip(rgb * color, 0, 1) - T.MEAN) / T.STD
+    assert np.allclose(T.to_normalized_chw(image, color), expected.transpose(2, 0, 1), atol=1e-6)
+
+
 def test_reduced_decode_gives_the_same_crop(tmp_path):
     rng = np.random.default_rng(1)
     small = rng.integers(0, 255, (45, 80, 3), dtype=np.uint8)
