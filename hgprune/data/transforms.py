@@ -91,11 +91,13 @@ def reduced_to_full(factor: int) -> np.ndarray:
     return np.array([[1.0 / factor, 0.0, -shift / factor], [0.0, 1.0 / factor, -shift / factor], [0.0, 0.0, 1.0]])
 
 
+# EXIF orientation is ignored: annotations are in the stored pixel grid (the seed's PIL/SciPy readers ignore it too),
+# and OpenCV would otherwise rotate such images under the joints.
 _READ_FLAGS = {
-    1: cv2.IMREAD_COLOR,
-    2: cv2.IMREAD_REDUCED_COLOR_2,
-    4: cv2.IMREAD_REDUCED_COLOR_4,
-    8: cv2.IMREAD_REDUCED_COLOR_8,
+    1: cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION,
+    2: cv2.IMREAD_REDUCED_COLOR_2 | cv2.IMREAD_IGNORE_ORIENTATION,
+    4: cv2.IMREAD_REDUCED_COLOR_4 | cv2.IMREAD_IGNORE_ORIENTATION,
+    8: cv2.IMREAD_REDUCED_COLOR_8 | cv2.IMREAD_IGNORE_ORIENTATION,
 }
 
 

@@ -117,6 +117,20 @@ def test_reduced_decode_gives_the_same_crop(tmp_path):
     assert np.abs(expected - shifted.astype(float)).mean() > 10.0
 
 
+@pytest.mark.parametrize("factor", [1, 2])
+def test_exif_orientation_is_ignored_like_the_seed(tmp_path, factor):
+    """Annotations live in the stored pixel grid; OpenCV's default would rotate an EXIF-tagged photo under them."""
+    from PIL import Image
+
+    stored = np.random.default_rng(0).integers(0, 255, (20, 40, 3), dtype=np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90° clockwise to display"
+    path = tmp_path / "tagged.jpg"
+    Image.fromarray(stored).save(path, exif=exif.tobytes())
+    assert cv2.imread(str(path)).shape == (40, 20, 3)  # what OpenCV does by default
+    assert T.read_image(path, factor).shape == (20 // factor, 40 // factor, 3)
+
+
 def test_normalisation_and_colour_jitter():
     image = np.full((4, 4, 3), 255, np.uint8)
     out = T.to_normalized_chw(image)
