@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -99,14 +100,21 @@ def test_kill_anywhere_resume_matches_uninterrupted(tmp_path, cache):
     rng = random.Random(1234)
     seen: dict[Path, int] = {}
     kills = 0
-    for attempt in range(12):
-        proc = _spawn(out, attempt > 0, env)
+    for _attempt in range(16):
+        proc = _spawn(out, out.exists(), env)
         if kills < 3:
             time.sleep(rng.uniform(0.15, 0.9) * duration)
             if proc.poll() is None:
                 proc.send_signal(signal.SIGKILL)
                 proc.wait()
                 kills += 1
+            elif kills == 0:
+                # finished before the first kill: the reference was slowed by load, so start over with shorter delays
+                assert proc.returncode == 0, proc.stderr.read()
+                shutil.rmtree(out)
+                seen.clear()
+                duration /= 2
+                continue
         else:
             assert proc.wait(timeout=600) == 0, proc.stderr.read()
         # a completed step is never recomputed: its checkpoint, once written, is never rewritten
