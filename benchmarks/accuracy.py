@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import json
 import os
 import statistics
 import subprocess
@@ -233,8 +234,6 @@ def main() -> int:
     seconds = time.perf_counter() - started
     previous = REPORT_DIR / "accuracy.json"
     if args.summarise_only and previous.exists():  # keep the record of the run that produced the numbers
-        import json
-
         old = json.loads(previous.read_text())
         env, seconds = old["environment"], old["wall_s"]
     data = {

@@ -53,6 +53,7 @@ def test_conflicting_flags_and_unwritable_output(capsys, tmp_path, tiny_model):
     err = capsys.readouterr().err
     assert "output directory is not writable" in err and err.count("\n") == 1
     assert main(["convert", str(checkpoint), str(blocker / "x.pt")]) == 2
+    err = capsys.readouterr().err
     assert err.startswith("hgprune: error:")
 
 
