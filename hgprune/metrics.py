@@ -71,6 +71,72 @@ def to_image_coords(coords, center, scale, output_size: int, rotation=0) -> np.n
     return out
 
 
+DECODERS = ("exact", "seed")
+
+
+def _seed_transform_matrix(center, scale: float, res: int) -> np.ndarray:
+    """The seed's 3×3 crop transform (1-based pixels, crop centre → ``res / 2``) at resolution ``res``."""
+    h = 200.0 * float(scale)
+    t = np.zeros((3, 3))
+    t[0, 0] = t[1, 1] = float(res) / h
+    t[0, 2] = res * (-float(center[0]) / h + 0.5)
+    t[1, 2] = res * (-float(center[1]) / h + 0.5)
+    t[2, 2] = 1.0
+    return t
+
+
+def seed_final_preds(heatmaps, center, scale, res: int | None = None) -> np.ndarray:
+    """What the seed's ``final_preds`` returns: (B, J, 2) **1-based integer** image pixels.
+
+    Reproduces the seed's numbers, not a better decoding: 1-based argmax (0 where the peak is not positive), a
+    quarter pixel toward the higher neighbour away from the border, +0.5, then 1 subtracted "to make it 0-based" and
+    1 subtracted again inside the seed's inverse ``transform``, which also truncates toward zero before adding 1.
+    The net effect is about one heatmap pixel up-left of the exact decoding (:func:`decode_heatmaps` +
+    :func:`to_image_coords`). ``center`` is the seed's 1-based crop centre (objpos with ``y += 15·s``); ``scale``
+    the seed's (``scale_provided × 1.25``); ``res`` the heatmap side (default: the heatmaps').
+    """
+    hm = torch.as_tensor(heatmaps).float()
+    batch, joints, height, width = hm.shape
+    res = int(res or width)
+    maxval, idx = hm.reshape(batch, joints, -1).max(dim=2)
+    idx = (idx + 1).float()
+    coords = torch.stack([(idx - 1) % width + 1, torch.floor((idx - 1) / width) + 1], dim=2)
+    coords = coords * (maxval > 0).float()[..., None]
+    for n in range(batch):
+        for p in range(joints):
+            px, py = int(math.floor(coords[n, p, 0])), int(math.floor(coords[n, p, 1]))
+            if 1 < px < res and 1 < py < res:
+                m = hm[n, p]
+                diff = torch.tensor([m[py - 1, px] - m[py - 1, px - 2], m[py, px - 1] - m[py - 2, px - 1]])
+                coords[n, p] += diff.sign() * 0.25
+    coords += 0.5 - 1.0
+    center, scale = _numpy(center).reshape(-1, 2), _numpy(scale).reshape(-1)
+    out = np.empty((batch, joints, 2))
+    for n in range(batch):
+        inverse = np.linalg.inv(_seed_transform_matrix(center[n], float(scale[n]), res))
+        for p in range(joints):
+            point = np.array([float(coords[n, p, 0]) - 1, float(coords[n, p, 1]) - 1, 1.0])
+            out[n, p] = np.dot(inverse, point)[:2].astype(int) + 1
+    return out
+
+
+def decode_to_image(heatmaps, center, scale, output_size: int, rotation=0, decode: str = "exact") -> np.ndarray:
+    """(B, J, 2) 0-based image pixels from heatmaps of crops at ``center``/``scale`` (hgprune's 0-based centre).
+
+    ``exact`` (default) is hgprune's decoding; ``seed`` reproduces the seed's ``final_preds`` numbers (unrotated
+    crops only), shifted to 0-based.
+    """
+    if decode == "exact":
+        return to_image_coords(decode_heatmaps(heatmaps)[0], center, scale, output_size, rotation=rotation)
+    if decode == "seed":
+        if np.any(_numpy(rotation) != 0):
+            raise ValueError("seed decoding: the seed's final_preds only handles unrotated crops")
+        return seed_final_preds(heatmaps, _numpy(center).reshape(-1, 2) + 1.0, scale, output_size) - 1.0
+    from hgprune.errors import HgpruneError
+
+    raise HgpruneError(f"decode: unknown {decode!r}; choose one of {', '.join(DECODERS)}")
+
+
 def flip_back(heatmaps: torch.Tensor, flip_perm=FLIP_PERM, shift: bool = False) -> torch.Tensor:
     """Heatmaps of a horizontally flipped image, flipped back and with left/right joints swapped.
 

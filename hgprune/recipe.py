@@ -46,6 +46,8 @@ class ModelSection:
     input_size: int = field(
         default=256, metadata=_check("must be a positive multiple of 64", lambda v: v > 0 and v % 64 == 0)
     )
+    # input normalisation of a baseline trained here (a baseline checkpoint brings its own): see models/normalization
+    normalization: Literal["seed", "imagenet"] = "seed"
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,7 @@ class DataSection:
     synth: SynthSection = field(default_factory=SynthSection)
     workers: int = field(default=0, metadata=_non_negative())
     augment: bool = True  # the seed's augmentation on the training split (scale, rotation, flip, colour)
+    target_weight: Literal["visible", "annotated"] = "visible"  # joint loss weights (hgprune.data.TARGET_WEIGHTS)
     calibration_batches: int = field(default=4, metadata=_non_negative())
     val_limit: int | None = field(default=None, metadata=_check("must be > 0", lambda v: v is None or v > 0))
 

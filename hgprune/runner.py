@@ -46,11 +46,15 @@ class Pipeline:
     val_set: Any
 
     @classmethod
-    def from_recipe(cls, recipe: Recipe) -> Pipeline:
+    def from_recipe(cls, recipe: Recipe, normalization) -> Pipeline:
+        """Datasets of the recipe, normalised as the model to be trained or measured expects (its
+        ``config.normalization``)."""
         from hgprune.data import build_dataset
 
         data = recipe.data
         common = dict(
+            normalization=normalization,
+            target_weight=data.target_weight,
             input_size=recipe.model.input_size,
             annotations=data.annotations,
             image_path=data.image_path,
@@ -134,11 +138,14 @@ class Runner:
         self.resume = resume
         self.command = command or "hgprune " + " ".join(sys.argv[1:])
         self._pipeline: Pipeline | None = None
+        self._normalization = None  # the baseline model's; set once it is built or loaded
 
     @property
     def pipeline(self) -> Pipeline:
         if self._pipeline is None:
-            self._pipeline = Pipeline.from_recipe(self.recipe)
+            if self._normalization is None:
+                raise RuntimeError("the pipeline is built from the baseline model's normalisation; load it first")
+            self._pipeline = Pipeline.from_recipe(self.recipe, self._normalization)
         return self._pipeline
 
     # -- entry ------------------------------------------------------------------------------------------------
@@ -218,6 +225,7 @@ class Runner:
         path = self.run.step_checkpoint(0)
         if done:
             model, info = load_checkpoint(path)
+            self._normalization = model.config.normalization
             row = info["meta"]["row"]
             log(f"[baseline] already done: PCKh {row['pckh_mean']:.2f} (resumed)")
         else:
@@ -228,18 +236,25 @@ class Runner:
                 M=r.model.M,
                 num_joints=r.model.num_joints,
                 input_size=r.model.input_size,
+                normalization=r.model.normalization,
             )
             epochs, loss = 0, math.nan
             if r.baseline.checkpoint:
                 model, _ = load_checkpoint(r.baseline.checkpoint, expect=expect)
-                model.config = expect
-                log(f"[baseline] loaded {r.baseline.checkpoint}")
+                # the recipe's input size, the checkpoint's normalisation (what its weights were trained with)
+                model.config = dataclasses.replace(expect, normalization=model.config.normalization)
+                log(
+                    f"[baseline] loaded {r.baseline.checkpoint} "
+                    f"(input normalisation {model.config.normalization.describe()})"
+                )
             else:
                 torch.manual_seed(r.seed)
                 model = HourglassNet(expect)
+                self._normalization = model.config.normalization
                 epochs = r.baseline.train.epochs
                 log(f"[baseline] training {expect.arch} N={expect.N} M={expect.M} from scratch for {epochs} epoch(s)")
                 loss = self._train(model, r.baseline.train, epochs, start_epoch=0)
+            self._normalization = model.config.normalization
             row = self._measure(model, step=0, target=1.0, reference=None, epochs=epochs, loss=loss)
             row["wall_s"] = round(time.perf_counter() - started, 3)
             save_model(model, path, meta={"step": 0, "row": row, "recipe": r.name})

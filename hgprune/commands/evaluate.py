@@ -8,7 +8,9 @@ from pathlib import Path
 import numpy as np
 
 from hgprune.commands.train import add_data_arguments, check_device, parse_bool, parse_input_shape
+from hgprune.data.mpii import MAT_STAMP
 from hgprune.errors import HgpruneError
+from hgprune.metrics import DECODERS
 from hgprune.models import ARCHS
 
 # MPII skeleton: legs, torso and head, arms (joint indices of DESIGN.md §2)
@@ -18,7 +20,9 @@ SKELETON = [(0, 1), (1, 2), (2, 6), (6, 3), (3, 4), (4, 5), (6, 7), (7, 8), (8, 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model-file", "--model_file", dest="model_file", required=True, help="checkpoint to evaluate")
-    parser.add_argument("--arch", choices=ARCHS, help="expected architecture (checked against the checkpoint)")
+    # the seed builds --arch/--N/--M (defaults hg1, 128, 128) and loads the weights into it; hgprune reads the
+    # architecture from the checkpoint, so these only check it when given
+    parser.add_argument("--arch", "-a", choices=ARCHS, help="expected architecture (checked against the checkpoint)")
     parser.add_argument("--N", type=int, help="expected stem width (checked against the checkpoint)")
     parser.add_argument("--M", type=int, help="expected trunk width (checked against the checkpoint)")
     parser.add_argument("--workers", "-j", type=int, default=2, help="DataLoader workers")
@@ -36,9 +40,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="input size (default: the size stored in the checkpoint, else 256)",
     )  # fmt: skip
     add_data_arguments(parser)
-    parser.add_argument("--flip-test", "--flip_test", dest="flip_test", action="store_true")
+    parser.add_argument(
+        "--flip", "--flip-test", "--flip_test", dest="flip_test", action="store_true",
+        help="average with the mirrored image's heatmaps (the seed's --flip)",
+    )  # fmt: skip
     parser.add_argument("--protocol", choices=("both", "mpii", "seed"), default="both", help="PCKh table(s) to print")
+    parser.add_argument(
+        "--decode", choices=DECODERS, default="exact",
+        help="heatmap decoding: exact (default) or seed (reproduces the numbers of the seed's evaluate_mpii.py, whose "
+        "final_preds lands about one heatmap pixel up-left)",
+    )  # fmt: skip
     parser.add_argument("--preds", default=None, help="where to write preds.mat (default: next to --model-file)")
+    parser.add_argument("--force", action="store_true", help="overwrite a predictions file hgprune did not write")
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
 
 
@@ -48,6 +61,17 @@ def _checkpoint_input_size(path: str) -> int | None:
     raw = safe_torch_load(path)
     config = raw.get("config") if isinstance(raw, dict) else None
     return int(config["input_size"]) if isinstance(config, dict) and "input_size" in config else None
+
+
+def check_overwrite(path: Path, force: bool) -> None:
+    """Refuse to replace a file hgprune did not write (e.g. the seed's own preds.mat) unless ``force``."""
+    if force or not path.exists():
+        return
+    if path.is_file():
+        with open(path, "rb") as handle:
+            if handle.read(len(MAT_STAMP)) == MAT_STAMP:
+                return
+    raise HgpruneError(f"{path}: exists and was not written by hgprune; choose another --preds or pass --force")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -69,36 +93,40 @@ def main(args: argparse.Namespace) -> int:
         input_size = parse_input_shape(args.input_shape)
     else:
         input_size = _checkpoint_input_size(args.model_file) or model.config.input_size
-    dataset = build_datasets(args, input_size, ("val",))["val"]
-    result = evaluate_model(
-        model, dataset, batch_size=args.batch_size, device=args.device, flip_test=args.flip_test, workers=args.workers
-    )
     preds_path = Path(args.preds) if args.preds else Path(args.model_file).resolve().parent / "preds.mat"
+    check_overwrite(preds_path, args.force)
+    dataset = build_datasets(args, input_size, ("val",), model.config.normalization)["val"]
+    result = evaluate_model(
+        model, dataset, batch_size=args.batch_size, device=args.device, flip_test=args.flip_test, workers=args.workers,
+        decode=args.decode,
+    )  # fmt: skip
     save_predictions_mat(preds_path, result.preds)
     written = {"preds": str(preds_path)}
     if args.visualize:
-        count = visualize(dataset, result.preds, args.visualization_path, limit=args.visualize_limit)
+        count = visualize(
+            dataset, result.preds, args.visualization_path, model.config.normalization, limit=args.visualize_limit
+        )
         written["visualizations"] = f"{count} images in {args.visualization_path}"
     protocols = ["mpii", "seed"] if args.protocol == "both" else [args.protocol]
     if args.json:
         out = {p: getattr(result, p).to_dict() for p in protocols}
-        out.update(loss=result.loss, num_samples=len(result), **written)
+        out.update(loss=result.loss, num_samples=len(result), decode=args.decode, **written)
         print_json(out)
         return 0
     print(f"{args.model_file}: {model.config.arch} N={model.config.N} M={model.config.M}, {len(result)} samples"
-          f"{' (flip test)' if args.flip_test else ''}, loss {result.loss:.6f}")  # fmt: skip
+          f"{' (flip test)' if args.flip_test else ''}, loss {result.loss:.6f}, {args.decode} decoding, input "
+          f"normalisation {model.config.normalization.describe()}")  # fmt: skip
     print(format_table([getattr(result, p) for p in protocols]))
     for key, value in written.items():
         print(f"{key}: {value}")
     return 0
 
 
-def visualize(dataset, preds: np.ndarray, out_dir: str | Path, limit: int = 0) -> int:
-    """Draw each validation crop with its predicted (coloured) and true (white) skeletons as out_dir/NNNNNN.png."""
+def visualize(dataset, preds: np.ndarray, out_dir: str | Path, normalization, limit: int = 0) -> int:
+    """Draw each validation crop (model inputs, de-normalised with the model's ``normalization``) with its predicted (coloured) and true (white) skeletons as out_dir/NNNNNN.png."""
     import cv2
 
-    from hgprune.data import MEAN, STD
-    from hgprune.data.transforms import affine_matrix, apply_affine
+    from hgprune.data.transforms import affine_matrix, apply_affine, to_rgb_image
     from hgprune.fsutil import atomic_write_bytes
 
     out_dir = Path(out_dir)
@@ -107,7 +135,7 @@ def visualize(dataset, preds: np.ndarray, out_dir: str | Path, limit: int = 0) -
     for i in range(count):
         image, _, _, meta = dataset[i]
         size = image.shape[-1]
-        rgb = (image.permute(1, 2, 0).numpy() * STD + MEAN).clip(0, 1)
+        rgb = to_rgb_image(image.numpy(), normalization)
         canvas = np.ascontiguousarray((rgb[..., ::-1] * 255).astype(np.uint8))
         zoom = max(1, 256 // size)
         canvas = cv2.resize(canvas, (size * zoom, size * zoom), interpolation=cv2.INTER_NEAREST)

@@ -11,7 +11,8 @@ from hgprune.metrics import PROTOCOLS
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("gt", metavar="GT.mat", help="ground truth in gt_valid.mat layout (pos_gt_src, jnt_missing, "
                         "headboxes_src)")  # fmt: skip
-    parser.add_argument("pred", metavar="PRED.mat", nargs="?", help="predictions (pos_pred_src, 16x2xN, 1-based); "
+    parser.add_argument("pred", metavar="PRED.mat", nargs="?", help="predictions, 1-based: pos_pred_src (16x2xN, "
+                        "hgprune's and MPII's layout) or preds (Nx16x2, the seed's preds.mat); "
                         "default: GT's own pos_pred_src")  # fmt: skip
     parser.add_argument("--protocol", choices=PROTOCOLS, help="mpii (papers' PCKh) or seed; default: both")
     parser.add_argument("--threshold", type=float, default=0.5, help="PCKh threshold (default 0.5)")
@@ -24,7 +25,7 @@ def main(args: argparse.Namespace) -> int:
     from hgprune.metrics import format_table, pckh
 
     gt = load_ground_truth_mat(args.gt)
-    pred = load_predictions_mat(args.pred or args.gt)
+    pred = load_predictions_mat(args.pred) if args.pred else load_predictions_mat(args.gt, "pos_pred_src")
     if pred.shape != gt.joints.shape:
         raise HgpruneError(f"{args.pred or args.gt}: {len(pred)} predictions for {len(gt.joints)} ground-truth people")
     if not 0 < args.threshold <= 1:

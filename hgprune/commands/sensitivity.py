@@ -44,7 +44,7 @@ def main(args: argparse.Namespace) -> int:
     if not checkpoint:
         raise HgpruneError(f"{source}: no model to analyse; pass --checkpoint or set baseline.checkpoint")
     model, _ = load_checkpoint(checkpoint)
-    pipeline = Pipeline.from_recipe(recipe)
+    pipeline = Pipeline.from_recipe(recipe, model.config.normalization)
     criterion = args.criterion or recipe.prune.criterion
     table = sensitivity_scan(
         model,

@@ -12,8 +12,10 @@ import os
 import re
 from pathlib import Path
 
+from hgprune.data import TARGET_WEIGHTS
 from hgprune.errors import HgpruneError
 from hgprune.models import ARCHS
+from hgprune.models.normalization import NORMALIZATIONS
 
 
 def parse_input_shape(value: str | list[str]) -> int:
@@ -51,11 +53,18 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--synth-val", "--synth_val", dest="synth_val", type=int, help="SynthPose validation size")
     parser.add_argument("--synth-size", "--synth_size", dest="synth_size", type=int, help="SynthPose image side (px)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:k] (under torchrun: each rank's LOCAL_RANK GPU)")
-    parser.add_argument("--seed", type=int, default=0, help="seeds data order, augmentation and SynthPose")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seeds the initial weights, data order, augmentation and SynthPose"
+    )
+    parser.add_argument(
+        "--target-weight", "--target_weight", dest="target_weight", choices=TARGET_WEIGHTS, default="visible",
+        help="joint loss weights: visible = MPII's visibility flag, as the seed (default); annotated = every "
+        "annotated joint",
+    )  # fmt: skip
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--arch", choices=ARCHS, default=None, help="number of stacks (default hg8)")
+    parser.add_argument("--arch", "-a", choices=ARCHS, default=None, help="number of stacks (default hg8)")
     parser.add_argument(
         "--input_shape", "--input-shape", dest="input_shape", nargs="+", default=["256"],
         help="input (H, W), e.g. '(256, 256)', 256,256 or 256 256; must be square (default 256)",
@@ -63,7 +72,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", "-j", type=int, default=min(4, os.cpu_count() or 1), help="DataLoader workers")
     parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--resume", default="", help="training checkpoint to resume (model, optimizer, epoch, best)")
-    parser.add_argument("--start-epoch", "--start_epoch", dest="start_epoch", type=int, default=None)
+    parser.add_argument(
+        "--start-epoch", "--start_epoch", dest="start_epoch", type=int, default=None,
+        help="epoch to continue from (default: 0, or the --resume checkpoint's)",
+    )  # fmt: skip
     parser.add_argument("--train-batch", "--train_batch", dest="train_batch", type=int, default=6)
     parser.add_argument("--test-batch", "--test_batch", dest="test_batch", type=int, default=6)
     parser.add_argument("--lr", "--learning-rate", type=float, default=2.5e-4)
@@ -73,8 +85,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gamma", type=float, default=0.1)
     parser.add_argument("--checkpoint", "-c", default="checkpoint", help="directory for checkpoints and logs")
     parser.add_argument("--snapshot", type=int, default=0, help="also keep checkpoint_{E}.pth.tar every E epochs")
-    parser.add_argument("--N", type=int, default=128, help="stem width (default 128)")
-    parser.add_argument("--M", type=int, default=256, help="trunk width (default 256)")
+    parser.add_argument("--N", type=int, default=128, help="stem width (default 128, as the seed)")
+    parser.add_argument("--M", type=int, default=128, help="trunk width (default 128, as the seed)")
+    parser.add_argument(
+        "--normalization", choices=tuple(NORMALIZATIONS), default="seed",
+        help="input normalisation the new model is trained with and carries (default seed: the seed's mean, no "
+        "std division, so the model also runs in the seed's code)",
+    )  # fmt: skip
     add_data_arguments(parser)
     parser.add_argument("--amp", action="store_true", help="mixed precision (CUDA only)")
     parser.add_argument("--flip-test", "--flip_test", dest="flip_test", action="store_true")
@@ -92,12 +109,16 @@ def synth_options(args: argparse.Namespace) -> dict | None:
     return synth or None
 
 
-def build_datasets(args: argparse.Namespace, input_size: int, splits: tuple[str, ...]) -> dict:
-    """Datasets per split; under torchrun rank 0 goes first so a SynthPose cache is generated only once."""
+def build_datasets(args: argparse.Namespace, input_size: int, splits: tuple[str, ...], normalization) -> dict:
+    """Datasets per split, normalised as the model expects; under torchrun rank 0 goes first so a SynthPose cache
+    is generated only once."""
     from hgprune.data import build_dataset
     from hgprune.train import distributed as ddp
 
     annotations, image_path, cache_dir = args.annotations, args.image_path, args.data_root
+    if args.dataset == "mpii" and not annotations and not image_path:
+        raise HgpruneError("--image-path: required for MPII (the folder of MPII images; annotations default to the "
+                           "file hgprune ships, as in the seed)")  # fmt: skip
     generated = Path(args.data_root or ".") / "annotations.json"
     if args.dataset == "synthpose" and annotations is None and args.data_root and generated.is_file():
         annotations, image_path, cache_dir = generated, image_path or generated.parent / "images", None  # data synth
@@ -113,6 +134,8 @@ def build_datasets(args: argparse.Namespace, input_size: int, splits: tuple[str,
                 synth=synth_options(args),
                 cache_dir=cache_dir,
                 seed=args.seed,
+                normalization=normalization,
+                target_weight=getattr(args, "target_weight", "visible"),
             )
             for split in splits
         }
@@ -149,6 +172,8 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace, input_size: int, device: str) -> int:
+    import torch
+
     from hgprune.models import build_model, load_model
     from hgprune.train import TrainConfig, Trainer
     from hgprune.train import distributed as ddp
@@ -183,8 +208,11 @@ def _train(args: argparse.Namespace, input_size: int, device: str) -> int:
         if args.arch and model.config.arch != args.arch:
             raise HgpruneError(f"{args.resume}: checkpoint is {model.config.arch}, but --arch {args.arch} was given")
     else:
-        model = build_model(args.arch or "hg8", N=args.N, M=args.M, input_size=input_size)
-    datasets = build_datasets(args, input_size, ("train", "val"))
+        torch.manual_seed(args.seed)  # the initial weights are part of what --seed reproduces
+        model = build_model(
+            args.arch or "hg8", N=args.N, M=args.M, input_size=input_size, normalization=args.normalization
+        )
+    datasets = build_datasets(args, input_size, ("train", "val"), model.config.normalization)
     trainer = Trainer(model, datasets["train"], datasets["val"], cfg)
     start_epoch, best_acc = 0, 0.0
     if state is not None:
@@ -201,7 +229,8 @@ def _train(args: argparse.Namespace, input_size: int, device: str) -> int:
         print(
             f"training {model.config.arch} N={model.config.N} M={model.config.M} at {input_size}px on {args.dataset} "
             f"({len(datasets['train'])} train / {len(datasets['val'])} val) for epochs {start_epoch + 1}..{cfg.epochs}"
-            f" on {device}" + (f" x{ddp.world_size()} processes" if ddp.is_distributed() else ""),
+            f" on {device}" + (f" x{ddp.world_size()} processes" if ddp.is_distributed() else "")
+            + f"; input normalisation {model.config.normalization.describe()}",
             flush=True,
         )
 

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from hgprune.data import transforms
-from hgprune.data.dataset import PoseDataset
+from hgprune.data.dataset import TARGET_WEIGHTS, PoseDataset
 from hgprune.data.mpii import (
     JOINT_NAMES,
     GroundTruth,
@@ -18,14 +18,17 @@ from hgprune.data.mpii import (
     save_predictions_mat,
     split_records,
 )
-from hgprune.data.transforms import FLIP_PAIRS, FLIP_PERM, MEAN, STD, Augment
+from hgprune.data.transforms import FLIP_PAIRS, FLIP_PERM, Augment
 from hgprune.errors import HgpruneError
+from hgprune.models.normalization import DEFAULT as DEFAULT_NORMALIZATION
 
 DATASETS = ("mpii", "synthpose")
 GT_MAT_NAMES = ("gt_valid.mat", "detections_our_format.mat")
+# MPII's public annotations in the seed's format, shipped with hgprune as the seed ships them (resources/README.md)
+SHIPPED_MPII_ANNOTATIONS = Path(__file__).parent / "resources" / "mpii_annotations.json.gz"
 
 __all__ = [
-    "DATASETS", "FLIP_PAIRS", "FLIP_PERM", "JOINT_NAMES", "MEAN", "STD", "Augment", "GroundTruth", "PoseDataset",
+    "DATASETS", "FLIP_PAIRS", "FLIP_PERM", "JOINT_NAMES", "TARGET_WEIGHTS", "Augment", "GroundTruth", "PoseDataset",
     "PoseRecord", "build_dataset", "default_cache_dir", "load_annotations", "load_ground_truth_mat",
     "load_predictions_mat", "save_predictions_mat", "split_records", "transforms",
 ]  # fmt: skip
@@ -71,9 +74,13 @@ def build_dataset(
     seed: int = 0,
     gt_mat=None,
     max_bad_fraction: float = 0.01,
+    normalization=None,
+    target_weight: str = "visible",
 ) -> PoseDataset:
     """A :class:`PoseDataset` for ``name`` ("mpii" | "synthpose") and ``split`` ("train" | "val").
 
+    ``normalization``: the model's input normalisation (``model.config.normalization``; default: the seed's).
+    ``target_weight``: "visible" (the seed's) or "annotated", see :data:`TARGET_WEIGHTS`.
     ``augment``: None = the seed's augmentation on train and none on val; True/False/dict/Augment override it.
     MPII: ``annotations`` (seed or HRNet JSON, gzip or plain), ``image_path`` (image folder) and, for val, ``gt_mat``
     (gt_valid.mat layout; by default a gt_valid.mat or detections_our_format.mat next to the annotations).
@@ -90,8 +97,10 @@ def build_dataset(
 
         root = ensure_generated(synth, cache_dir=cache_dir or default_cache_dir(), seed=seed)
         annotations, image_path, gt_mat = root / "annotations.json", root / "images", None
-    if annotations is None:
-        raise HgpruneError("annotations: required for the mpii dataset (--annotations mpii_annotations.json[.gz])")
+    if annotations is None:  # the seed reads the annotation file it ships; so does hgprune
+        if image_path is None:
+            raise HgpruneError("image_path: required for MPII with the shipped annotations (the MPII images folder)")
+        annotations = SHIPPED_MPII_ANNOTATIONS
     annotations = Path(annotations)
     if image_path is None:
         image_path = annotations.parent / "images"
@@ -112,4 +121,6 @@ def build_dataset(
         ground_truth=ground_truth,
         max_bad_fraction=max_bad_fraction,
         name=name,
+        normalization=normalization if normalization is not None else DEFAULT_NORMALIZATION,
+        target_weight=target_weight,
     )

@@ -12,10 +12,20 @@ import torch
 from hgprune.data import transforms as T
 from hgprune.data.mpii import GroundTruth, PoseRecord, headboxes_from_scale
 from hgprune.errors import HgpruneError
+from hgprune.models.normalization import DEFAULT as DEFAULT_NORMALIZATION
+from hgprune.models.normalization import Normalization, get_normalization
+
+# How a joint's loss weight is set. "visible" is the seed's (MPII's visibility flag: occluded joints weigh 0);
+# "annotated" weighs every annotated joint, occluded or not. Either way a joint whose Gaussian misses the heatmap
+# weighs 0.
+TARGET_WEIGHTS = ("visible", "annotated")
 
 
 class PoseDataset(torch.utils.data.Dataset):
     """Crops of annotated people, one cv2.warpAffine each, with seed-default augmentation when ``augment`` is set.
+
+    Images are normalised with ``normalization``, which must be the model's own
+    (``model.config.normalization``); target weights follow ``target_weight`` (:data:`TARGET_WEIGHTS`).
 
     Missing or unreadable images are skipped (a zero sample with zero target weight, ``meta["bad_image"] = True``)
     and counted in :attr:`bad_images`; above ``max_bad_fraction`` of the dataset a :class:`HgpruneError` stops the
@@ -37,9 +47,15 @@ class PoseDataset(torch.utils.data.Dataset):
         max_bad_fraction: float = 0.01,
         sigma: float = 1.0,
         name: str = "mpii",
+        normalization: Normalization | str | dict = DEFAULT_NORMALIZATION,
+        target_weight: str = "visible",
     ) -> None:
         if input_size % 64:
             raise HgpruneError(f"input_size: must be a multiple of 64, got {input_size}")
+        if target_weight not in TARGET_WEIGHTS:
+            raise HgpruneError(f"target_weight: unknown {target_weight!r}; choose one of {', '.join(TARGET_WEIGHTS)}")
+        self.normalization = get_normalization(normalization)
+        self.target_weight = target_weight
         self.records = records
         self.image_root = Path(image_root)
         self.input_size = input_size
@@ -106,15 +122,16 @@ class PoseDataset(torch.utils.data.Dataset):
             return torch.zeros(3, size, size), torch.zeros(self.num_joints, out, out), zeros, meta
         mat = T.affine_matrix(center, scale, rotation, size, flip)
         crop = T.warp_image(image, mat, size, reduce)
-        joints = rec.joints
-        weights = rec.annotated.astype(np.float32)
-        hm_mat = T.affine_matrix(center, scale, rotation, out, flip)
-        points = T.apply_affine(joints, hm_mat)
+        # as the seed: every annotated joint is drawn, the weight is the visibility flag (or annotated) × "drawn"
+        annotated = rec.annotated.astype(np.float32)
+        flags = rec.visible.astype(np.float32) if self.target_weight == "visible" else annotated
+        points = T.apply_affine(rec.joints, T.affine_matrix(center, scale, rotation, out, flip))
         if flip:
-            points, weights = points[T.FLIP_PERM], weights[T.FLIP_PERM]
-        target, weights = T.gaussian_heatmaps(points, weights, out, self.sigma)
+            points, annotated, flags = points[T.FLIP_PERM], annotated[T.FLIP_PERM], flags[T.FLIP_PERM]
+        target, drawn = T.gaussian_heatmaps(points, annotated, out, self.sigma)
+        weights = drawn * flags
         return (
-            torch.from_numpy(T.to_normalized_chw(crop, color)),
+            torch.from_numpy(T.to_normalized_chw(crop, color, self.normalization)),
             torch.from_numpy(target),
             torch.from_numpy(weights),
             meta,

@@ -26,6 +26,8 @@ SEED_FIELDS = ("img_paths", "objpos", "scale_provided", "joint_self")
 HRNET_FIELDS = ("image", "center", "scale", "joints", "joints_vis")
 # MPII's scale_provided is head-size based: 0.6 × head-box diagonal = 25 × scale exactly on the validation set.
 HEAD_NORM_PER_SCALE = 25.0
+# Header text of every .mat hgprune writes: how `evaluate` tells its own preds.mat from one it must not overwrite.
+MAT_STAMP = b"MATLAB 5.0 MAT-file, written by hgprune"
 
 
 @dataclass
@@ -220,9 +222,21 @@ def load_ground_truth_mat(path: str | os.PathLike) -> GroundTruth:
     return GroundTruth(joints=joints, missing=missing, headboxes=boxes)
 
 
-def load_predictions_mat(path: str | os.PathLike, key: str = "pos_pred_src") -> np.ndarray:
-    """Predictions (N, 16, 2) 0-based from a ``pos_pred_src`` (16×2×N, 1-based) variable."""
-    return _mat_field(_loadmat(path), key, path, (NUM_JOINTS, 2)).transpose(2, 0, 1) - 1.0
+def load_predictions_mat(path: str | os.PathLike, key: str | None = None) -> np.ndarray:
+    """Predictions (N, 16, 2) 0-based from 1-based pixels in a ``pos_pred_src`` (16×2×N) variable — MPII's layout,
+    hgprune's ``preds.mat`` — or a ``preds`` (N×16×2) variable, the seed's ``preds.mat``. ``key`` picks one;
+    by default ``pos_pred_src`` is used when present, else ``preds``."""
+    mat = _loadmat(path)
+    if key is None:
+        key = "pos_pred_src" if "pos_pred_src" in mat or "preds" not in mat else "preds"
+    if key == "preds":
+        if key not in mat:
+            raise HgpruneError(f"{path}: no variable 'preds' (expected the seed's N×16×2 predictions)")
+        arr = np.asarray(mat[key], dtype=np.float64)
+        if arr.ndim != 3 or arr.shape[1:] != (NUM_JOINTS, 2):
+            raise HgpruneError(f"{path}: preds has shape {arr.shape}, expected (N, {NUM_JOINTS}, 2)")
+        return arr - 1.0
+    return _mat_field(mat, key, path, (NUM_JOINTS, 2)).transpose(2, 0, 1) - 1.0
 
 
 def save_predictions_mat(path: str | os.PathLike, preds: np.ndarray) -> None:
@@ -242,7 +256,7 @@ def mat_bytes(variables: dict) -> bytes:
     buf = io.BytesIO()
     scipy.io.savemat(buf, variables)
     data = bytearray(buf.getvalue())
-    data[:116] = b"MATLAB 5.0 MAT-file, written by hgprune".ljust(116, b" ")
+    data[:116] = MAT_STAMP.ljust(116, b" ")
     return bytes(data)
 
 

@@ -14,13 +14,13 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from hgprune.models.normalization import DEFAULT as DEFAULT_NORMALIZATION
+from hgprune.models.normalization import Normalization
+
 # MPII order: 0 r-ankle … 15 l-wrist. A horizontal flip swaps left and right joints.
 FLIP_PERM = [5, 4, 3, 2, 1, 0, 6, 7, 8, 9, 15, 14, 13, 12, 11, 10]
 FLIP_PAIRS = [(0, 5), (1, 4), (2, 3), (10, 15), (11, 14), (12, 13)]
 
-# Images are RGB in [0, 1], normalised with the ImageNet statistics (documented in the README's data section).
-MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
-STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 
 
 @dataclass(frozen=True)
@@ -115,18 +115,22 @@ def warp_image(image: np.ndarray, mat: np.ndarray, out_size: int, factor: int = 
     )
 
 
-def to_normalized_chw(image_bgr: np.ndarray, color: np.ndarray | None = None) -> np.ndarray:
-    """BGR uint8 → normalised RGB float32 (3, H, W), with optional per-channel (RGB) colour factors.
+def to_normalized_chw(
+    image_bgr: np.ndarray, color: np.ndarray | None = None, normalization: Normalization = DEFAULT_NORMALIZATION
+) -> np.ndarray:
+    """BGR uint8 → RGB float32 (3, H, W) normalised the model's way, with optional per-channel (RGB) colour factors.
 
-    One float32 lookup table per channel does jitter, clipping and normalisation in a single ``cv2.LUT`` per plane
-    (several times faster than a NumPy gather over the interleaved channels).
+    Values are computed in float32 as ``uint8 / 255`` (jittered and clipped), minus the mean, divided by the std if
+    the convention has one — the same arithmetic as the seed's ``im_to_torch`` + ``color_normalize``. One lookup
+    table per channel does it in a single ``cv2.LUT`` per plane (several times faster than a NumPy gather).
     """
-    levels = np.arange(256, dtype=np.float32)[None, :] / 255.0
+    levels = np.arange(256, dtype=np.float32)[None, :] / np.float32(255.0)
     if color is not None:
         levels = np.clip(levels * np.asarray(color, np.float32)[:, None], 0.0, 1.0)
     else:
         levels = np.repeat(levels, 3, axis=0)
-    lut = (levels - MEAN[:, None]) / STD[:, None]  # (3, 256), RGB
+    mean = np.asarray(normalization.mean, np.float32)[:, None]
+    lut = levels - mean if normalization.std is None else (levels - mean) / normalization.divisor[:, None]
     planes = cv2.split(image_bgr)  # B, G, R
     out = np.empty((3, *image_bgr.shape[:2]), dtype=np.float32)
     for c in range(3):
@@ -134,8 +138,14 @@ def to_normalized_chw(image_bgr: np.ndarray, color: np.ndarray | None = None) ->
     return out
 
 
+def to_rgb_image(chw: np.ndarray, normalization: Normalization = DEFAULT_NORMALIZATION) -> np.ndarray:
+    """Inverse of :func:`to_normalized_chw` (without jitter): (3, H, W) model input → HWC RGB float in [0, 1]."""
+    rgb = np.asarray(chw, np.float32).transpose(1, 2, 0) * normalization.divisor + np.asarray(normalization.mean)
+    return rgb.clip(0.0, 1.0)
+
+
 def _table_half(size: int, sigma: float) -> int:
-    return max(size, int(np.ceil(3 * sigma))) + 1
+    return size + int(np.ceil(3 * sigma)) + 1
 
 
 @functools.lru_cache(maxsize=16)
@@ -151,18 +161,30 @@ def _gaussian_table(size: int, sigma: float) -> np.ndarray:
     return table
 
 
+def heatmap_centres(points: np.ndarray) -> np.ndarray:
+    """Integer heatmap pixel of each (x, y) point, exactly as the seed places its Gaussians.
+
+    hgprune's pixel-centre coordinate ``v`` is the seed's ``v + 0.5`` (the seed maps the crop centre to ``out / 2``),
+    and the seed truncates that toward zero (``astype(int)``): the centre is ``trunc(v + 0.5)``.
+    """
+    return np.trunc(np.asarray(points, dtype=np.float64) + 0.5).astype(np.int64)
+
+
 def gaussian_heatmaps(
     points: np.ndarray, weights: np.ndarray, size: int, sigma: float = 1.0
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(J, size, size) Gaussians with peak 1 at the rounded joint positions (seed style, cut at 3σ).
+    """(J, size, size) Gaussians with peak 1 at :func:`heatmap_centres` (seed style, cut at 3σ).
 
-    A joint whose rounded position falls outside the heatmap gets weight 0 and an empty map. All joints are one
-    gather from a cached table of the patch, so the values are exactly those of pasting the patch per joint.
+    As in the seed, a joint keeps its weight while any part of its 3σ patch overlaps the heatmap (a centre just
+    outside still draws its visible edge) and gets weight 0 beyond that. All joints are one gather from a cached
+    table of the patch, so the values are exactly those of pasting the patch per joint.
     """
     weights = np.asarray(weights, dtype=np.float32).copy()
-    centres = np.round(np.asarray(points, dtype=np.float64)).astype(np.int64)  # (J, 2) as x, y
-    inside = np.all((centres >= 0) & (centres < size), axis=1)
-    weights[~inside] = 0.0
+    centres = heatmap_centres(points)  # (J, 2) as x, y
+    lower = np.trunc(centres - 3 * sigma)  # the seed's ul = int(pt - 3σ), br = int(pt + 3σ + 1)
+    upper = np.trunc(centres + 3 * sigma + 1)
+    overlaps = np.all((lower < size) & (upper >= 0), axis=1)
+    weights[~overlaps] = 0.0
     # offsets from each centre, shifted into the table; inactive joints point at a zero entry (the table's corner)
     index = np.arange(size, dtype=np.int64)[None, None, :] - centres[:, :, None] + _table_half(size, sigma)
     index[weights <= 0] = 0

@@ -65,6 +65,9 @@ def _metadata(model: nn.Module, folded: int) -> dict[str, str]:
     meta = {"hgprune_version": __version__, "folded_batchnorms": str(folded)}
     if config is not None and hasattr(config, "to_dict"):
         meta["hgprune_config"] = json.dumps(config.to_dict())
+    if getattr(config, "normalization", None) is not None:
+        # what a deployment does to RGB in [0, 1] before the graph: (rgb - mean) / std (no std: no division)
+        meta["input_normalization"] = json.dumps(config.normalization.to_dict())
     return meta
 
 

@@ -19,6 +19,7 @@ from torch import nn
 from hgprune.errors import HgpruneError
 from hgprune.fsutil import atomic_torch_save, safe_torch_load
 from hgprune.models.hourglass import HourglassConfig, HourglassNet
+from hgprune.models.normalization import LEGACY_HGPRUNE, SEED
 
 FORMAT = "hgprune-checkpoint"
 FORMAT_VERSION = 1
@@ -72,7 +73,7 @@ def load_checkpoint(path: str | os.PathLike, expect: HourglassConfig | None = No
         info["source"] = "hgprune"
         state_dict = raw.get("state_dict")
         try:
-            config = HourglassConfig(**raw["config"])
+            config = HourglassConfig(**_with_normalization(raw["config"]))
         except (KeyError, TypeError, HgpruneError) as exc:
             raise HgpruneError(f"{path}: hgprune checkpoint with an invalid config ({exc})") from None
         info["meta"] = raw.get("meta", {})
@@ -84,7 +85,7 @@ def load_checkpoint(path: str | os.PathLike, expect: HourglassConfig | None = No
         config = None
         if isinstance(raw.get("config"), dict):  # hgprune train writes the seed's layout plus its own config
             try:
-                config = HourglassConfig(**raw["config"])
+                config = HourglassConfig(**_with_normalization(raw["config"]))
             except (TypeError, HgpruneError) as exc:
                 raise HgpruneError(f"{path}: training checkpoint with an invalid config ({exc})") from None
     else:
@@ -95,7 +96,7 @@ def load_checkpoint(path: str | os.PathLike, expect: HourglassConfig | None = No
     if not isinstance(state_dict, dict) or not all(torch.is_tensor(v) for v in state_dict.values()):
         raise HgpruneError(f"{path}: 'state_dict' is not a mapping of tensor names to tensors")
     state_dict = strip_prefix(state_dict)
-    if config is None:
+    if config is None:  # the seed's checkpoints and plain state dicts: trained with the seed's normalisation
         config = infer_config(state_dict, path)
         seed_arch = info["meta"].get("arch")
         if isinstance(seed_arch, str) and seed_arch != config.arch:
@@ -105,6 +106,13 @@ def load_checkpoint(path: str | os.PathLike, expect: HourglassConfig | None = No
     info["config"] = config.to_dict()
     model = model_from_state_dict(config, state_dict, path)
     return model, info
+
+
+def _with_normalization(config: Any) -> Any:
+    """An hgprune config written before models carried their normalisation was trained with ImageNet's."""
+    if isinstance(config, dict) and "normalization" not in config:
+        return {**config, "normalization": LEGACY_HGPRUNE}
+    return config
 
 
 def _plain(value: Any) -> Any:
@@ -153,7 +161,9 @@ def infer_config(state_dict: dict[str, torch.Tensor], path: str | os.PathLike = 
         raise HgpruneError(f"{path}: missing layer1.0.conv3.weight, cannot infer the stem width N")
     joints = state_dict["score.0.weight"].shape[0]
     try:
-        return HourglassConfig(num_stacks=stacks, N=int(N), M=int(M), num_joints=int(joints), depth=depth or 4)
+        return HourglassConfig(
+            num_stacks=stacks, N=int(N), M=int(M), num_joints=int(joints), depth=depth or 4, normalization=SEED
+        )
     except HgpruneError as exc:
         raise HgpruneError(f"{path}: tensor shapes do not describe a valid hourglass ({exc})") from None
 

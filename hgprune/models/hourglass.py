@@ -21,6 +21,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from hgprune.errors import HgpruneError
+from hgprune.models.normalization import DEFAULT as DEFAULT_NORMALIZATION
+from hgprune.models.normalization import Normalization, get_normalization
 
 ARCHS = tuple(f"hg{k}" for k in range(1, 9))
 
@@ -35,8 +37,10 @@ class HourglassConfig:
     num_joints: int = 16  # MPII
     depth: int = 4  # recursion depth of each hourglass; input size must be a multiple of 4 * 2**depth
     input_size: int = 256  # square input side the model is trained and profiled at
+    normalization: Normalization = DEFAULT_NORMALIZATION  # how RGB in [0, 1] is normalised before the model
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "normalization", get_normalization(self.normalization))
         checks = {
             "num_stacks": self.num_stacks >= 1,
             "N": self.N >= 2 and self.N % 2 == 0,
@@ -54,7 +58,9 @@ class HourglassConfig:
         return f"hg{self.num_stacks}"
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        out = asdict(self)
+        out["normalization"] = self.normalization.to_dict()
+        return out
 
 
 _RULES = {
@@ -162,10 +168,19 @@ class HourglassNet(nn.Module):
 
 
 def build_model(
-    arch: str = "hg8", N: int = 128, M: int = 256, num_joints: int = 16, input_size: int = 256, depth: int = 4
+    arch: str = "hg8",
+    N: int = 128,
+    M: int = 256,
+    num_joints: int = 16,
+    input_size: int = 256,
+    depth: int = 4,
+    normalization: Normalization | str | dict = DEFAULT_NORMALIZATION,
 ) -> HourglassNet:
     """Build an unpruned seed hourglass, e.g. ``build_model("hg7", N=128, M=256)``."""
-    config = HourglassConfig(parse_arch(arch), N=N, M=M, num_joints=num_joints, depth=depth, input_size=input_size)
+    config = HourglassConfig(
+        parse_arch(arch), N=N, M=M, num_joints=num_joints, depth=depth, input_size=input_size,
+        normalization=get_normalization(normalization),
+    )  # fmt: skip
     return HourglassNet(config)
 
 

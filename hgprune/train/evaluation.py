@@ -64,15 +64,19 @@ def evaluate_model(
     workers: int = 0,
     *,
     distributed: bool | None = None,
+    decode: str = "exact",
 ) -> EvalResult:
     """Predict every sample of ``dataset`` and score it with PCKh (both protocols).
 
     Under an initialised process group (or ``distributed=True``) each rank predicts every world-size-th sample and
     the predictions are gathered, so every rank returns the PCKh of the whole set. The model's train/eval mode is
-    restored afterwards.
+    restored afterwards. ``decode="seed"`` reproduces the seed's ``final_preds`` numbers instead of hgprune's exact
+    decoding (see :func:`hgprune.metrics.decode_to_image`).
     """
-    from hgprune.metrics import decode_heatmaps, pckh, to_image_coords
+    from hgprune.metrics import DECODERS, decode_heatmaps, decode_to_image, pckh
 
+    if decode not in DECODERS:
+        raise ValueError(f"decode: must be one of {', '.join(DECODERS)}, got {decode!r}")
     module = unwrap(model)
     was_training = module.training
     module.to(device).eval()
@@ -94,9 +98,11 @@ def evaluate_model(
             heatmaps = outputs[-1].float().cpu()
             if output_size is None:
                 output_size = heatmaps.shape[-1]
-            coords, peak = decode_heatmaps(heatmaps)
+            peak = decode_heatmaps(heatmaps)[1]
             rotation = meta.get("rotation", 0)
-            image_coords = to_image_coords(coords, meta["center"], meta["scale"], output_size, rotation=rotation)
+            image_coords = decode_to_image(
+                heatmaps, meta["center"], meta["scale"], output_size, rotation=rotation, decode=decode
+            )
             preds.append(np.asarray(_numpy(image_coords), dtype=np.float64))
             maxvals.append(np.asarray(_numpy(peak), dtype=np.float64))
     finally:

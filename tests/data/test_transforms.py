@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from hgprune.data import transforms as T
+from hgprune.models.normalization import IMAGENET, SEED
 
 
 def test_inverse_affine_round_trips_within_half_pixel():
@@ -52,7 +53,7 @@ def test_heatmap_peak_is_one_at_warped_joint():
     maps, weights = T.gaussian_heatmaps(points, np.ones(3), 64)
     for j in range(2):
         y, x = np.unravel_index(maps[j].argmax(), maps[j].shape)
-        assert (x, y) == (round(points[j, 0]), round(points[j, 1]))
+        assert (x, y) == (int(points[j, 0] + 0.5), int(points[j, 1] + 0.5))  # the seed's truncation
         assert maps[j].max() == pytest.approx(1.0)
         assert maps[j, y, x + 1] == pytest.approx(np.exp(-0.5))
     assert weights.tolist() == [1.0, 1.0, 0.0]  # the third joint falls outside the heatmap
@@ -60,33 +61,39 @@ def test_heatmap_peak_is_one_at_warped_joint():
 
 
 def _paste_reference(points, weights, size, sigma):
-    """The seed's way: paste a 3σ-cut patch at each rounded joint, one joint at a time."""
+    """The seed's draw_labelmap, one joint at a time: centre = int(v + 0.5) (v in hgprune's pixel-centre
+    coordinates), skipped only when the whole 3σ patch misses the map, pasted where it overlaps."""
     radius = int(np.ceil(3 * sigma))
     grid = np.arange(-radius, radius + 1, dtype=np.float32)
     patch = np.exp(-(grid[None, :] ** 2 + grid[:, None] ** 2) / (2 * sigma**2))
     maps = np.zeros((len(points), size, size), np.float32)
+    drawn = np.zeros(len(points), bool)
     for j, (px, py) in enumerate(points):
-        x, y = int(np.round(px)), int(np.round(py))
-        if weights[j] <= 0 or not (0 <= x < size and 0 <= y < size):
+        x, y = int(px + 0.5), int(py + 0.5)
+        if weights[j] <= 0 or any(int(c - 3 * sigma) >= size or int(c + 3 * sigma + 1) < 0 for c in (x, y)):
             continue
+        drawn[j] = True
         for dy in range(-radius, radius + 1):
             for dx in range(-radius, radius + 1):
                 if 0 <= y + dy < size and 0 <= x + dx < size:
                     maps[j, y + dy, x + dx] = patch[dy + radius, dx + radius]
-    return maps
+    return maps, drawn
 
 
 @pytest.mark.parametrize("size, sigma", [(64, 1.0), (16, 1.0), (16, 2.5), (8, 4.0)])
 def test_vectorised_heatmaps_equal_the_per_joint_paste_bit_for_bit(size, sigma):
     rng = np.random.default_rng(size)
     for _ in range(30):
-        points = rng.uniform(-4, size + 4, (16, 2))
-        points[0] = [size - 0.5, 0.5]  # ties round half to even, like np.round
+        points = rng.uniform(-4 - 3 * sigma, size + 4 + 3 * sigma, (16, 2))
+        points[0] = [size - 0.5, 0.5]  # ties round half up, like the seed's int(v + 0.5)
+        points[1] = [-0.7, -1.2]  # truncation toward zero: the seed puts this centre on pixel (0, 0)
         weights = (rng.random(16) > 0.2).astype(np.float32)
+        weights[:2] = 1
         maps, out_weights = T.gaussian_heatmaps(points, weights, size, sigma)
-        expected = _paste_reference(points, weights, size, sigma)
+        expected, drawn = _paste_reference(points, weights, size, sigma)
         assert maps.dtype == np.float32 and np.array_equal(maps, expected)
-        assert np.array_equal(out_weights > 0, expected.reshape(16, -1).max(axis=1) > 0)
+        assert np.array_equal(out_weights > 0, drawn)
+        assert maps[1, 0, 0] == 1.0
 
 
 def test_normalisation_equals_the_per_pixel_formula():
@@ -94,8 +101,10 @@ def test_normalisation_equals_the_per_pixel_formula():
     image = rng.integers(0, 256, (37, 53, 3), dtype=np.uint8)
     color = np.array([0.8, 1.0, 1.2], np.float32)
     rgb = image[:, :, ::-1].astype(np.float32) / 255.0
-    expected = (np.clip(rgb * color, 0, 1) - T.MEAN) / T.STD
-    assert np.allclose(T.to_normalized_chw(image, color), expected.transpose(2, 0, 1), atol=1e-6)
+    for norm in (IMAGENET, SEED):
+        expected = (np.clip(rgb * color, 0, 1) - np.array(norm.mean)) / norm.divisor
+        assert np.allclose(T.to_normalized_chw(image, color, norm), expected.transpose(2, 0, 1), atol=1e-6)
+    assert np.array_equal(T.to_normalized_chw(image, color), T.to_normalized_chw(image, color, SEED))  # default
 
 
 def test_reduced_decode_gives_the_same_crop(tmp_path):
@@ -133,11 +142,15 @@ def test_exif_orientation_is_ignored_like_the_seed(tmp_path, factor):
 
 def test_normalisation_and_colour_jitter():
     image = np.full((4, 4, 3), 255, np.uint8)
-    out = T.to_normalized_chw(image)
+    mean, std = np.array(IMAGENET.mean), np.array(IMAGENET.std)
+    out = T.to_normalized_chw(image, normalization=IMAGENET)
     assert out.shape == (3, 4, 4)
-    assert np.allclose(out[:, 0, 0], (1.0 - T.MEAN) / T.STD)
-    dimmed = T.to_normalized_chw(image, np.array([0.5, 1.0, 1.2], np.float32))
-    assert np.allclose(dimmed[:, 0, 0], (np.array([0.5, 1.0, 1.0]) - T.MEAN) / T.STD, atol=1e-6)
+    assert np.allclose(out[:, 0, 0], (1.0 - mean) / std)
+    dimmed = T.to_normalized_chw(image, np.array([0.5, 1.0, 1.2], np.float32), IMAGENET)
+    assert np.allclose(dimmed[:, 0, 0], (np.array([0.5, 1.0, 1.0]) - mean) / std, atol=1e-6)
+    assert np.allclose(T.to_rgb_image(dimmed, IMAGENET)[0, 0], [0.5, 1.0, 1.0], atol=1e-6)
+    seed = T.to_normalized_chw(image, np.array([0.5, 1.0, 1.2], np.float32), SEED)
+    assert np.allclose(seed[:, 0, 0], np.array([0.5, 1.0, 1.0]) - np.array(SEED.mean), atol=1e-6)  # no division
 
 
 def test_augment_defaults_stay_in_seed_ranges():

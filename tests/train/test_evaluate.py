@@ -76,7 +76,7 @@ def test_evaluate_command_writes_one_based_preds_mat_and_images(tmp_path, monkey
     from hgprune.models import save_model
 
     data = TinyPoseDataset(4, augment=False)
-    monkeypatch.setattr("hgprune.commands.train.build_datasets", lambda args, size, splits: {"val": data})
+    monkeypatch.setattr("hgprune.commands.train.build_datasets", lambda args, size, splits, norm: {"val": data})
     model = build_model("hg1", N=16, M=32, input_size=64)
     save_model(model, tmp_path / "m.pt")
     argv = ["evaluate", "--model-file", str(tmp_path / "m.pt"), "--arch=hg1", "--N", "16", "--batch-size=2",
