@@ -176,3 +176,35 @@ def test_sweep_expansion_names_and_scratch_budget(tmp_path, capsys):
     assert narrow / full == pytest.approx(0.5, abs=0.1)
     assert main(["run", str(path), "--only", "nope", "--dry-run"]) == 2
     assert "no such sweep entry; valid: hg1-baseline, hg1-l1-50" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("legacy", [True, False])
+def test_run_feeds_a_baseline_checkpoint_its_own_normalisation(tmp_path, cache, legacy):
+    """An old hgprune checkpoint (no normalisation field: ImageNet) and a seed-normalised one are each measured,
+    pruned and fine-tuned on inputs normalised their own way."""
+    from hgprune.data import build_dataset
+    from hgprune.models import build_model, save_model
+    from hgprune.models.normalization import IMAGENET, SEED
+    from hgprune.train import evaluate_model
+
+    torch.manual_seed(0)
+    model = build_model("hg1", N=8, M=16, input_size=64)
+    ckpt = tmp_path / "base.pt"
+    save_model(model, ckpt)
+    if legacy:
+        raw = torch.load(ckpt, weights_only=True)
+        del raw["config"]["normalization"]
+        torch.save(raw, ckpt)
+    expected_norm = IMAGENET if legacy else SEED
+    out = tmp_path / "run"
+    argv = ["run", str(TINY), "--out", str(out), "--set", f"baseline.checkpoint={ckpt}", "--set", "prune.steps=1",
+            "--set", "finetune.final_epochs=0"]  # fmt: skip
+    assert main(argv) == 0
+    assert load_model(out / "checkpoints" / "step_000.pt").config.normalization == expected_norm
+    assert load_model(out / "final" / "model.pt").config.normalization == expected_norm
+    recipe = load_recipe(TINY)
+    val = build_dataset("synthpose", "val", input_size=64, synth=vars(recipe.data.synth), seed=recipe.seed,
+                        normalization=expected_norm)  # fmt: skip
+    rows = pd.read_csv(out / "metrics.csv")
+    result = evaluate_model(model, val, batch_size=16).mpii  # differs between the two normalisations
+    assert (rows.loc[0, "pckh_mean"], rows.loc[0, "auc"]) == pytest.approx((result.mean, result.auc), abs=1e-3)

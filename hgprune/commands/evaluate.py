@@ -9,13 +9,10 @@ import numpy as np
 
 from hgprune.commands.train import add_data_arguments, check_device, parse_bool, parse_input_shape
 from hgprune.data.mpii import MAT_STAMP
+from hgprune.draw import draw_skeleton
 from hgprune.errors import HgpruneError
 from hgprune.metrics import DECODERS
 from hgprune.models import ARCHS
-
-# MPII skeleton: legs, torso and head, arms (joint indices of DESIGN.md §2)
-SKELETON = [(0, 1), (1, 2), (2, 6), (6, 3), (3, 4), (4, 5), (6, 7), (7, 8), (8, 9),
-            (10, 11), (11, 12), (12, 7), (7, 13), (13, 14), (14, 15)]  # fmt: skip
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -123,7 +120,8 @@ def main(args: argparse.Namespace) -> int:
 
 
 def visualize(dataset, preds: np.ndarray, out_dir: str | Path, normalization, limit: int = 0) -> int:
-    """Draw each validation crop (model inputs, de-normalised with the model's ``normalization``) with its predicted (coloured) and true (white) skeletons as out_dir/NNNNNN.png."""
+    """Draw each validation crop (the model's inputs, de-normalised with its ``normalization``) with its predicted
+    (coloured) and true (white) skeletons as out_dir/NNNNNN.png."""
     import cv2
 
     from hgprune.data.transforms import affine_matrix, apply_affine, to_rgb_image
@@ -143,25 +141,10 @@ def visualize(dataset, preds: np.ndarray, out_dir: str | Path, normalization, li
         true = apply_affine(gt.joints[i], mat) * zoom
         pred = apply_affine(preds[i], mat) * zoom
         visible = ~np.asarray(gt.missing[i], dtype=bool)
-        _draw(canvas, true, visible, (255, 255, 255), 1)
-        _draw(canvas, pred, np.ones(len(pred), dtype=bool), None, 2)
+        draw_skeleton(canvas, true, visible, (255, 255, 255), 1)
+        draw_skeleton(canvas, pred, np.ones(len(pred), dtype=bool), None, 2)
         ok, encoded = cv2.imencode(".png", canvas)
         if not ok:
             raise HgpruneError(f"{out_dir}: could not encode visualisation {i}")
         atomic_write_bytes(out_dir / f"{i:06d}.png", encoded.tobytes())
     return count
-
-
-def _draw(canvas: np.ndarray, points: np.ndarray, visible: np.ndarray, color, thickness: int) -> None:
-    import cv2
-
-    right, left = (0, 0, 255), (255, 0, 0)  # BGR: right limbs red, left limbs blue, centre green
-    for a, b in SKELETON:
-        if a < len(points) and b < len(points) and visible[a] and visible[b]:
-            side = right if max(a, b) in (0, 1, 2, 10, 11, 12) else left if a in (3, 4, 5, 13, 14, 15) else (0, 200, 0)
-            pa = tuple(int(round(v)) for v in points[a])
-            pb = tuple(int(round(v)) for v in points[b])
-            cv2.line(canvas, pa, pb, color or side, thickness, cv2.LINE_AA)
-    for j, point in enumerate(points):
-        if visible[j]:
-            cv2.circle(canvas, tuple(int(round(v)) for v in point), thickness + 1, color or (0, 255, 255), -1)

@@ -229,7 +229,8 @@ def _train(args: argparse.Namespace, input_size: int, device: str) -> int:
         print(
             f"training {model.config.arch} N={model.config.N} M={model.config.M} at {input_size}px on {args.dataset} "
             f"({len(datasets['train'])} train / {len(datasets['val'])} val) for epochs {start_epoch + 1}..{cfg.epochs}"
-            f" on {device}" + (f" x{ddp.world_size()} processes" if ddp.is_distributed() else "")
+            f" on {device}"
+            + (f" x{ddp.world_size()} processes" if ddp.is_distributed() else "")
             + f"; input normalisation {model.config.normalization.describe()}",
             flush=True,
         )

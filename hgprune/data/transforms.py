@@ -22,7 +22,6 @@ FLIP_PERM = [5, 4, 3, 2, 1, 0, 6, 7, 8, 9, 15, 14, 13, 12, 11, 10]
 FLIP_PAIRS = [(0, 5), (1, 4), (2, 3), (10, 15), (11, 14), (12, 13)]
 
 
-
 @dataclass(frozen=True)
 class Augment:
     """Random augmentation, defaults = the seed's (DESIGN.md §2). ``None`` augment means a plain centred crop."""
