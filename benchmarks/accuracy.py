@@ -1,254 +1,273 @@
-"""Accuracy per MAC on SynthPose: criteria, one-shot vs iterative, random, the seed's approach, distillation.
+"""Accuracy study on SynthPose: does the default recipe beat random pruning and the seed's approach, and by how much?
 
-Every variant starts from the same trained baseline (per seed) and gets the same training budget: the epochs the
-recipe spends fine-tuning. The seed's approach — a uniformly narrower N/M model at the same MACs — trains from
-scratch for the baseline's epochs plus that budget. Writes reports/benchmarks/accuracy.{json,md}.
+Design (issue 12): every variant is pruned from the **same trained parent per seed** (parents trained to a plateau
+by ``hgprune train``; the plateau rule is checked from their ``log.csv``), fine-tuned with the same epoch budget and
+scored on the same ≥ 1,000 validation images. Differences are **paired by seed** (variant − random, variant −
+scratch, variant − parent) and reported with 95 % t-intervals. ``scratch`` is the seed's approach: a uniformly
+narrower N/M model at the same MACs, trained from scratch with the parent's schedule plus the fine-tuning budget.
 
-    python benchmarks/accuracy.py [--recipe recipes/quickstart.yaml] [--seeds 0 1] [--budgets 0.5 0.25] [--jobs 2]
+    python benchmarks/accuracy.py --parents 'runs/study/parent_s{seed}/checkpoint.pth.tar' --seeds 0 1 2 \\
+        --budgets 0.5 0.25 --variants default random scratch [--work runs/study] [--set KEY=VALUE ...]
 
-Runs are ordinary hgprune run directories under --work (default runs/bench-accuracy) and resume, so an interrupted
-benchmark continues where it stopped.
+Variants: ``default`` (the recipe as shipped), ``{criterion}-{allocation}`` for every registered criterion and
+allocation, ``oneshot`` (default in one step, same epochs), ``distill`` (default + heatmap distillation), ``random``
+(the default recipe with the random criterion) and ``scratch``. Runs are ordinary run directories under ``--work``
+and resume, so an interrupted study continues where it stopped; ``--report-only`` re-reads what exists.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import csv
 import io
 import json
-import os
 import statistics
-import subprocess
 import sys
 import time
+import typing
 from dataclasses import replace
 from pathlib import Path
 
 from common import REPORT_DIR, environment, environment_md, md_table, write_report  # noqa: E402
+from scipy import stats
 
-from hgprune.recipe import Recipe, load_recipe  # noqa: E402
-from hgprune.runner import Runner  # noqa: E402
-from hgprune.sweep import scratch_recipe  # noqa: E402
+from hgprune.fsutil import safe_torch_load
+from hgprune.prune import CRITERIA
+from hgprune.recipe import PruneSection, Recipe, TrainSection, load_recipe
+from hgprune.rundir import RunDir
+from hgprune.runner import Runner
+from hgprune.sweep import scratch_recipe
 
-CRITERIA = ("l1", "bn_gamma", "taylor", "random")
-VARIANTS = (*CRITERIA, "l1-oneshot", "l1-distill", "scratch")
+ALLOCATIONS = tuple(
+    a for t in typing.get_args(typing.get_type_hints(PruneSection)["allocation"]) for a in typing.get_args(t)
+)  # the recipe's choices (uniform, global, search)
+PLATEAU_GAIN = 0.5  # a parent is at its plateau when its last 20 % of epochs added less than this (PCKh points)
 
 
-def variant_recipe(base: Recipe, variant: str, kept: float, baseline_ckpt: Path) -> Recipe:
-    f = base.finetune
-    budget = base.prune.steps * f.epochs_per_step + f.final_epochs
+def variant_names() -> list[str]:
+    return ["default", "random", "scratch", "oneshot", "distill"] + [f"{c}-{a}" for c in CRITERIA for a in ALLOCATIONS]
+
+
+def variant_recipe(base: Recipe, variant: str, kept: float, parent: Path) -> Recipe:
+    """The recipe of one variant at one MACs budget, pruned from ``parent`` (scratch: trained from nothing)."""
     name = f"{variant}-{round(100 * kept)}"
+    f = base.finetune
     pruned = replace(
         base,
         name=name,
-        baseline=replace(base.baseline, checkpoint=str(baseline_ckpt)),
+        baseline=replace(base.baseline, checkpoint=str(parent)),
         prune=replace(base.prune, target=replace(base.prune.target, kept=kept)),
     )
-    if variant in CRITERIA:
-        finetune = replace(f, bn_l1=1e-4) if variant == "bn_gamma" else f  # network slimming's sparsity term
-        return replace(pruned, prune=replace(pruned.prune, criterion=variant), finetune=finetune)
-    if variant == "l1-oneshot":
-        return replace(
-            pruned,
-            prune=replace(pruned.prune, criterion="l1", steps=1),
-            finetune=replace(f, epochs_per_step=budget - f.final_epochs),
-        )
-    if variant == "l1-distill":
-        return replace(
-            pruned,
-            prune=replace(pruned.prune, criterion="l1"),
-            finetune=replace(f, distill=replace(f.distill, weight=1.0)),
-        )
+    if variant == "default":
+        return pruned
+    if variant == "random":
+        return replace(pruned, prune=replace(pruned.prune, criterion="random"))
+    if variant == "oneshot":
+        budget = base.prune.steps * f.epochs_per_step + f.final_epochs
+        return replace(pruned, prune=replace(pruned.prune, steps=1), finetune=replace(f, epochs_per_step=budget))
+    if variant == "distill":
+        return replace(pruned, finetune=replace(f, distill=replace(f.distill, weight=1.0)))
     if variant == "scratch":
-        return scratch_recipe(base, kept, name)
-    raise ValueError(variant)
+        return scratch_recipe(replace(base, baseline=replace(base.baseline, train=parent_schedule(parent))), kept, name)
+    criterion, _, allocation = variant.rpartition("-")
+    if criterion in CRITERIA and allocation in ALLOCATIONS:
+        return replace(pruned, prune=replace(pruned.prune, criterion=criterion, allocation=allocation))
+    raise SystemExit(f"unknown variant {variant!r}; valid: {', '.join(variant_names())}")
 
 
-def run_seed(recipe: Recipe, seed: int, budgets: list[float], variants: list[str], work: Path) -> None:
-    base = replace(recipe, seed=seed)
-    root = work / f"seed{seed}"
-    baseline = replace(base, name="baseline", prune=replace(base.prune, criterion="baseline", steps=0))
-    _quiet_run(baseline, root / "baseline")
-    checkpoint = root / "baseline" / "final" / "model.pt"
-    for kept in budgets:
-        for variant in variants:
-            entry = variant_recipe(base, variant, kept, checkpoint)
-            started = time.perf_counter()
-            _quiet_run(entry, root / entry.name)
-            print(f"seed {seed} {entry.name}: {time.perf_counter() - started:.0f} s", flush=True)
+def parent_schedule(parent: Path) -> TrainSection:
+    """The parent's own training schedule (``hgprune train`` stores it in the checkpoint), for the scratch models."""
+    cfg = safe_torch_load(parent)["train_config"]
+    return TrainSection(epochs=cfg["epochs"], lr=cfg["lr"], momentum=cfg["momentum"], weight_decay=cfg["weight_decay"],
+                        schedule=list(cfg["schedule"]), gamma=cfg["gamma"], batch_size=cfg["batch_size"])  # fmt: skip
 
 
-def _quiet_run(recipe: Recipe, out: Path) -> None:
+def plateau(parent: Path) -> dict:
+    """PCKh per epoch from the parent's log and the gain over its last 20 % of epochs."""
+    with open(parent.parent / "log.csv") as handle:
+        rows = [r for r in csv.DictReader(handle)]
+    pckh = [float(r["pckh"]) for r in rows]
+    start = max(0, round(0.8 * len(pckh)) - 1)
+    gain = pckh[-1] - pckh[start]
+    return {"epochs": len(pckh), "final": pckh[-1], "gain_last_20pct": gain, "at_plateau": gain < PLATEAU_GAIN}
+
+
+def run_variant(recipe: Recipe, out: Path) -> float:
+    started = time.perf_counter()
     with contextlib.redirect_stdout(io.StringIO()):
         Runner(recipe, out, resume=True, command="benchmarks/accuracy.py").execute()
+    return time.perf_counter() - started
 
 
-def final_row(run: Path) -> dict:
-    import pandas as pd
+def final_row(run: Path) -> dict | None:
+    path = RunDir(run).metrics_json
+    if not path.exists() or json.loads(RunDir(run).state.read_text()).get("status") != "finished":
+        return None
+    return json.loads(path.read_text())[-1]
 
-    return pd.read_csv(run / "metrics.csv").iloc[-1].to_dict()
+
+def paired(a: dict[int, float], b: dict[int, float]) -> dict | None:
+    """Mean of the per-seed differences a − b and its 95 % t-interval (None with fewer than 2 common seeds)."""
+    seeds = sorted(set(a) & set(b))
+    if len(seeds) < 2:
+        return None
+    diffs = [a[s] - b[s] for s in seeds]
+    mean, sd = statistics.fmean(diffs), statistics.stdev(diffs)
+    half = stats.t.ppf(0.975, len(diffs) - 1) * sd / len(diffs) ** 0.5
+    return {"mean": mean, "low": mean - half, "high": mean + half, "n": len(diffs), "per_seed": diffs}
 
 
 def summarise(work: Path, seeds: list[int], budgets: list[float], variants: list[str]) -> dict:
-    parents = {s: final_row(work / f"seed{s}" / "baseline") for s in seeds}
-    results = {"baseline": _stats([parents[s]["pckh_mean"] for s in seeds])}
+    parents = {s: final_row(work / f"seed{s}" / f"default-{round(100 * budgets[0])}") for s in seeds}
+    parent_pckh = {}
+    for s in seeds:  # step 0 of any pruned run is the parent, measured on the same validation images
+        for kept in budgets:
+            path = RunDir(work / f"seed{s}" / f"default-{round(100 * kept)}").metrics_json
+            if path.exists():
+                parent_pckh[s] = json.loads(path.read_text())[0]["pckh_mean"]
+                parents[s] = json.loads(path.read_text())[0]
+                break
+    results: dict = {"parent": {"per_seed": parent_pckh}}
     for kept in budgets:
+        pct = round(100 * kept)
         for variant in variants:
-            rows = {s: final_row(work / f"seed{s}" / f"{variant}-{round(100 * kept)}") for s in seeds}
-            results[f"{variant}-{round(100 * kept)}"] = {
-                **_stats([r["pckh_mean"] for r in rows.values()]),
-                # against the parent, not the run's own step 0 (a scratch run's step 0 is already narrow)
-                "kept_macs": statistics.fmean(rows[s]["macs_fvcore"] / parents[s]["macs_fvcore"] for s in seeds),
-                "params": statistics.fmean(r["params"] for r in rows.values()),
+            rows = {s: final_row(work / f"seed{s}" / f"{variant}-{pct}") for s in seeds}
+            rows = {s: r for s, r in rows.items() if r is not None}
+            if not rows:
+                continue
+            results[f"{variant}-{pct}"] = {
                 "variant": variant,
                 "budget": kept,
+                "per_seed": {s: r["pckh_mean"] for s, r in rows.items()},
+                "kept_macs": statistics.fmean(
+                    rows[s]["macs_fvcore"] / parents[s]["macs_fvcore"] for s in rows if parents.get(s)
+                )
+                if any(parents.get(s) for s in rows)
+                else None,
             }
+        for variant in variants:
+            entry = results.get(f"{variant}-{pct}")
+            if entry is None:
+                continue
+            entry["vs_parent"] = paired(entry["per_seed"], parent_pckh)
+            for other in ("random", "scratch"):
+                if other != variant and f"{other}-{pct}" in results:
+                    entry[f"vs_{other}"] = paired(entry["per_seed"], results[f"{other}-{pct}"]["per_seed"])
     return results
 
 
-def _stats(values: list[float]) -> dict:
-    return {
-        "pckh_mean": statistics.fmean(values),
-        "pckh_std": statistics.stdev(values) if len(values) > 1 else 0.0,
-        "pckh_min": min(values),
-        "pckh_max": max(values),
-        "per_seed": values,
-    }
-
-
 def goals(results: dict, budgets: list[float]) -> list[dict]:
+    """The issue's goals for the default recipe: "beats" needs the mean margin and a 95 % interval above 0."""
     checks = []
-    base = results["baseline"]["pckh_mean"]
-    for kept in budgets:
+    for kept, margin in ((0.5, 1.0), (0.25, 2.0)):
+        if kept not in budgets:
+            continue
+        entry = results.get(f"default-{round(100 * kept)}", {})
         pct = round(100 * kept)
-
-        def get(variant: str, pct: int = pct) -> float | None:
-            return results.get(f"{variant}-{pct}", {}).get("pckh_mean")
-
-        rnd = get("random")
-        for c in ("l1", "bn_gamma", "taylor"):
-            if get(c) is not None and rnd is not None:
-                checks.append(
-                    dict(goal=f"{c} beats random at {pct} % MACs", value=f"{get(c):.1f} vs {rnd:.1f}", met=get(c) > rnd)
-                )
-        pruned = {k: v for k, v in results.items() if k.endswith(f"-{pct}") and v["variant"] != "scratch"}
-        if pruned:
-            best_name, best = max(pruned.items(), key=lambda kv: kv[1]["pckh_mean"])
-            if kept == 0.5:
-                checks.append(
-                    dict(
-                        goal="best pruned within 1 PCKh of its parent at 50 % MACs",
-                        value=f"{best_name} {best['pckh_mean']:.1f} vs parent {base:.1f}",
-                        met=best["pckh_mean"] >= base - 1.0,
-                    )
-                )
-            if get("scratch") is not None:
-                checks.append(
-                    dict(
-                        goal=f"best pruned beats the seed's approach (scratch) at {pct} % MACs",
-                        value=f"{best_name} {best['pckh_mean']:.1f} vs scratch {get('scratch'):.1f}",
-                        met=best["pckh_mean"] > get("scratch"),
-                    )
-                )
+        if kept == 0.5:
+            d = entry.get("vs_parent")
+            checks.append(
+                _goal(f"default within 1.0 PCKh of its parent at {pct} % MACs", d, lambda d: d["low"] >= -1.0)
+            )
+        for other in ("random", "scratch"):
+            d = entry.get(f"vs_{other}")
+            checks.append(
+                _goal(
+                    f"default beats {other} by ≥ {margin:.1f} at {pct} % MACs (interval above 0)",
+                    d,
+                    lambda d, m=margin: d["mean"] >= m and d["low"] > 0,
+                )  # fmt: skip
+            )
     return checks
 
 
-def markdown(env: dict, recipe_path: str, seeds, budgets, results: dict, checks: list[dict], seconds: float) -> str:
-    rows = [
-        [
-            "unpruned parent",
-            "100 %",
-            f"{results['baseline']['pckh_mean']:.2f}",
-            f"{results['baseline']['pckh_std']:.2f}",
-            "",
-            "",
-        ]
+def _goal(goal: str, diff: dict | None, test) -> dict:
+    if diff is None:
+        return {"goal": goal, "value": "not measured (fewer than 2 paired seeds)", "met": None}
+    value = f"{diff['mean']:+.2f} [{diff['low']:+.2f}, {diff['high']:+.2f}] (n={diff['n']})"
+    return {"goal": goal, "value": value, "met": bool(test(diff))}
+
+
+def _fmt(d: dict | None) -> str:
+    return "" if d is None else f"{d['mean']:+.2f} [{d['low']:+.2f}, {d['high']:+.2f}]"
+
+
+def markdown(env: dict, args, results: dict, checks: list[dict], plateaus: dict, seconds: float) -> str:
+    plateau_rows = [
+        [s, p["epochs"], f"{p['final']:.2f}", f"{p['gain_last_20pct']:+.2f}", "yes" if p["at_plateau"] else "**no**"]
+        for s, p in plateaus.items()
     ]
+    parent = results["parent"]["per_seed"]
+    rows = [["parent (unpruned)", "100 %", _mean(parent), "", ", ".join(f"{v:.2f}" for v in parent.values()), "", "",
+             ""]]  # fmt: skip
     for key, r in results.items():
-        if key == "baseline":
+        if key == "parent":
             continue
-        rows.append(
-            [
-                r["variant"],
-                f"{100 * r['budget']:.0f} %",
-                f"{r['pckh_mean']:.2f}",
-                f"{r['pckh_std']:.2f}",
-                f"{100 * r['kept_macs']:.1f} %",
-                ", ".join(f"{v:.1f}" for v in r["per_seed"]),
-            ]
-        )
-    goal_rows = [[c["goal"], c["value"], "met" if c["met"] else "**missed**"] for c in checks]
+        rows.append([
+            r["variant"], f"{100 * r['budget']:.0f} %", _mean(r["per_seed"]),
+            "" if r["kept_macs"] is None else f"{100 * r['kept_macs']:.1f} %",
+            ", ".join(f"{v:.2f}" for v in r["per_seed"].values()),
+            _fmt(r.get("vs_parent")), _fmt(r.get("vs_random")), _fmt(r.get("vs_scratch")),
+        ])  # fmt: skip
+    verdict = {True: "met", False: "**missed**", None: "not measured"}
+    goal_rows = [[c["goal"], c["value"], verdict[c["met"]]] for c in checks]
     return (
-        "# Accuracy per MAC on SynthPose\n\n"
-        f"Recipe `{recipe_path}` (model, data, schedule), seeds {list(seeds)}, MACs budgets {list(budgets)}. Every "
-        "pruned variant starts from the same trained parent per seed and fine-tunes for the same number of epochs; "
-        "`l1-oneshot` prunes once and spends the same epochs; `l1-distill` adds heatmap distillation from the parent "
-        "(weight 1); `scratch` is the seed's approach: a uniformly narrower N/M model at the same MACs, trained from "
-        "scratch for the parent's epochs plus the fine-tuning budget. PCKh@0.5, MPII protocol, mean ± std over "
-        "seeds.\n\n"
-        + md_table(["variant", "budget (MACs)", "PCKh", "± std", "kept MACs (fvcore)", "per seed"], rows)
-        + "\n## Goals\n\n"
-        + md_table(["goal", "measured", "verdict"], goal_rows)
-        + f"\nWall time: {seconds / 60:.1f} min.\n\n## Environment\n\n"
+        "# Accuracy study on SynthPose (issue 12)\n\n"
+        f"Recipe `{args.recipe}` {' '.join('--set ' + s for s in args.set)}; parents `{args.parents}`, seeds "
+        f"{args.seeds}, MACs budgets {args.budgets}. Every variant is pruned from the same parent per seed and "
+        "fine-tuned with the recipe's budget; `scratch` trains a uniformly narrower N/M model with the parent's "
+        "schedule plus that budget. PCKh@0.5 (MPII protocol) on the validation images; differences are paired by "
+        "seed, mean [95 % t-interval].\n\n## Parents\n\n"
+        f"Plateau rule: the last 20 % of epochs add less than {PLATEAU_GAIN} PCKh.\n\n"
+        + md_table(["seed", "epochs", "final PCKh", "gain over last 20 %", "at plateau"], plateau_rows)
+        + "\n## Results\n\n"
+        + md_table(
+            ["variant", "budget", "PCKh (mean)", "kept MACs", "per seed", "− parent", "− random", "− scratch"], rows
+        )  # fmt: skip
+        + "\n## Goals (default recipe)\n\n"
+        + md_table(["goal", "measured: mean [95 % CI]", "verdict"], goal_rows)
+        + f"\nCompute for this invocation: {seconds / 60:.1f} min.\n\n## Environment\n\n"
         + environment_md(env)
     )
+
+
+def _mean(values: dict) -> str:
+    return f"{statistics.fmean(values.values()):.2f}" if values else ""
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recipe", default="recipes/quickstart.yaml")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="recipe override")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--parents", required=True, help="parent checkpoint path with {seed}")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--budgets", type=float, nargs="+", default=[0.5, 0.25])
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
-    parser.add_argument("--jobs", type=int, default=2, help="seeds run in parallel processes (one thread each)")
-    parser.add_argument("--work", default="runs/bench-accuracy")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--seed-only", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--summarise-only", action="store_true", help="rewrite the report from finished runs")
+    parser.add_argument("--variants", nargs="+", default=["default", "random", "scratch"], choices=variant_names())
+    parser.add_argument("--work", default="runs/study")
+    parser.add_argument("--report-only", action="store_true", help="summarise the runs that exist, run nothing")
     args = parser.parse_args()
-    import torch
-
-    torch.set_num_threads(1)
-    recipe = replace(load_recipe(args.recipe, args.set), device=args.device)
+    env = environment()
     work = Path(args.work)
-    if args.seed_only is not None:
-        run_seed(recipe, args.seed_only, args.budgets, args.variants, work)
-        return 0
-    env = environment(args.device)
+    recipe = load_recipe(args.recipe, args.set)
     started = time.perf_counter()
-    pending = [] if args.summarise_only else list(args.seeds)
-    while pending:
-        batch, pending = pending[: args.jobs], pending[args.jobs :]
-        procs = [
-            subprocess.Popen(
-                [sys.executable, *sys.argv, "--seed-only", str(seed)], env={**os.environ, "OMP_NUM_THREADS": "1"}
-            )
-            for seed in batch
-        ]
-        if any(p.wait() for p in procs):
-            print("a seed failed; rerun to resume", file=sys.stderr)
-            return 1
+    parents = {s: Path(args.parents.format(seed=s)) for s in args.seeds}
+    plateaus = {s: plateau(p) for s, p in parents.items() if (p.parent / "log.csv").exists()}
+    if not args.report_only:
+        for s, parent in parents.items():
+            base = replace(recipe, seed=s)
+            for kept in args.budgets:
+                for variant in args.variants:
+                    entry = variant_recipe(base, variant, kept, parent)
+                    seconds = run_variant(entry, work / f"seed{s}" / entry.name)
+                    print(f"seed {s} {entry.name}: {seconds:.0f} s", flush=True)
     results = summarise(work, args.seeds, args.budgets, args.variants)
     checks = goals(results, args.budgets)
     seconds = time.perf_counter() - started
-    previous = REPORT_DIR / "accuracy.json"
-    if args.summarise_only and previous.exists():  # keep the record of the run that produced the numbers
-        old = json.loads(previous.read_text())
-        env, seconds = old["environment"], old["wall_s"]
-    data = {
-        "environment": env,
-        "recipe": args.recipe,
-        "seeds": args.seeds,
-        "budgets": args.budgets,
-        "results": results,
-        "goals": checks,
-        "wall_s": seconds,
-    }
-    described = args.recipe + "".join(f" --set {s}" for s in args.set)
-    paths = write_report("accuracy", data, markdown(env, described, args.seeds, args.budgets, results, checks, seconds))
-    print("\n".join(f"{c['goal']}: {c['value']} → {'met' if c['met'] else 'MISSED'}" for c in checks))
-    print("wrote", *paths)
+    payload = {"environment": env, "results": results, "goals": checks, "plateaus": plateaus, "args": vars(args)}
+    write_report("accuracy", payload, markdown(env, args, results, checks, plateaus, seconds), REPORT_DIR)
+    for check in checks:
+        print(f"{check['goal']}: {check['value']} → {check['met']}")
     return 0
 
 

@@ -8,12 +8,17 @@ rounds after ``--warmup`` rounds. All ratios come from this one run:
 * speedup efficiency = (latency unpruned ÷ latency pruned) ÷ (MACs unpruned ÷ MACs pruned), fvcore MACs;
   goals ≥ 0.85 eager PyTorch, ≥ 0.95 ONNX Runtime (issue 7);
 * end-to-end = unpruned eager PyTorch ÷ pruned exported ONNX in ORT; goal ≥ 7× at 25 % MACs;
+* end-to-end INT8 = unpruned eager PyTorch ÷ pruned static-INT8 ONNX (QDQ, per-channel weights, calibrated on
+  random inputs: the ranges change the accuracy, not the work); goal ≥ 12× at 25 % MACs (issue 13);
 * levers, each measured alone on the smallest pruned model: BatchNorm folding, channels_last, TorchScript trace /
-  freeze / optimize_for_inference, ORT graph optimisation levels, BN folding inside ORT, channel rounding to 8.
+  freeze / optimize_for_inference, ORT graph optimisation levels, BN folding inside ORT, channel rounding to 8, INT8
+  vs FP32 in ORT, quantising the residual adds too;
+* predictor throughput (images/s, ``hgprune.predict.Predictor`` end to end: crop, normalise, run, decode) per backend
+  on ``--throughput-images`` SynthPose images in batches of ``--batch-size``, unpruned and smallest pruned model.
 
 Writes ``reports/benchmarks/latency.{json,md}``. Usage:
 ``python benchmarks/latency.py [--arch hg8 --N 128 --M 256 --input-size 256 --threads 2 --repeats 5 --warmup 2]``
-(``--quick`` = hg1, N=16, M=32, 64 px: a smoke run in seconds).
+(``--quick`` = hg1, N=16, M=32, 64 px: a smoke run in seconds; ``--no-throughput`` skips the predictor section).
 """
 
 from __future__ import annotations
@@ -33,8 +38,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import environment, environment_md, md_table, write_report  # noqa: E402
 
 from hgprune import build_model  # noqa: E402
-from hgprune.export import fold_batchnorm  # noqa: E402
+from hgprune.data.synthpose import SynthConfig, render_sample  # noqa: E402
+from hgprune.export import export_metadata, fold_batchnorm  # noqa: E402
 from hgprune.export import runtime as rt  # noqa: E402
+from hgprune.export.quantize import QUANTIZED_OPS, int8_onnx_bytes  # noqa: E402
+from hgprune.predict import Predictor  # noqa: E402
 from hgprune.profile import conv_macs, count_params, fvcore_macs  # noqa: E402
 from hgprune.prune import prune_to_target  # noqa: E402
 
@@ -42,7 +50,8 @@ PRUNING = "prune_to_target(criterion='l1', kind='macs', global_ranking=False, pr
 # Passive OpenMP waiting (set before start-up) implies the same for ORT's pool: spinning threads on shared cores
 # made hg8 5-10x slower at 2 threads on this machine while other jobs ran.
 SPIN = os.environ.get("OMP_WAIT_POLICY", "").upper() != "PASSIVE"
-GOALS = {"eager_efficiency": 0.85, "ort_efficiency": 0.95, "end_to_end_at_25": 7.0}
+GOALS = {"eager_efficiency": 0.85, "ort_efficiency": 0.95, "end_to_end_at_25": 7.0, "end_to_end_int8_at_25": 12.0}
+CALIBRATION_BATCHES = 4  # random batch-1 inputs: INT8 timing does not depend on the calibrated ranges
 
 
 def prune_copy(base: torch.nn.Module, kept: float, size: int, round_to: int | None) -> tuple[torch.nn.Module, dict]:
@@ -69,6 +78,8 @@ def build_configs(name: str, model: torch.nn.Module, size: int, levers: bool, th
     onnx_folded = rt.onnx_bytes(folded, size, dynamic_batch=False)
     configs[f"{name}/ort"] = rt.ort_runner(rt.ort_session(onnx_folded, threads, "all", SPIN))
     check(f"{name}/ort", configs[f"{name}/ort"])
+    configs[f"{name}/ort_int8"] = rt.ort_runner(rt.ort_session(int8(onnx_folded), threads, "all", SPIN))
+    check(f"{name}/ort_int8", configs[f"{name}/ort_int8"])
     if levers:
         configs[f"{name}/eager+fold+channels_last"] = _eager(copy.deepcopy(folded), channels_last=True)
         traced = rt.torchscript_module(folded, size, freeze=False)
@@ -81,7 +92,49 @@ def build_configs(name: str, model: torch.nn.Module, size: int, levers: bool, th
             configs[f"{name}/ort_{level}"] = rt.ort_runner(rt.ort_session(onnx_folded, threads, level, SPIN))
         onnx_plain = rt.onnx_bytes(model, size, dynamic_batch=False)
         configs[f"{name}/ort_unfolded"] = rt.ort_runner(rt.ort_session(onnx_plain, threads, "all", SPIN))
+        with_add = int8(onnx_folded, (*QUANTIZED_OPS, "Add"))
+        configs[f"{name}/ort_int8+add"] = rt.ort_runner(rt.ort_session(with_add, threads, "all", SPIN))
     return configs, len(pairs)
+
+
+def int8(fp32: bytes, op_types=QUANTIZED_OPS) -> bytes:
+    """Static INT8 of an FP32 graph (hgprune's quantiser), calibrated on a few random inputs of its batch size."""
+    inputs = rt.check_inputs(_graph_size(fp32), CALIBRATION_BATCHES, seed=3, batch_sizes=(1,))
+    return int8_onnx_bytes(fp32, [x.numpy() for x in inputs], op_types=op_types)
+
+
+def _graph_size(data: bytes) -> int:
+    import onnx
+
+    dims = onnx.load_from_string(data).graph.input[0].type.tensor_type.shape.dim
+    return int(dims[-1].dim_value)
+
+
+def build_predictors(model: torch.nn.Module, size: int, threads: int, batch_size: int) -> dict[str, Predictor]:
+    """One :class:`Predictor` per backend (the torch fast path with and without channels_last; FP32 and INT8 ORT)."""
+    folded, pairs = fold_batchnorm(model)
+    fp32 = rt.onnx_bytes(folded, size, metadata=export_metadata(model, len(pairs)))  # dynamic batch
+    common = dict(threads=threads, batch_size=batch_size)
+    return {
+        "torch": Predictor(model, "torch", **common),
+        "torch (no channels_last)": Predictor(model, "torch", channels_last=False, **common),
+        "torchscript": Predictor(model, "torchscript", **common),
+        "onnxruntime": Predictor(fp32, "onnxruntime", **common),
+        "onnxruntime int8": Predictor(int8(fp32), "onnxruntime", **common),
+    }
+
+
+def time_throughput(predictors: dict, images: list, warmup: int, repeats: int) -> dict[str, list[float]]:
+    """Seconds per pass over ``images`` for each predictor, round-robin like the latency rounds."""
+    times: dict[str, list[float]] = {k: [] for k in predictors}
+    for round_index in range(warmup + repeats):
+        for key, predictor in predictors.items():
+            t0 = time.perf_counter()
+            predictor.predict(images, color="bgr")
+            if round_index >= warmup:
+                times[key].append(time.perf_counter() - t0)
+        print(f"  throughput round {round_index + 1}/{warmup + repeats}", flush=True)
+    return times
 
 
 def time_round_robin(configs: dict, size: int, warmup: int, repeats: int) -> dict[str, list[float]]:
@@ -113,6 +166,10 @@ def main() -> int:
     parser.add_argument("--device", default="cpu", help="only cpu: ONNX Runtime is timed on CPU here")
     parser.add_argument("--quick", action="store_true", help="hg1 N=16 M=32 64 px smoke run")
     parser.add_argument("--out-dir", default=None)
+    parser.add_argument("--throughput-images", type=int, default=16, help="SynthPose images per throughput pass")
+    parser.add_argument("--throughput-side", type=int, default=480, help="side of those (square) images in pixels")
+    parser.add_argument("--batch-size", type=int, default=8, help="predictor batch size for the throughput")
+    parser.add_argument("--no-throughput", action="store_true", help="skip the predictor throughput section")
     args = parser.parse_args()
     if args.device != "cpu":
         print("latency.py measures CPU deployment (ONNX Runtime CPU); --device ignored", file=sys.stderr)
@@ -155,6 +212,19 @@ def main() -> int:
         rows[key] = row
     print(f"timing {len(configs)} configurations: {args.warmup} warm-up + {args.repeats} timed rounds", flush=True)
     times = time_round_robin(configs, size, args.warmup, args.repeats)
+    throughput = {}
+    if not args.no_throughput:
+        synth = SynthConfig(size=args.throughput_side)
+        images = [render_sample(synth, "val", i)[0] for i in range(args.throughput_images)]
+        for key in ("unpruned", smallest_key):
+            print(f"predictor throughput of {key}: {len(images)} images, batch {args.batch_size} …", flush=True)
+            predictors = build_predictors(models[key][0], size, args.threads, args.batch_size)
+            seconds = time_throughput(predictors, images, args.warmup, args.repeats)
+            throughput[key] = {
+                backend: {"images_per_s": len(images) / statistics.median(v), "best_images_per_s": len(images) / min(v),
+                          "seconds": v}
+                for backend, v in seconds.items()
+            }  # fmt: skip
     median = {k: statistics.median(v) for k, v in times.items()}
     results = derive(rows, median, smallest_key)
     best = {k: min(v) for k, v in times.items()}  # least disturbed by other jobs on a shared machine
@@ -175,10 +245,21 @@ def main() -> int:
             "pruning": PRUNING,
             "onnx": "legacy TorchScript-based exporter (dynamo=False), opset 17, static batch 1",
             "ort_allow_spinning": SPIN,
+            "int8": f"ORT static QDQ, per-channel int8 weights, uint8 activations, ops {list(QUANTIZED_OPS)}, "
+            f"calibrated on {CALIBRATION_BATCHES} random inputs",
+            "throughput": None
+            if args.no_throughput
+            else {
+                "images": args.throughput_images,
+                "side": args.throughput_side,
+                "batch_size": args.batch_size,
+                "source": "SynthPose val renders, whole image fitted, BGR arrays",
+            },
         },  # fmt: skip
         "models": rows,
         "latency_ms": {k: {"median": median[k], "min": min(v), "max": max(v), "runs": v} for k, v in times.items()},
         "parity_max_abs_diff": parity,
+        "predictor_throughput": throughput,
         **results,
         "from_min_latency": results_best,
         "goals": GOALS,
@@ -198,11 +279,12 @@ def derive(rows: dict, median: dict, smallest_key: str) -> dict:
             continue
         reduction = base["fvcore_macs"] / row["fvcore_macs"]
         entry = {"macs_reduction_fvcore": reduction, "macs_reduction_conv": base["conv_macs"] / row["conv_macs"]}
-        for runtime in ("eager", "eager+fold", "ort"):
+        for runtime in ("eager", "eager+fold", "ort", "ort_int8"):
             speedup = median[f"unpruned/{runtime}"] / median[f"{key}/{runtime}"]
             entry[f"speedup_{runtime}"] = speedup
             entry[f"efficiency_{runtime}"] = speedup / reduction
         entry["end_to_end_eager_to_ort"] = median["unpruned/eager"] / median[f"{key}/ort"]
+        entry["end_to_end_eager_to_ort_int8"] = median["unpruned/eager"] / median[f"{key}/ort_int8"]
         pruned[key] = entry
     s = smallest_key
     levers = {
@@ -215,6 +297,8 @@ def derive(rows: dict, median: dict, smallest_key: str) -> dict:
         "ORT extended vs disable": median[f"{s}/ort_disable"] / median[f"{s}/ort_extended"],
         "ORT all vs disable": median[f"{s}/ort_disable"] / median[f"{s}/ort"],
         "bn_fold before export (ORT all)": median[f"{s}/ort_unfolded"] / median[f"{s}/ort"],
+        "INT8 vs FP32 (ORT all)": median[f"{s}/ort"] / median[f"{s}/ort_int8"],
+        "INT8 residual adds quantised too (ORT)": median[f"{s}/ort_int8"] / median[f"{s}/ort_int8+add"],
     }
     r1 = f"{s}_round1"
     if r1 in rows:
@@ -248,7 +332,9 @@ def to_markdown(report: dict, smallest_key: str) -> str:
     ]  # fmt: skip
     headers = ["model", "params", "fvcore MACs (G)", "conv MACs (G)", "channel ratio", "round_to", "folded BNs"]
     lines.append(md_table(headers, model_rows))
-    lines.append("\n## Speedup efficiency (goals: eager ≥ 0.85, ORT ≥ 0.95; end-to-end ≥ 7× at 25 % MACs)\n")
+    lines.append(
+        "\n## Speedup efficiency (goals: eager ≥ 0.85, ORT ≥ 0.95; end-to-end ≥ 7× FP32 and ≥ 12× INT8 at 25 % MACs)\n"
+    )
     lines.append(
         "Efficiency = speedup ÷ fvcore-MACs reduction. Goal columns judge the medians; the (min) columns repeat the "
         "ratios from each configuration's fastest run, which other jobs disturb least.\n"
@@ -257,15 +343,19 @@ def to_markdown(report: dict, smallest_key: str) -> str:
     rows = []
     for k, e in report["pruned"].items():
         e2e = e["end_to_end_eager_to_ort"]
+        e2e_int8 = e["end_to_end_eager_to_ort_int8"]
         rows.append([
             k, e["macs_reduction_fvcore"], e["speedup_eager"], e["efficiency_eager"],
             _verdict(e["efficiency_eager"], g["eager_efficiency"]), e["speedup_ort"], e["efficiency_ort"],
             _verdict(e["efficiency_ort"], g["ort_efficiency"]), e2e,
-            _verdict(e2e, g["end_to_end_at_25"]) if k.startswith("kept25") else "",
+            _verdict(e2e, g["end_to_end_at_25"]) if k.startswith("kept25") else "", e2e_int8,
+            _verdict(e2e_int8, g["end_to_end_int8_at_25"]) if k.startswith("kept25") else "",
             best[k]["efficiency_eager"], best[k]["efficiency_ort"], best[k]["end_to_end_eager_to_ort"],
+            best[k]["end_to_end_eager_to_ort_int8"],
         ])  # fmt: skip
     headers = ["model", "MACs ÷", "eager speedup", "eager eff.", "goal", "ORT speedup", "ORT eff.", "goal",
-               "end-to-end eager→ORT", "goal", "eager eff. (min)", "ORT eff. (min)", "end-to-end (min)"]  # fmt: skip
+               "end-to-end eager→ORT", "goal", "end-to-end eager→ORT INT8", "goal", "eager eff. (min)",
+               "ORT eff. (min)", "end-to-end (min)", "end-to-end INT8 (min)"]  # fmt: skip
     lines.append(md_table(headers, rows))
     lines.append(f"\n## Levers, each alone on {smallest_key} (speedup factor, > 1 = faster)\n")
     best_levers = report["from_min_latency"]["levers_speedup"]
@@ -274,7 +364,20 @@ def to_markdown(report: dict, smallest_key: str) -> str:
     lines.append("\n## Latency per configuration (ms)\n")
     lat_rows = [[k, v["median"], v["min"], v["max"]] for k, v in lat.items()]
     lines.append(md_table(["configuration", "median", "min", "max"], lat_rows))
+    if report["predictor_throughput"]:
+        tp = st["throughput"]
+        lines.append(
+            f"\n## Predictor throughput (images/s, {tp['images']} {tp['side']}×{tp['side']} images, batch "
+            f"{tp['batch_size']}: crop, normalise, run, decode)\n"
+        )
+        tp_rows = [
+            [model_key, backend, v["images_per_s"], v["best_images_per_s"]]
+            for model_key, per_backend in report["predictor_throughput"].items()
+            for backend, v in per_backend.items()
+        ]
+        lines.append(md_table(["model", "backend", "images/s (median)", "images/s (best)"], tp_rows))
     lines.append("\n## Parity of exports (max abs diff vs unfolded eager PyTorch, one random image)\n")
+    lines.append("INT8 rows differ by design (rounding); their accuracy is judged by `hgprune export --quantize`.\n")
     lines.append(md_table(["export", "max abs diff"], list(report["parity_max_abs_diff"].items())))
     lines.append(f"\nTotal wall time {report['wall_s']:.0f} s.\n")
     return "\n".join(lines)

@@ -77,9 +77,17 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` that never leaves a half-written file behind."""
+    """``torch.save`` that never leaves a half-written file behind.
+
+    torch reports a failed write (a full disk, a vanished mount) as ``RuntimeError``, not ``OSError``; it becomes the
+    same one-line error as any other failed write, after the temp file is removed.
+    """
     with atomic_open(path, "wb") as handle:
-        torch.save(obj, handle)
+        try:
+            torch.save(obj, handle)
+        except RuntimeError as exc:
+            lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
+            raise HgpruneError(f"{path}: write failed ({lines[-1][:160]}); any previous version is intact") from None
 
 
 def safe_torch_load(path: str | os.PathLike) -> Any:

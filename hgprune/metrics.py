@@ -1,4 +1,4 @@
-"""Heatmap decoding and PCKh under both protocols of DESIGN.md §3 (``mpii`` as papers report it, ``seed``).
+"""Heatmap decoding and PCKh under both protocols of docs/DESIGN.md §3 (``mpii`` as papers report it, ``seed``).
 
 Everything is 0-based pixels. Heatmap pixel ``h`` and crop pixel ``u`` relate by ``u = 4h + 1.5`` (pixel centres),
 which :func:`to_image_coords` inverts through the crop's affine matrix.
@@ -14,6 +14,7 @@ import torch
 
 from hgprune.data.mpii import JOINT_NAMES
 from hgprune.data.transforms import FLIP_PERM, affine_matrix, apply_affine, invert_affine
+from hgprune.errors import HgpruneError
 
 GROUPS: dict[str, tuple[int, ...]] = {
     "Head": (9,),
@@ -203,6 +204,17 @@ def _per_joint(dist: np.ndarray, visible: np.ndarray, threshold: float, protocol
     return per_joint, float(mean)
 
 
+def _check_finite(what: str, finite: np.ndarray) -> None:
+    """NaN or infinity in scored inputs is an error: it would count as a miss and lower PCKh silently."""
+    bad = np.argwhere(~finite)
+    if len(bad):
+        where = f"person {int(bad[0][0])}"
+        if finite.ndim > 1:
+            joint = int(bad[0][1])
+            where += f", joint {JOINT_NAMES[joint] if joint < len(JOINT_NAMES) else joint}"
+        raise HgpruneError(f"{what}: NaN or infinity at {where} ({len(bad)} in all); not scored")
+
+
 def pckh(pred, gt, missing, headboxes, protocol: str = "mpii", threshold: float = 0.5) -> PCKhResult:
     """PCKh of (N, J, 2) predictions against ground truth; a joint counts when it is not ``missing``.
 
@@ -210,14 +222,15 @@ def pckh(pred, gt, missing, headboxes, protocol: str = "mpii", threshold: float 
     ``seed``: hit when distance < threshold × normaliser, mean = unweighted average of the 14 scored joints.
     """
     if protocol not in PROTOCOLS:
-        from hgprune.errors import HgpruneError
-
         raise HgpruneError(f"protocol: must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
     pred, gt, boxes = _numpy(pred), _numpy(gt), _numpy(headboxes)
     visible = ~np.asarray(missing, dtype=bool)
     if pred.shape != gt.shape or visible.shape != gt.shape[:2] or boxes.shape != (len(gt), 2, 2):
         raise ValueError(f"pckh: shapes disagree: pred {pred.shape}, gt {gt.shape}, missing {visible.shape}, "
                          f"headboxes {boxes.shape}")  # fmt: skip
+    _check_finite("pred", np.isfinite(pred).all(axis=2))
+    _check_finite("gt", np.isfinite(gt).all(axis=2) | ~visible)  # a missing joint's coordinates are never read
+    _check_finite("headboxes", np.isfinite(boxes).all(axis=(1, 2)) | ~visible.any(axis=1))
     norm = 0.6 * np.linalg.norm(boxes[:, 1] - boxes[:, 0], axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         dist = np.linalg.norm(pred - gt, axis=2) / norm[:, None]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
@@ -17,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
-from hgprune.models.hourglass import HourglassNet, model_parts
+from hgprune.models.hourglass import HourglassNet, check_input_size, model_parts, probe_size
 
 
 def count_params(model: nn.Module) -> int:
@@ -30,24 +31,23 @@ def _example(
     return torch.zeros(batch_size, 3, input_size, input_size, device=device)
 
 
-def conv_macs(model: nn.Module, input_size: int = 256, by_module: bool = False) -> int | dict[str, int]:
-    """Exact conv MACs at ``input_size`` from one forward at the smallest valid size, scaled by area.
+def conv_pair_macs(model: nn.Module, input_size: int = 256) -> dict[str, int]:
+    """Conv MACs per (input channel × output channel) pair of every conv at ``input_size``, by module name.
 
-    Every feature map of the hourglass scales with the input area, so conv MACs at 64×64 times (size/64)² is exact.
+    Feature-map sizes never change with pruning and every map of the hourglass scales with the input area, so one
+    forward at the smallest valid size (:func:`~hgprune.models.probe_size`) times ``(size / probe)²`` is exact, and
+    a conv's MACs at any width are ``pair · in · out``. The engine plans with these; :func:`conv_macs` sums them.
     """
     depth = getattr(getattr(model, "config", None), "depth", 4)
-    probe = 4 * 2**depth
-    if input_size % probe:
-        raise ValueError(f"input_size must be a multiple of {probe}, got {input_size}")
-    scale = (input_size // probe) ** 2
-    counts: dict[str, int] = {}
+    probe = probe_size(depth)
+    scale = (check_input_size(input_size, depth) // probe) ** 2
+    pairs: dict[str, int] = {}
     handles = []
 
     def hook(name: str):
         def _count(module: nn.Conv2d, _inputs, output: torch.Tensor) -> None:
-            kh, kw = module.kernel_size
-            per_pixel = module.in_channels // module.groups * kh * kw * module.out_channels
-            counts[name] = counts.get(name, 0) + per_pixel * output.shape[-1] * output.shape[-2] * scale
+            per_pair = math.prod(module.kernel_size) // module.groups * output.shape[-1] * output.shape[-2] * scale
+            pairs[name] = pairs.get(name, 0) + per_pair
 
         return _count
 
@@ -64,6 +64,16 @@ def conv_macs(model: nn.Module, input_size: int = 256, by_module: bool = False) 
         for h in handles:
             h.remove()
         model.train(was_training)
+    return pairs
+
+
+def conv_macs(model: nn.Module, input_size: int = 256, by_module: bool = False) -> int | dict[str, int]:
+    """Exact conv MACs at ``input_size`` (see :func:`conv_pair_macs`), in total or by module name."""
+    modules = dict(model.named_modules())
+    counts = {
+        n: pair * modules[n].in_channels * modules[n].out_channels
+        for n, pair in conv_pair_macs(model, input_size).items()
+    }
     return counts if by_module else sum(counts.values())
 
 
@@ -255,8 +265,7 @@ def _memory(model: nn.Module, input_size: int, batch_size: int) -> dict[str, int
         if not list(m.children()):
             handles.append(m.register_forward_hook(add))
     try:
-        depth = model.config.depth
-        probe = 4 * 2**depth
+        probe = probe_size(model.config.depth)
         with torch.no_grad():
             model(_example(model, probe, batch_size, next(model.parameters()).device))
     finally:

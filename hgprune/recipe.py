@@ -7,9 +7,11 @@ same checks because they are applied to the raw mapping before validation.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import re
+import reprlib
 import types
 import typing
 from dataclasses import dataclass, field
@@ -19,6 +21,7 @@ from typing import Any, Literal
 import yaml
 
 from hgprune.errors import HgpruneError
+from hgprune.models.hourglass import ARCHS, check_input_size
 
 
 def _check(rule: str, test) -> dict:
@@ -33,19 +36,24 @@ def _non_negative() -> dict:
     return _check("must be >= 0", lambda v: v >= 0)
 
 
+def _valid_input_size(size: int) -> bool:
+    try:
+        return check_input_size(size) == size
+    except HgpruneError:
+        return False
+
+
 def _fraction() -> dict:
     return _check("must be in (0, 1]", lambda v: 0 < v <= 1)
 
 
 @dataclass(frozen=True)
 class ModelSection:
-    arch: Literal["hg1", "hg2", "hg3", "hg4", "hg5", "hg6", "hg7", "hg8"] = "hg2"
+    arch: Literal[ARCHS] = "hg2"  # the architecture registry (hgprune.models.ARCHITECTURES)
     N: int = field(default=128, metadata=_check("must be an even integer >= 2", lambda v: v >= 2 and v % 2 == 0))
     M: int = field(default=256, metadata=_check("must be an even integer >= 2", lambda v: v >= 2 and v % 2 == 0))
     num_joints: int = field(default=16, metadata=_positive())
-    input_size: int = field(
-        default=256, metadata=_check("must be a positive multiple of 64", lambda v: v > 0 and v % 64 == 0)
-    )
+    input_size: int = field(default=256, metadata=_check("must be a positive multiple of 64", _valid_input_size))
     # input normalisation of a baseline trained here (a baseline checkpoint brings its own): see models/normalization
     normalization: Literal["seed", "imagenet"] = "seed"
 
@@ -104,19 +112,48 @@ class TargetSection:
     kept: float = field(default=0.5, metadata=_fraction())
 
 
+ALLOCATION_DEFAULT = "global"  # what prune.allocation means when a recipe leaves it out
+
+
+@dataclass(frozen=True)
+class SearchSection:
+    """Bounds of ``prune.allocation: search`` (defaults = hgprune.prune.allocation.SearchSettings'; a test keeps
+    them equal). Candidates are scored on the training split only, never on validation data."""
+
+    candidates: int = field(default=12, metadata=_positive())  # allocations scored, uniform and global included
+    batches: int = field(default=4, metadata=_positive())  # training batches for BatchNorm re-estimation
+    holdout: int = field(default=256, metadata=_positive())  # training samples that score each candidate
+    batch_size: int = field(default=16, metadata=_positive())
+    sensitivity: str | None = None  # `hgprune sensitivity` CSV: less sensitive parts are sampled to lose more
+
+
 @dataclass(frozen=True)
 class PruneSection:
     criterion: str = "l1"  # a registered name or package.module:Class
     target: TargetSection = field(default_factory=TargetSection)
     steps: int = field(default=2, metadata=_check("must be >= 0 (0 = no pruning)", lambda v: v >= 0))
     schedule: Literal["linear", "cubic"] = "linear"
-    global_ranking: bool = True
+    # which group keeps how many channels (hgprune.prune.allocation); null = ALLOCATION_DEFAULT
+    allocation: Literal["uniform", "global", "search"] | None = None
+    global_ranking: bool | None = None  # deprecated: true == allocation global, false == allocation uniform
+    recalibrate_bn: bool = False  # re-estimate BatchNorm statistics on training batches after every prune
+    search: SearchSection = field(default_factory=SearchSection)
     prune_trunk: bool = False
     round_to: int = field(default=8, metadata=_check("must be >= 1", lambda v: v >= 1))
     round_mode: Literal["nearest", "down", "up"] = "nearest"
     max_layer_ratio: float = field(default=0.9, metadata=_fraction())
     part_ratios: dict[str, float] = field(default_factory=dict)
     tolerance: float = field(default=0.02, metadata=_check("must be in (0, 0.5]", lambda v: 0 < v <= 0.5))
+
+    def __post_init__(self) -> None:
+        """Resolve ``allocation`` once, so the resolved recipe names it whichever key the file used."""
+        legacy = None if self.global_ranking is None else ("global" if self.global_ranking else "uniform")
+        if self.allocation is not None and legacy is not None and self.allocation != legacy:
+            raise HgpruneError(
+                f"prune.global_ranking: {str(self.global_ranking).lower()} contradicts prune.allocation "
+                f"{self.allocation!r}; drop global_ranking (deprecated)"
+            )
+        object.__setattr__(self, "allocation", self.allocation or legacy or ALLOCATION_DEFAULT)
 
 
 @dataclass(frozen=True)
@@ -157,7 +194,6 @@ class ExportSection:
 @dataclass(frozen=True)
 class OutputSection:
     dir: str | None = None  # default runs/<name>
-    keep_step_checkpoints: bool = True
 
 
 @dataclass(frozen=True)
@@ -170,11 +206,37 @@ class SweepSection:
     scratch: bool = False  # also train uniformly narrower N/M models from scratch at each budget (the seed's approach)
 
 
+ROLES = ("prune", "baseline", "scratch")
+MAX_SEED = 2**32 - 1  # the range every RNG hgprune seeds (NumPy's legacy seeding included) accepts
+MAX_NAME_CHARS = 128
+NAME_RULE = f"must be a plain directory name (1-{MAX_NAME_CHARS} printable characters, no / \\ : or NUL, not . or ..)"
+_DEVICE = re.compile(r"cpu|mps|cuda(:\d{1,3})?")
+
+
+def is_safe_name(name: str) -> bool:
+    """A run name is used as ``runs/<name>``: it must stay one component inside ``runs/`` whatever the platform."""
+    return (
+        0 < len(name) <= MAX_NAME_CHARS
+        and name.isprintable()
+        and name.strip() == name
+        and not any(c in name for c in "/\\\0:")
+        and name not in (".", "..")
+    )
+
+
+def _valid_device(device: str) -> bool:
+    return _DEVICE.fullmatch(device) is not None
+
+
 @dataclass(frozen=True)
 class Recipe:
-    name: str = "run"
-    seed: int = 0
-    device: str = "cpu"
+    # the run directory's name (runs/<name> without --out): one plain path component
+    name: str = field(default="run", metadata=_check(NAME_RULE, lambda v: is_safe_name(v)))
+    # what the run is, for reports: prune (the default), baseline (a sweep's shared baseline-only entry) or scratch
+    # (the seed's approach: a narrower model trained from scratch); sweeps set it, recipes rarely need to
+    role: Literal[ROLES] = "prune"
+    seed: int = field(default=0, metadata=_check(f"must be in [0, {MAX_SEED}]", lambda v: 0 <= v <= MAX_SEED))
+    device: str = field(default="cpu", metadata=_check("must be cpu, cuda, cuda:<index> or mps", _valid_device))
     model: ModelSection = field(default_factory=ModelSection)
     baseline: BaselineSection = field(default_factory=BaselineSection)
     data: DataSection = field(default_factory=DataSection)
@@ -216,8 +278,7 @@ def _type_name(tp: Any) -> str:
 
 def _convert(value: Any, tp: Any, path: str) -> Any:
     origin = typing.get_origin(tp)
-    shown = repr(value) if len(repr(value)) <= 80 else repr(value)[:77] + "..."
-    fail = HgpruneError(f"{path}: must be {_type_name(tp)}, got {shown}")
+    fail = HgpruneError(f"{path}: must be {_type_name(tp)}, got {_shown(value)}")
     if origin is Literal:
         if value not in typing.get_args(tp):
             raise fail
@@ -273,9 +334,22 @@ def _convert(value: Any, tp: Any, path: str) -> Any:
     raise fail
 
 
+# What an error message may show of a value: a few items and characters, whatever the value's size.
+_SHOWN = reprlib.Repr()
+_SHOWN.maxlevel, _SHOWN.maxlist, _SHOWN.maxdict, _SHOWN.maxstring, _SHOWN.maxlong, _SHOWN.maxother = 2, 4, 4, 60, 40, 60
+MAX_SHOWN_CHARS = 80
+
+
+def _shown(value: Any) -> str:
+    """``repr(value)`` cut to one short line: never formats a whole (possibly huge, alias-expanded) structure."""
+    text = _SHOWN.repr(value)
+    return text if len(text) <= MAX_SHOWN_CHARS else text[: MAX_SHOWN_CHARS - 3] + "..."
+
+
 def _printable(key: Any) -> str:
-    """A key as it can appear inside a one-line message (odd keys — newlines, non-strings — are quoted)."""
-    return key if isinstance(key, str) and key and key.isprintable() and key.strip() == key else repr(key)
+    """A key as it can appear inside a one-line message (odd keys — newlines, non-strings, long ones — are quoted)."""
+    plain = isinstance(key, str) and key and key.isprintable() and key.strip() == key and len(key) <= MAX_SHOWN_CHARS
+    return key if plain else _shown(key)
 
 
 def build(cls: type, raw: dict, path: str = "") -> Any:
@@ -285,7 +359,7 @@ def build(cls: type, raw: dict, path: str = "") -> Any:
     for key in raw:
         if key not in fields:
             where = f"{path}.{_printable(key)}" if path else _printable(key)
-            close = difflib.get_close_matches(str(key), fields, n=1)
+            close = difflib.get_close_matches(str(key)[:MAX_SHOWN_CHARS], fields, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else f"; valid keys: {', '.join(fields)}"
             raise HgpruneError(f"{where}: unknown key{hint}")
     kwargs = {}
@@ -294,7 +368,7 @@ def build(cls: type, raw: dict, path: str = "") -> Any:
         converted = _convert(value, hints[name], where)
         check = fields[name].metadata.get("test")
         if check is not None and converted is not None and not check(converted):
-            raise HgpruneError(f"{where}: {fields[name].metadata['rule']}, got {value!r}")
+            raise HgpruneError(f"{where}: {fields[name].metadata['rule']}, got {_shown(value)}")
         kwargs[name] = converted
     return cls(**kwargs)
 
@@ -303,16 +377,96 @@ def build(cls: type, raw: dict, path: str = "") -> Any:
 # Files and overrides.
 
 
+# Limits on a recipe file, checked while it is read so that nothing large is ever built: recipes are a few KB of
+# settings nested four deep; the limits leave a wide margin and stop alias bombs ("billion laughs") and absurd files.
+MAX_RECIPE_BYTES = 1_000_000
+MAX_RECIPE_NODES = 100_000  # YAML nodes with every alias counted as the nodes it expands to
+MAX_RECIPE_DEPTH = 64  # nesting of mappings and lists
+
+
+class RecipeYAMLError(yaml.MarkedYAMLError):
+    """A YAML document hgprune refuses although it is valid YAML (duplicate key, over a limit)."""
+
+
+class _RecipeLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` (plain values, no Python tags) that refuses duplicate keys and counts nodes as they are
+    composed, aliases expanded, so a bomb or absurd nesting stops before any Python object is built."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._nodes = 0
+        self._depth = 0
+        self._expanded: dict[int, int] = {}  # id(node) → nodes it stands for, aliases expanded
+
+    def _count(self, nodes: int, mark: yaml.Mark) -> None:
+        self._nodes += nodes
+        if self._nodes > MAX_RECIPE_NODES:
+            problem = f"more than {MAX_RECIPE_NODES:,} values (aliases expanded)"
+            raise RecipeYAMLError(problem=problem, problem_mark=mark)
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        mark = self.peek_event().start_mark
+        if self.check_event(yaml.AliasEvent):
+            node = super().compose_node(parent, index)
+            if id(node) not in self._expanded:  # an alias inside its own anchor: an infinitely deep value
+                raise RecipeYAMLError(problem="an alias refers to a value that contains it", problem_mark=mark)
+            self._count(self._expanded[id(node)], mark)
+            return node
+        self._depth += 1
+        if self._depth > MAX_RECIPE_DEPTH:
+            raise RecipeYAMLError(problem=f"nested deeper than {MAX_RECIPE_DEPTH} levels", problem_mark=mark)
+        before = self._nodes
+        self._count(1, mark)
+        node = super().compose_node(parent, index)
+        self._depth -= 1
+        self._expanded[id(node)] = self._nodes - before
+        return node
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        first_line: dict[Any, int] = {}
+        for key_node, _ in node.value if isinstance(node, yaml.MappingNode) else []:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node)
+            try:
+                if key in first_line:
+                    raise RecipeYAMLError(
+                        problem=f"duplicate key {_shown(key)} (first at line {first_line[key] + 1}); "
+                        "the later one would silently replace it",
+                        problem_mark=key_node.start_mark,
+                    )
+                first_line[key] = key_node.start_mark.line
+            except TypeError:
+                continue  # an unhashable key: SafeLoader reports it below
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_yaml_text(text: str) -> Any:
+    """Parse recipe YAML with :class:`_RecipeLoader`; YAML errors propagate (callers name the file)."""
+    loader = _RecipeLoader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
 def read_yaml(path: str | Path) -> dict:
+    """A recipe file as a mapping: at most :data:`MAX_RECIPE_BYTES`, plain values only, no duplicate keys."""
     path = Path(path)
     try:
-        text = path.read_text()
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_RECIPE_BYTES + 1)
+        if len(data) > MAX_RECIPE_BYTES:
+            raise HgpruneError(f"{path}: recipe is larger than {MAX_RECIPE_BYTES:,} bytes; recipes hold settings only")
+        text = data.decode("utf-8")
     except FileNotFoundError:
         raise HgpruneError(f"{path}: no such recipe file") from None
-    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
+    except (OSError, UnicodeDecodeError) as exc:
         raise HgpruneError(f"{path}: cannot read recipe ({type(exc).__name__})") from None
     try:
-        raw = yaml.safe_load(text)
+        raw = load_yaml_text(text)
+    except RecipeYAMLError as exc:
+        raise HgpruneError(f"{path}:{exc.problem_mark.line + 1}: {exc.problem}") from None
     except yaml.constructor.ConstructorError as exc:
         line = exc.problem_mark.line + 1 if exc.problem_mark else "?"
         raise HgpruneError(
@@ -322,7 +476,7 @@ def read_yaml(path: str | Path) -> dict:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise HgpruneError(f"{path}{line}: invalid YAML ({problem})") from None
+        raise HgpruneError(f"{path}{line}: invalid YAML ({problem[:MAX_SHOWN_CHARS]})") from None
     if raw is None:
         raise HgpruneError(f"{path}: recipe is empty")
     if not isinstance(raw, dict):
@@ -332,18 +486,19 @@ def read_yaml(path: str | Path) -> dict:
 
 def apply_overrides(raw: dict, overrides: list[str]) -> dict:
     """Apply ``key.path=value`` strings (values parsed as YAML scalars/lists) to a copy of ``raw``."""
-    import copy
-
     raw = copy.deepcopy(raw)
     for item in overrides:
         if "=" not in item:
-            raise HgpruneError(f"--set {item!r}: expected key.path=value")
+            raise HgpruneError(f"--set {_shown(item)}: expected key.path=value")
         key_path, text = item.split("=", 1)
+        key_path = key_path.strip()
         try:
-            value = yaml.safe_load(text) if text.strip() else None
+            value = load_yaml_text(text) if text.strip() else None
+        except RecipeYAMLError as exc:
+            raise HgpruneError(f"--set {_printable(key_path)}: {exc.problem}") from None
         except yaml.YAMLError:
-            raise HgpruneError(f"--set {key_path}: value {text!r} is not valid YAML") from None
-        _set_path(raw, key_path.strip(), value)
+            raise HgpruneError(f"--set {_printable(key_path)}: value {_shown(text)} is not valid YAML") from None
+        _set_path(raw, key_path, value)
     return raw
 
 
@@ -377,11 +532,15 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
     """Read, override and validate a recipe file; errors name the file and the key path."""
     raw = apply_overrides(read_yaml(path), overrides or [])
     try:
+        _check_removed(raw, drop=False)
         recipe = build(Recipe, raw)
     except HgpruneError as exc:
         raise HgpruneError(f"{path}: {exc}") from None
     if recipe.name == "run":
-        recipe = dataclasses.replace(recipe, name=Path(path).stem)
+        stem = Path(path).stem
+        if not is_safe_name(stem):
+            raise HgpruneError(f"{path}: the run name would be {_shown(stem)}, which {NAME_RULE}; set name: in it")
+        recipe = dataclasses.replace(recipe, name=stem)
     return recipe
 
 
@@ -391,7 +550,47 @@ def dump_recipe(recipe: Recipe, version: str) -> str:
     return header + yaml.safe_dump({"hgprune_version": version, **recipe.to_dict()}, sort_keys=False)
 
 
+# Keys older versions accepted (and resolved recipes in old run directories still hold) that no longer exist:
+# a user recipe naming one gets this explanation; a resolved recipe of an old run drops it.
+REMOVED_KEYS: dict[tuple[str, str], str] = {
+    ("output", "keep_step_checkpoints"): "removed (never read): every step checkpoint is kept, resume uses them",
+}
+
+# What a resumed run may change: keys no completed step depends on (where files go, speed of the data loader and of
+# evaluation batches, how latency is sampled). Everything else must equal the recipe the run started with.
+RESUME_MUTABLE = ("export", "output", "data.workers", "eval.batch_size", "profile.repeats", "profile.warmup")
+
+
+def _check_removed(raw: dict, drop: bool) -> None:
+    for (section, key), why in REMOVED_KEYS.items():
+        node = raw.get(section)
+        if isinstance(node, dict) and key in node:
+            if not drop:
+                raise HgpruneError(f"{section}.{key}: {why}; delete it from the recipe")
+            del node[key]
+
+
 def recipe_from_resolved(text: str) -> Recipe:
-    raw = yaml.safe_load(text)
+    """The recipe a run directory recorded (``recipe.yaml``), including those written by older versions."""
+    raw = load_yaml_text(text)
+    if not isinstance(raw, dict):
+        raise HgpruneError(f"resolved recipe must be a mapping of sections, got {type(raw).__name__}")
     raw.pop("hgprune_version", None)
+    _check_removed(raw, drop=True)
     return build(Recipe, raw)
+
+
+def recipe_changes(old: Recipe, new: Recipe) -> tuple[list[str], list[str]]:
+    """Key paths whose values differ between two recipes, split into (allowed on resume, refused on resume)."""
+    changed: list[str] = []
+
+    def walk(a: Any, b: Any, path: str) -> None:
+        if isinstance(a, dict) and isinstance(b, dict):
+            for key in sorted(set(a) | set(b), key=str):
+                walk(a.get(key), b.get(key), f"{path}.{key}" if path else str(key))
+        elif a != b:
+            changed.append(path)
+
+    walk(old.to_dict(), new.to_dict(), "")
+    allowed = [p for p in changed if any(p == m or p.startswith(m + ".") for m in RESUME_MUTABLE)]
+    return allowed, [p for p in changed if p not in allowed]

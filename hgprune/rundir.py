@@ -10,19 +10,87 @@ from __future__ import annotations
 import json
 import os
 import socket
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 from hgprune.errors import HgpruneError
 from hgprune.fsutil import atomic_write_text
+from hgprune.metrics import GROUPS
 
-# PCKh joint groups (DESIGN.md §3) and the columns of RUN/metrics.csv, one row per step (step 0 = baseline).
-GROUPS = ("Head", "Shoulder", "Elbow", "Wrist", "Hip", "Knee", "Ankle")
-METRIC_COLUMNS = (
-    ("run", "step", "arch", "N", "M", "criterion", "target_kind", "target", "params", "macs_fvcore", "macs_thop")
-    + ("conv_macs", "macs_ratio", "params_ratio", "latency_ms", "latency_p90_ms", "pckh_mean", "pckh_seed_mean")
-    + ("pckh_01", "auc", *(f"pckh_{g}" for g in GROUPS), "finetune_epochs", "train_loss", "wall_s")
-)
+
+@dataclass
+class MetricsRow:
+    """One step of a run (step 0 = the unpruned baseline): the one schema of ``metrics.csv`` / ``metrics.json``.
+
+    The CSV columns are these fields in order, with ``pckh_groups`` flattened into one ``pckh_{group}`` column per
+    PCKh joint group (:data:`hgprune.metrics.GROUPS`). Fractions are relative to the run's baseline.
+    """
+
+    run: str
+    step: int
+    arch: str
+    N: int
+    M: int
+    role: str  # prune | baseline (a sweep's shared baseline) | scratch (the seed's approach), see Recipe.role
+    criterion: str  # the recipe's pruning criterion (what a pruned step used)
+    target_kind: str  # macs | params | channels
+    target: float  # kept fraction this step aimed at
+    params: int
+    macs_fvcore: int
+    macs_thop: int | None
+    conv_macs: int
+    macs_ratio: float
+    params_ratio: float
+    latency_ms: float | None
+    latency_p90_ms: float | None
+    pckh_mean: float  # mpii protocol (what papers report)
+    pckh_seed_mean: float  # the seed's protocol
+    pckh_01: float
+    auc: float
+    pckh_groups: dict[str, float]
+    finetune_epochs: int
+    train_loss: float | None
+    wall_s: float | None = None
+
+    @staticmethod
+    def columns() -> tuple[str, ...]:
+        names: list[str] = []
+        for f in fields(MetricsRow):
+            names.extend(f"pckh_{g}" for g in GROUPS) if f.name == "pckh_groups" else names.append(f.name)
+        return tuple(names)
+
+    def to_dict(self) -> dict:
+        """The row as a flat mapping in :meth:`columns` order (what checkpoints and ``metrics.json`` store)."""
+        flat = {}
+        for f in fields(self):
+            if f.name == "pckh_groups":
+                flat.update({f"pckh_{g}": self.pckh_groups.get(g) for g in GROUPS})
+            else:
+                flat[f.name] = getattr(self, f.name)
+        return flat
+
+
+METRIC_COLUMNS = MetricsRow.columns()
+
+
+# A lock file is a tiny JSON object; anything longer is not ours and is read no further.
+MAX_LOCK_BYTES = 4096
+# Tries to create the lock; each stale-lock takeover (or a lost race for one) uses one.
+LOCK_ATTEMPTS = 5
+
+
+def _parse_lock(text: str) -> dict:
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _is_pid(value: object) -> bool:
+    """A value that can name another process (0 and negatives name process groups; huge ints overflow os.kill)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**31
 
 
 def _pid_alive(pid: int) -> bool:
@@ -63,8 +131,36 @@ class RunDir:
     def lock_path(self) -> Path:
         return self.root / ".lock"
 
+    @property
+    def metrics_csv(self) -> Path:
+        return self.root / "metrics.csv"
+
+    @property
+    def metrics_json(self) -> Path:
+        return self.root / "metrics.json"
+
+    @property
+    def final_model(self) -> Path:
+        return self.final / "model.pt"
+
+    def latest_model(self) -> Path | None:
+        """The final model, else the latest step checkpoint, else None (what a report shows kept channels of)."""
+        if self.final_model.exists():
+            return self.final_model
+        steps = self.completed_steps()
+        return self.step_checkpoint(steps[-1]) if steps else None
+
     def step_checkpoint(self, step: int) -> Path:
         return self.checkpoints / f"step_{step:03d}.pt"
+
+    def allocation_file(self, step: int) -> Path:
+        return self.root / f"allocation_step_{step:03d}.json"
+
+    def write_allocation(self, step: int, allocation: dict) -> Path:
+        """Record which channels step ``step`` kept per part (and, for a search, every candidate's score)."""
+        path = self.allocation_file(step)
+        atomic_write_text(path, json.dumps(allocation, indent=2, default=str) + "\n")
+        return path
 
     def completed_steps(self) -> list[int]:
         if not self.checkpoints.is_dir():
@@ -89,33 +185,77 @@ class RunDir:
     # -- lock ---------------------------------------------------------------------------------------------------
 
     def acquire_lock(self) -> None:
-        """Refuse a second writer; replace a lock left by a process that no longer exists."""
+        """Refuse a second writer; take over a lock left by a process of this host that no longer exists.
+
+        The lock is created atomically (``O_EXCL``). A stale lock is removed only by :meth:`_take_over_stale`, which
+        cannot remove a fresh lock, so two runs that find the same stale lock never both proceed.
+        """
         me = {"pid": os.getpid(), "host": socket.gethostname()}
-        for _ in range(2):
+        for attempt in range(LOCK_ATTEMPTS):
             try:
                 fd = os.open(self.lock_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
-                holder = self._read_lock()
-                same_host = holder.get("host") == me["host"]
-                if same_host and isinstance(holder.get("pid"), int) and not _pid_alive(holder["pid"]):
-                    print(f"hgprune: removing stale lock of finished process {holder['pid']} in {self.root}")
-                    self.lock_path.unlink(missing_ok=True)
+                seen = self._read_lock_text()
+                if seen is None:  # released between our create and our read: try again
                     continue
-                raise HgpruneError(
-                    f"{self.root}: another hgprune run (pid {holder.get('pid')} on {holder.get('host')}) is writing "
-                    f"here; wait for it or choose another --out (delete {self.lock_path.name} if that run is gone)"
-                ) from None
+                holder = _parse_lock(seen)
+                pid = holder.get("pid")
+                stale = holder.get("host") == me["host"] and _is_pid(pid) and not _pid_alive(pid)
+                if not stale:
+                    raise HgpruneError(
+                        f"{self.root}: another hgprune run (pid {str(pid)[:20]} on {str(holder.get('host'))[:64]}) "
+                        f"is writing here; wait for it or choose another --out (delete {self.lock_path.name} if that "
+                        "run is gone)"
+                    ) from None
+                if self._take_over_stale(seen):
+                    print(f"hgprune: removing stale lock of finished process {pid} in {self.root}")
+                else:
+                    time.sleep(0.02 * (attempt + 1))  # another run is taking it over: see who won
+                continue
             with os.fdopen(fd, "w") as handle:
                 json.dump(me, handle)
             return
-        raise HgpruneError(f"{self.lock_path}: could not take the run lock")
+        raise HgpruneError(
+            f"{self.lock_path}: could not take the run lock (another run is taking over a stale lock; if none is, "
+            f"delete {self._takeover_path.name})"
+        )
+
+    @property
+    def _takeover_path(self) -> Path:
+        return self.lock_path.with_name(self.lock_path.name + ".takeover")
+
+    def _take_over_stale(self, seen: str) -> bool:
+        """Remove the lock if it still holds ``seen`` (content judged stale); True if this call removed it.
+
+        Only the holder of the ``O_EXCL`` guard file may remove a lock, and only after re-reading it: a contender
+        that judged the same stale lock a moment later finds the guard taken, or the winner's fresh lock, and removes
+        nothing.
+        """
+        try:
+            guard = os.open(self._takeover_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            return False
+        try:
+            if self._read_lock_text() != seen:
+                return False
+            self.lock_path.unlink(missing_ok=True)
+            return True
+        finally:
+            os.close(guard)
+            self._takeover_path.unlink(missing_ok=True)
+
+    def _read_lock_text(self) -> str | None:
+        """The lock file's text (at most :data:`MAX_LOCK_BYTES`), or None when there is no lock."""
+        try:
+            with open(self.lock_path, "rb") as handle:
+                return handle.read(MAX_LOCK_BYTES).decode("utf-8", errors="replace")
+        except FileNotFoundError:
+            return None
+        except OSError:
+            return ""
 
     def _read_lock(self) -> dict:
-        try:
-            data = json.loads(self.lock_path.read_text())
-            return data if isinstance(data, dict) else {}
-        except (OSError, ValueError):
-            return {}
+        return _parse_lock(self._read_lock_text() or "")
 
     def release_lock(self) -> None:
         if self._read_lock().get("pid") == os.getpid():
@@ -124,12 +264,18 @@ class RunDir:
     # -- state --------------------------------------------------------------------------------------------------
 
     def read_state(self) -> dict:
+        """``run.json`` ({} before the first write); a corrupt file is a one-line error naming it."""
         if not self.state.exists():
             return {}
         try:
-            return json.loads(self.state.read_text())
-        except ValueError:
-            raise HgpruneError(f"{self.state}: corrupt run state (not JSON); the step checkpoints are intact") from None
+            state = json.loads(self.state.read_text())
+        except (ValueError, UnicodeDecodeError):
+            raise HgpruneError(
+                f"{self.state}: corrupt run state (not JSON); the step checkpoints are intact — fix or delete it"
+            ) from None
+        if not isinstance(state, dict):
+            raise HgpruneError(f"{self.state}: expected a JSON object, found {type(state).__name__}")
+        return state
 
     def write_state(self, **updates) -> None:
         state = self.read_state()

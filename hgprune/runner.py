@@ -24,11 +24,14 @@ import torch
 
 from hgprune import __version__
 from hgprune.errors import HgpruneError
+from hgprune.export import export_model
+from hgprune.export.core import SUFFIXES
 from hgprune.fsutil import atomic_write_text
+from hgprune.metrics import GROUPS
 from hgprune.models import HourglassConfig, HourglassNet, build_model, save_model
 from hgprune.models.checkpoints import load_checkpoint
-from hgprune.recipe import Recipe, dump_recipe
-from hgprune.rundir import GROUPS, METRIC_COLUMNS, RunDir
+from hgprune.recipe import RESUME_MUTABLE, Recipe, dump_recipe, recipe_changes, recipe_from_resolved
+from hgprune.rundir import METRIC_COLUMNS, MetricsRow, RunDir
 
 EPOCHS_PER_STEP_SLOT = 1000  # fine-tuning epochs of step k are numbered k*1000+…, so every epoch has its own seed
 
@@ -167,7 +170,8 @@ class Runner:
             done = self.run.completed_steps()
             self.run.write_state(status="failed", error=str(exc))
             raise HgpruneError(
-                f"{exc} ({len(done)} completed step(s) kept in {self.run.root}; fix and --resume)"
+                f"{exc} ({len(done)} completed step(s) kept in {self.run.root}; fix the cause and run again with "
+                f"--resume: the recipe may change only in {', '.join(RESUME_MUTABLE)})"
             ) from None
         finally:
             self.run.release_lock()
@@ -181,10 +185,13 @@ class Runner:
                     f"{self.run.root}: already holds a run with {len(done)} completed step(s); "
                     "pass --resume to continue it or choose another --out"
                 )
-            if _strip_header(self.run.recipe.read_text()) != _strip_header(text):
+            _, refused = recipe_changes(recipe_from_resolved(self.run.recipe.read_text()), self.recipe)
+            if refused:
+                shown = ", ".join(refused[:5]) + (f" and {len(refused) - 5} more" if len(refused) > 5 else "")
                 raise HgpruneError(
-                    f"{self.run.recipe}: the recipe differs from the one this run started with; "
-                    "resume with the same recipe and --set values, or choose another --out"
+                    f"{self.run.recipe}: the recipe differs from the one this run started with in {shown}, which "
+                    f"completed steps depend on; resume with those values or choose another --out (only "
+                    f"{', '.join(RESUME_MUTABLE)} may change)"
                 )
         atomic_write_text(self.run.recipe, text)
         started = self.run.read_state().get("started") or time.strftime("%Y-%m-%dT%H:%M:%S")
@@ -273,8 +280,7 @@ class Runner:
         started = time.perf_counter()
         torch.manual_seed(r.seed * 1_000_003 + step)
         criterion = get_criterion(r.prune.criterion)
-        if hasattr(criterion, "seed"):
-            criterion.seed = r.seed * 1_000_003 + step
+        criterion.reseed(r.seed * 1_000_003 + step)
         result = prune_to_target(
             model,
             criterion=criterion,
@@ -282,7 +288,11 @@ class Runner:
             kept=kept,
             reference=reference,
             input_size=r.model.input_size,
-            global_ranking=r.prune.global_ranking,
+            allocation=r.prune.allocation,
+            recalibrate_bn=r.prune.recalibrate_bn,
+            search=r.prune.search,
+            train_set=self.pipeline.train_set,
+            seed=r.seed * 1_000_003 + step,
             part_ratios=dict(r.prune.part_ratios) or None,
             max_layer_ratio=r.prune.max_layer_ratio,
             round_to=r.prune.round_to,
@@ -292,6 +302,7 @@ class Runner:
             loss_fn=heatmap_loss,
             tolerance=r.prune.tolerance,
         )
+        self.run.write_allocation(step, result.allocation)
         log(
             f"[step {step}/{total}] pruned with {r.prune.criterion} to kept {r.prune.target.kind} "
             f"{_fmt_kept(result, r.prune.target.kind)} (target {kept:.3f})"
@@ -350,33 +361,32 @@ class Runner:
         )
         reference = reference or {"params": prof.params, "macs_fvcore": prof.macs_fvcore}
         mpii = result.mpii
-        row = {
-            "run": r.name,
-            "step": step,
-            "arch": r.model.arch,
-            "N": r.model.N,
-            "M": r.model.M,
-            "criterion": r.prune.criterion,
-            "target_kind": r.prune.target.kind,
-            "target": round(float(target), 6),
-            "params": prof.params,
-            "macs_fvcore": prof.macs_fvcore,
-            "macs_thop": prof.macs_thop,
-            "conv_macs": prof.conv_macs,
-            "macs_ratio": round(prof.macs_fvcore / reference["macs_fvcore"], 6),
-            "params_ratio": round(prof.params / reference["params"], 6),
-            "latency_ms": round(prof.latency.median_ms, 4) if prof.latency else None,
-            "latency_p90_ms": round(prof.latency.p90_ms, 4) if prof.latency else None,
-            "pckh_mean": round(float(mpii.mean), 4),
-            "pckh_seed_mean": round(float(result.seed.mean), 4),
-            "pckh_01": round(float(mpii.pckh_01), 4),
-            "auc": round(float(mpii.auc), 4),
-            **{f"pckh_{g}": round(float(mpii.groups[g]), 4) for g in GROUPS},
-            "finetune_epochs": epochs,
-            "train_loss": None if math.isnan(loss) else round(loss, 8),
-            "wall_s": None,
-        }
-        return row
+        return MetricsRow(
+            run=r.name,
+            step=step,
+            arch=r.model.arch,
+            N=r.model.N,
+            M=r.model.M,
+            role=r.role,
+            criterion=r.prune.criterion,
+            target_kind=r.prune.target.kind,
+            target=round(float(target), 6),
+            params=prof.params,
+            macs_fvcore=prof.macs_fvcore,
+            macs_thop=prof.macs_thop,
+            conv_macs=prof.conv_macs,
+            macs_ratio=round(prof.macs_fvcore / reference["macs_fvcore"], 6),
+            params_ratio=round(prof.params / reference["params"], 6),
+            latency_ms=round(prof.latency.median_ms, 4) if prof.latency else None,
+            latency_p90_ms=round(prof.latency.p90_ms, 4) if prof.latency else None,
+            pckh_mean=round(float(mpii.mean), 4),
+            pckh_seed_mean=round(float(result.seed.mean), 4),
+            pckh_01=round(float(mpii.pckh_01), 4),
+            auc=round(float(mpii.auc), 4),
+            pckh_groups={g: round(float(mpii.groups[g]), 4) for g in GROUPS},
+            finetune_epochs=epochs,
+            train_loss=None if math.isnan(loss) else round(loss, 8),
+        ).to_dict()
 
     # -- outputs ----------------------------------------------------------------------------------------------
 
@@ -384,21 +394,19 @@ class Runner:
         import pandas as pd
 
         frame = pd.DataFrame(rows, columns=list(METRIC_COLUMNS))
-        atomic_write_text(self.run.root / "metrics.csv", frame.to_csv(index=False))
-        atomic_write_text(self.run.root / "metrics.json", json.dumps(rows, indent=2) + "\n")
+        atomic_write_text(self.run.metrics_csv, frame.to_csv(index=False))
+        atomic_write_text(self.run.metrics_json, json.dumps(rows, indent=2) + "\n")
 
     def _finish(self, model, rows: list[dict]) -> None:
         r = self.recipe
-        final = self.run.final / "model.pt"
+        final = self.run.final_model
         save_model(model, final, meta={"recipe": r.name, "row": rows[-1], "hgprune_version": __version__})
         exported = {"hgprune": str(final)}
         for fmt in r.export.formats:
             if fmt == "hgprune":
                 continue
-            from hgprune.export import export_model
 
-            suffix = {"torchscript": ".ts", "onnx": ".onnx"}[fmt]
-            target = self.run.final / f"model{suffix}"
+            target = self.run.final / f"model{SUFFIXES[fmt]}"
             result = export_model(model, fmt, target, input_size=r.model.input_size)
             exported[fmt] = str(target)
             log(f"[export] {fmt}: {target} (max abs diff vs PyTorch {result.max_abs_diff:.2e})")
@@ -413,10 +421,6 @@ class Runner:
 
 
 # -----------------------------------------------------------------------------------------------------------------
-
-
-def _strip_header(text: str) -> str:
-    return "\n".join(line for line in text.splitlines() if not line.startswith("#") and "hgprune_version" not in line)
 
 
 def _fmt_kept(result, kind: str) -> str:

@@ -50,13 +50,13 @@ def sensitivity_scan(
     ratios = [float(r) for r in ratios]
     for r in ratios:
         if not 0 < r < 1:
-            raise HgpruneError(f"--ratios: each ratio must be in (0, 1), got {r}")
+            raise HgpruneError(f"ratios: each ratio must be in (0, 1), got {r}")
     include_trunk = parts is not None and "trunk" in parts
     valid = prunable_parts(model, include_trunk=True)
     parts = list(parts) if parts is not None else prunable_parts(model)
     for part in parts:
         if part not in valid:
-            raise HgpruneError(f"--parts: unknown part {part!r}; valid: {', '.join(valid)}")
+            raise HgpruneError(f"parts: unknown part {part!r}; valid: {', '.join(valid)}")
     model = model.eval()
     reference = model_size(model, input_size)
     base_pckh = float(evaluate(model))

@@ -11,7 +11,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from hgprune.errors import HgpruneError
+from hgprune.models import ARCHS
 from hgprune.recipe import Recipe
+from hgprune.rundir import RunDir
 
 
 def expand(recipe: Recipe, out: Path | None = None) -> list[tuple[str, Recipe]]:
@@ -34,15 +36,13 @@ def expand(recipe: Recipe, out: Path | None = None) -> list[tuple[str, Recipe]]:
     out = Path(out) if out is not None else Path("runs") / recipe.name
     entries = []
     for arch in archs:
-        if arch not in {f"hg{k}" for k in range(1, 9)}:
-            raise HgpruneError(f"sweep.arch: unknown architecture {arch!r}; valid: hg1 … hg8")
+        if arch not in ARCHS:
+            raise HgpruneError(f"sweep.arch: unknown architecture {arch!r}; valid: {', '.join(ARCHS)}")
         arch_base = replace(base, model=replace(base.model, arch=arch))
         if base.baseline.checkpoint is None:
             name = f"{arch}-baseline"
-            entries.append(
-                (name, replace(arch_base, name=name, prune=replace(base.prune, criterion="baseline", steps=0)))
-            )
-            shared = replace(base.baseline, checkpoint=str(out / name / "final" / "model.pt"))
+            entries.append((name, replace(arch_base, name=name, role="baseline", prune=replace(base.prune, steps=0))))
+            shared = replace(base.baseline, checkpoint=str(RunDir(out / name).final_model))
             arch_base = replace(arch_base, baseline=shared)
         for criterion in criteria:
             for kept in kept_values:
@@ -103,5 +103,6 @@ def scratch_recipe(recipe: Recipe, kept: float, name: str) -> Recipe:
         name=name,
         model=replace(m, N=N, M=M),
         baseline=baseline,
-        prune=replace(recipe.prune, criterion="scratch", steps=0, target=replace(recipe.prune.target, kept=kept)),
+        role="scratch",
+        prune=replace(recipe.prune, steps=0, target=replace(recipe.prune.target, kept=kept)),
     )

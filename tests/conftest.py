@@ -37,9 +37,9 @@ def _deterministic():
 
 @pytest.fixture
 def tiny_model():
-    from hgprune import build_model
+    from hgprune.models import build_preset
 
-    return build_model("hg1", N=16, M=32, input_size=64)
+    return build_preset("tiny")
 
 
 def randomize_bn(model: torch.nn.Module, seed: int = 0) -> None:

@@ -107,5 +107,5 @@ def test_pckh_on_real_file_protocols_differ_by_about_a_point(shared):
     seed = pckh(pred - 1, gt - 1, ~visible, boxes - 1, "seed")
     assert mpii.mean == pytest.approx(expected_mpii, abs=1e-9)
     assert seed.mean == pytest.approx(expected_seed, abs=1e-9)
-    assert 0.5 < mpii.mean - seed.mean < 1.5  # DESIGN.md §3: about a point apart
+    assert 0.5 < mpii.mean - seed.mean < 1.5  # docs/DESIGN.md §3: about a point apart
     assert 80 < mpii.mean < 85

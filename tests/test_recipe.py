@@ -97,3 +97,17 @@ def test_synth_section_defaults_are_synthpose_defaults():
     section = Recipe().data.synth
     for field in dataclasses.fields(section):
         assert getattr(section, field.name) == getattr(SynthConfig(), field.name), field.name
+
+
+def test_removed_key_is_explained_and_dropped_from_old_run_directories(tmp_path):
+    from hgprune.recipe import recipe_changes
+
+    path = tmp_path / "r.yaml"
+    path.write_text("name: r\noutput: {keep_step_checkpoints: true}\n")
+    with pytest.raises(HgpruneError, match=r"output.keep_step_checkpoints: removed \(never read\)"):
+        load_recipe(path)
+    old = recipe_from_resolved("hgprune_version: 0.1\nname: r\noutput: {dir: null, keep_step_checkpoints: true}\n")
+    assert old.output.dir is None
+    new = dataclasses.replace(old, export=dataclasses.replace(old.export, formats=["hgprune", "onnx"]))
+    new = dataclasses.replace(new, prune=dataclasses.replace(new.prune, steps=5))
+    assert recipe_changes(old, new) == (["export.formats"], ["prune.steps"])

@@ -17,7 +17,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     inspect.add_argument("--annotations", required=True, help="annotation JSON (seed or HRNet format, .gz or plain)")
     inspect.add_argument("--image-path", help="image folder (default: images/ next to the annotations)")
     inspect.add_argument("--gt-mat", help="validation ground truth (gt_valid.mat layout) to check against the split")
-    inspect.add_argument("--verify", action="store_true", help="decode every image (slow) instead of a header check")
+    inspect.add_argument(
+        "--verify",
+        action="store_true",
+        help="decode every image (slow; finds truncated files) instead of a header check",
+    )
     inspect.add_argument("--max-list", type=int, default=20, help="missing images listed in the text output")
     inspect.add_argument("--json", action="store_true")
     synth = sub.add_parser("synth", help="generate SynthPose (JPEGs + annotations.json + gt_valid.mat)")
@@ -29,16 +33,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     synth.add_argument("--workers", type=int, default=0, help="generation processes (default 0: in-process)")
 
 
-def _image_status(path: Path, verify: bool) -> str:
-    import cv2
+def _image_status(path: Path, verify: bool, declared: tuple[float, float] | None = None) -> str:
+    """missing / unreadable / ok. Both checks apply training's header rules (pixel budget, declared size);
+    ``verify`` also decodes every byte, so a truncated file is caught."""
+    from hgprune.data.transforms import acceptable_size, image_size, verify_image
 
     if not path.is_file():
         return "missing"
     if path.stat().st_size == 0:
         return "unreadable"
     if verify:
-        return "ok" if cv2.imread(str(path), cv2.IMREAD_REDUCED_COLOR_8) is not None else "unreadable"
-    return "ok" if cv2.haveImageReader(str(path)) else "unreadable"
+        return "ok" if verify_image(path, declared) else "unreadable"
+    return "ok" if acceptable_size(image_size(path), declared) else "unreadable"
 
 
 def inspect(args: argparse.Namespace) -> dict:
@@ -51,12 +57,13 @@ def inspect(args: argparse.Namespace) -> dict:
         raise HgpruneError(f"--image-path: {image_root} is not a directory")
     report: dict = {"annotations": str(annotations), "image_path": str(image_root), "splits": {}}
     status_of: dict[str, str] = {}
+    declared = {r.image: (r.width, r.height) for r in records if r.width and r.height}
     for split in ("train", "val"):
         people = split_records(records, split)
         images = sorted({r.image for r in people})
         for name in images:
             if name not in status_of:
-                status_of[name] = _image_status(image_root / name, args.verify)
+                status_of[name] = _image_status(image_root / name, args.verify, declared.get(name))
         report["splits"][split] = {
             "people": len(people),
             "images": len(images),

@@ -5,14 +5,26 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import cv2
 import numpy as np
 
-from hgprune.commands.train import add_data_arguments, check_device, parse_bool, parse_input_shape
+from hgprune.commands.common import (
+    add_data_arguments,
+    check_device,
+    datasets_from_args,
+    parse_bool,
+    parse_input_shape,
+    print_json,
+)
+from hgprune.data import save_predictions_mat
 from hgprune.data.mpii import MAT_STAMP
+from hgprune.data.transforms import affine_matrix, apply_affine, to_rgb_image
 from hgprune.draw import draw_skeleton
 from hgprune.errors import HgpruneError
-from hgprune.metrics import DECODERS
-from hgprune.models import ARCHS
+from hgprune.fsutil import atomic_write_bytes
+from hgprune.metrics import DECODERS, format_table
+from hgprune.models import ARCHS, load_model
+from hgprune.train import evaluate_model
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -52,14 +64,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
 
 
-def _checkpoint_input_size(path: str) -> int | None:
-    from hgprune.fsutil import safe_torch_load
-
-    raw = safe_torch_load(path)
-    config = raw.get("config") if isinstance(raw, dict) else None
-    return int(config["input_size"]) if isinstance(config, dict) and "input_size" in config else None
-
-
 def check_overwrite(path: Path, force: bool) -> None:
     """Refuse to replace a file hgprune did not write (e.g. the seed's own preds.mat) unless ``force``."""
     if force or not path.exists():
@@ -72,13 +76,6 @@ def check_overwrite(path: Path, force: bool) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from hgprune.commands.common import print_json
-    from hgprune.commands.train import build_datasets
-    from hgprune.data import save_predictions_mat
-    from hgprune.metrics import format_table
-    from hgprune.models import load_model
-    from hgprune.train import evaluate_model
-
     check_device(args.device)
     model = load_model(args.model_file)
     expected = {"arch": args.arch, "N": args.N, "M": args.M}
@@ -86,13 +83,10 @@ def main(args: argparse.Namespace) -> int:
     wrong = [f"--{k} {v} (checkpoint has {found[k]})" for k, v in expected.items() if v is not None and v != found[k]]
     if wrong:
         raise HgpruneError(f"{args.model_file}: does not match " + ", ".join(wrong))
-    if args.input_shape:
-        input_size = parse_input_shape(args.input_shape)
-    else:
-        input_size = _checkpoint_input_size(args.model_file) or model.config.input_size
+    input_size = parse_input_shape(args.input_shape) if args.input_shape else model.config.input_size
     preds_path = Path(args.preds) if args.preds else Path(args.model_file).resolve().parent / "preds.mat"
     check_overwrite(preds_path, args.force)
-    dataset = build_datasets(args, input_size, ("val",), model.config.normalization)["val"]
+    dataset = datasets_from_args(args, input_size, ("val",), model.config.normalization)["val"]
     result = evaluate_model(
         model, dataset, batch_size=args.batch_size, device=args.device, flip_test=args.flip_test, workers=args.workers,
         decode=args.decode,
@@ -122,10 +116,6 @@ def main(args: argparse.Namespace) -> int:
 def visualize(dataset, preds: np.ndarray, out_dir: str | Path, normalization, limit: int = 0) -> int:
     """Draw each validation crop (the model's inputs, de-normalised with its ``normalization``) with its predicted
     (coloured) and true (white) skeletons as out_dir/NNNNNN.png."""
-    import cv2
-
-    from hgprune.data.transforms import affine_matrix, apply_affine, to_rgb_image
-    from hgprune.fsutil import atomic_write_bytes
 
     out_dir = Path(out_dir)
     gt = dataset.ground_truth()

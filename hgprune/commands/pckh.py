@@ -31,7 +31,16 @@ def main(args: argparse.Namespace) -> int:
     if not 0 < args.threshold <= 1:
         raise HgpruneError(f"--threshold: must be in (0, 1], got {args.threshold}")
     protocols = [args.protocol] if args.protocol else list(PROTOCOLS)
-    results = [pckh(pred, gt.joints, gt.missing, gt.headboxes, p, args.threshold) for p in protocols]
+    pred_source = args.pred or f"{args.gt} (pos_pred_src)"
+    try:
+        results = [pckh(pred, gt.joints, gt.missing, gt.headboxes, p, args.threshold) for p in protocols]
+    except HgpruneError as exc:  # name the file holding the bad value: pred → PRED.mat, gt/headboxes → GT.mat
+        what, sep, rest = str(exc).partition(": ")
+        source = {"pred": pred_source, "gt": args.gt, "headboxes": args.gt}.get(what) if sep else None
+        if source is None:
+            raise
+        variable = {"pred": "predictions", "gt": "pos_gt_src", "headboxes": "headboxes_src"}[what]
+        raise HgpruneError(f"{source}: {variable}: {rest}") from None
     if args.json:
         dicts = [r.to_dict() for r in results]
         print_json(dicts[0] if len(dicts) == 1 else dicts)

@@ -60,6 +60,7 @@ def _dry_run(recipe, entries, out: Path) -> int:
     from hgprune.prune import get_criterion
     from hgprune.runner import plan
 
+    previews: dict[tuple, str] = {}  # uniform plans, shown for a single run only (see _allocation_lines)
     for name, entry in entries:
         if entry.prune.steps:
             get_criterion(entry.prune.criterion)  # unknown names / bad module:Class fail here, before any training
@@ -79,9 +80,57 @@ def _dry_run(recipe, entries, out: Path) -> int:
             f"criterion {entry.prune.criterion}, keep {100 * target.kept:.0f} % of {target.kind} "
             f"in {entry.prune.steps} {entry.prune.schedule} step(s) → {out if len(entries) == 1 else out / name}"
         )
+        if entry.prune.steps:
+            for line in _allocation_lines(entry, previews if len(entries) == 1 else None):
+                print(f"  {line}")
         print(f"  {'step':>4} {'kept':>6} {'MACs (conv)':>16} {'params':>14}  note")
         for row in plan(entry):
             macs = f"{row['macs']:,.0f}" if row["macs"] is not None else "-"
             params = f"{row['params']:,.0f}" if row["params"] is not None else "-"
             print(f"  {row['step']:>4} {row['kept']:>6.3f} {macs:>16} {params:>14}  {row['note']}")
     return 0
+
+
+ALLOCATION_NOTES = {
+    "uniform": "every prunable group loses the same fraction, ranked within the group",
+    "global": "scores / group mean pooled across groups: the widths follow the trained weights (chosen at run time)",
+    "search": "{candidates} candidates (uniform, global, sampled per-part widths) scored after BN re-estimation on "
+    "{batches} training batches, PCKh on {holdout} held-out training samples; chosen at run time",
+}
+
+
+def _allocation_lines(entry, previews: dict[tuple, str] | None) -> list[str]:
+    """The allocation the run will use and, with ``previews`` (a cache), the uniform plan's kept channels per part
+    at the final target.
+
+    The uniform plan depends on the architecture only, so it is computed on an untrained model of the recipe's
+    shape — a few seconds for hg8, which is why sweeps (``previews=None``) show the allocation only."""
+    p, m = entry.prune, entry.model
+    lines = [f"allocation: {p.allocation} — {ALLOCATION_NOTES[p.allocation].format(**vars(p.search))}"]
+    if p.recalibrate_bn:
+        lines.append(f"BatchNorm statistics re-estimated after every prune on {p.search.batches} training batches")
+    if previews is None:
+        return lines
+    key = (m.arch, m.N, m.M, m.num_joints, m.input_size, p.target.kind, p.target.kept, p.round_to, p.round_mode,
+           p.max_layer_ratio, p.prune_trunk, tuple(sorted(p.part_ratios.items())), p.tolerance)  # fmt: skip
+    if key not in previews:
+        from hgprune.models import build_model
+        from hgprune.models.hourglass import model_parts
+        from hgprune.prune import prune_to_target
+
+        # every conv's MACs scale with the input area alike, so the smallest valid size gives the same fractions
+        model = build_model(m.arch, N=m.N, M=m.M, num_joints=m.num_joints, input_size=64)
+        result = prune_to_target(
+            model, criterion="l1", kind=p.target.kind, kept=p.target.kept, input_size=64,
+            allocation="uniform", part_ratios=dict(p.part_ratios) or None, max_layer_ratio=p.max_layer_ratio,
+            round_to=p.round_to, round_mode=p.round_mode, prune_trunk=p.prune_trunk, tolerance=p.tolerance,
+        )  # fmt: skip
+        totals: dict[str, list[int]] = {name: [0, 0] for name in [*model_parts(model), "trunk"]}
+        for unit, v in result.allocation["parts"].items():  # hourglass levels summed into their part
+            totals[unit.split(".")[0]][0] += v["kept"]
+            totals[unit.split(".")[0]][1] += v["width"]
+        parts = ", ".join(f"{name} {kept}/{width}" for name, (kept, width) in totals.items() if width)
+        previews[key] = f"{parts} (kept {p.target.kind} {result.planned_fraction:.3f})"
+    label = "plan" if p.allocation == "uniform" else "uniform plan for comparison"
+    lines.append(f"{label} at the final target, kept/original channels per part: {previews[key]}")
+    return lines

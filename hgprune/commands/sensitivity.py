@@ -7,7 +7,9 @@ import shlex
 import sys
 from pathlib import Path
 
+from hgprune.commands.common import flag_names
 from hgprune.errors import HgpruneError
+from hgprune.rundir import RunDir
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,13 +31,13 @@ def main(args: argparse.Namespace) -> int:
 
     source = Path(args.source)
     if source.is_dir():
-        resolved = source / "recipe.yaml"
-        if not resolved.exists():
-            raise HgpruneError(f"{source}: not a run directory (no recipe.yaml)")
-        recipe = recipe_from_resolved(resolved.read_text())
+        layout = RunDir(source)
+        if not layout.recipe.exists():
+            raise HgpruneError(f"{source}: not a run directory (no {layout.recipe.name})")
+        recipe = recipe_from_resolved(layout.recipe.read_text())
         if args.set:
             raise HgpruneError("--set: not allowed with a run directory (its recipe is fixed); pass the recipe file")
-        checkpoint = args.checkpoint or source / "checkpoints" / "step_000.pt"
+        checkpoint = args.checkpoint or layout.step_checkpoint(0)
         out = Path(args.out or source / "sensitivity")
     else:
         recipe = load_recipe(source, args.set)
@@ -46,17 +48,18 @@ def main(args: argparse.Namespace) -> int:
     model, _ = load_checkpoint(checkpoint)
     pipeline = Pipeline.from_recipe(recipe, model.config.normalization)
     criterion = args.criterion or recipe.prune.criterion
-    table = sensitivity_scan(
-        model,
-        evaluator(pipeline.val_set, recipe.eval.batch_size, recipe.device, recipe.eval.flip_test),
-        parts=args.parts,
-        ratios=args.ratios,
-        criterion=criterion,
-        input_size=recipe.model.input_size,
-        round_to=1,
-        calibration=pipeline.calibration_batches(0),
-        loss_fn=heatmap_loss,
-    )
+    with flag_names(ratios="--ratios", parts="--parts"):
+        table = sensitivity_scan(
+            model,
+            evaluator(pipeline.val_set, recipe.eval.batch_size, recipe.device, recipe.eval.flip_test),
+            parts=args.parts,
+            ratios=args.ratios,
+            criterion=criterion,
+            input_size=recipe.model.input_size,
+            round_to=1,
+            calibration=pipeline.calibration_batches(0),
+            loss_fn=heatmap_loss,
+        )
     command = "hgprune " + shlex.join(sys.argv[1:])
     paths = write_sensitivity(table, out, command)
     worst = table[table["part"] != "none"].sort_values("pckh_drop", ascending=False).head(3)

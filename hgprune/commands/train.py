@@ -9,58 +9,23 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 from pathlib import Path
 
-from hgprune.data import TARGET_WEIGHTS
+import torch
+
+from hgprune.commands.common import add_data_arguments, check_device, datasets_from_args, parse_input_shape
 from hgprune.errors import HgpruneError
-from hgprune.models import ARCHS
+from hgprune.models import ARCHS, build_model, load_model
 from hgprune.models.normalization import NORMALIZATIONS
-
-
-def parse_input_shape(value: str | list[str]) -> int:
-    """``(256, 256)``, ``256,256``, ``256 256``, ``256x256`` or ``256`` → 256 (the model's input is square)."""
-    text = " ".join(value) if isinstance(value, list) else str(value)
-    sides = [int(v) for v in re.findall(r"\d+", text)]
-    if not sides or len(sides) > 2 or re.sub(r"[\d\s,()\[\]xX]", "", text):
-        raise HgpruneError(f"--input_shape: expected H,W such as '(256, 256)' or '256,256', got {text!r}")
-    if len(set(sides)) != 1:
-        raise HgpruneError(f"--input_shape: the hourglass input must be square, got {sides[0]}x{sides[1]}")
-    if sides[0] < 64 or sides[0] % 64:
-        raise HgpruneError(f"--input_shape: must be a multiple of 64 (depth-4 hourglass), got {sides[0]}")
-    return sides[0]
-
-
-def parse_bool(value: str) -> bool:
-    """The seed's ``--visualize True`` / ``False`` (also 1/0, yes/no)."""
-    lowered = str(value).strip().lower()
-    if lowered in ("true", "1", "yes", "y", "on"):
-        return True
-    if lowered in ("false", "0", "no", "n", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected True or False, got {value!r}")
-
-
-def add_data_arguments(parser: argparse.ArgumentParser) -> None:
-    """Dataset flags shared by ``train`` and ``evaluate``."""
-    parser.add_argument("--dataset", choices=("mpii", "synthpose"), default="mpii")
-    parser.add_argument("--image-path", "--image_path", dest="image_path", help="directory of the dataset's images")
-    parser.add_argument("--annotations", help="annotation JSON (the seed's mpii_annotations.json[.gz] or HRNet's)")
-    parser.add_argument(
-        "--data-root", "--data_root", dest="data_root", help="SynthPose cache directory (default $HGPRUNE_CACHE)"
-    )
-    parser.add_argument("--synth-train", "--synth_train", dest="synth_train", type=int, help="SynthPose train size")
-    parser.add_argument("--synth-val", "--synth_val", dest="synth_val", type=int, help="SynthPose validation size")
-    parser.add_argument("--synth-size", "--synth_size", dest="synth_size", type=int, help="SynthPose image side (px)")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda[:k] (under torchrun: each rank's LOCAL_RANK GPU)")
-    parser.add_argument(
-        "--seed", type=int, default=0, help="seeds the initial weights, data order, augmentation and SynthPose"
-    )
-    parser.add_argument(
-        "--target-weight", "--target_weight", dest="target_weight", choices=TARGET_WEIGHTS, default="visible",
-        help="joint loss weights: visible = MPII's visibility flag, as the seed (default); annotated = every "
-        "annotated joint",
-    )  # fmt: skip
+from hgprune.train import TrainConfig, Trainer
+from hgprune.train import distributed as ddp
+from hgprune.train.checkpointing import (
+    load_training_checkpoint,
+    read_log,
+    save_training_checkpoint,
+    training_payload,
+    write_logs,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -96,72 +61,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--amp", action="store_true", help="mixed precision (CUDA only)")
     parser.add_argument("--flip-test", "--flip_test", dest="flip_test", action="store_true")
     parser.add_argument("--bn-l1", "--bn_l1", dest="bn_l1", type=float, default=0.0, help="L1 penalty on BN gammas")
-
-
-def synth_options(args: argparse.Namespace) -> dict | None:
-    synth = {}
-    if args.synth_train is not None:
-        synth["num_train"] = args.synth_train
-    if args.synth_val is not None:
-        synth["num_val"] = args.synth_val
-    if getattr(args, "synth_size", None) is not None:
-        synth["size"] = args.synth_size
-    return synth or None
-
-
-def build_datasets(args: argparse.Namespace, input_size: int, splits: tuple[str, ...], normalization) -> dict:
-    """Datasets per split, normalised as the model expects; under torchrun rank 0 goes first so a SynthPose cache
-    is generated only once."""
-    from hgprune.data import build_dataset
-    from hgprune.train import distributed as ddp
-
-    annotations, image_path, cache_dir = args.annotations, args.image_path, args.data_root
-    if args.dataset == "mpii" and not annotations and not image_path:
-        raise HgpruneError("--image-path: required for MPII (the folder of MPII images; annotations default to the "
-                           "file hgprune ships, as in the seed)")  # fmt: skip
-    generated = Path(args.data_root or ".") / "annotations.json"
-    if args.dataset == "synthpose" and annotations is None and args.data_root and generated.is_file():
-        annotations, image_path, cache_dir = generated, image_path or generated.parent / "images", None  # data synth
-
-    def build():
-        return {
-            split: build_dataset(
-                args.dataset,
-                split,
-                input_size=input_size,
-                annotations=annotations,
-                image_path=image_path,
-                synth=synth_options(args),
-                cache_dir=cache_dir,
-                seed=args.seed,
-                normalization=normalization,
-                target_weight=getattr(args, "target_weight", "visible"),
-            )
-            for split in splits
-        }
-
-    if not ddp.is_distributed():
-        return build()
-    import torch.distributed as dist
-
-    datasets = build() if ddp.is_main() else None
-    dist.barrier()
-    return datasets if datasets is not None else build()
-
-
-def check_device(device: str) -> None:
-    if device.startswith("cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            raise HgpruneError(f"--device {device}: no CUDA device is available here; use --device cpu")
-    elif device != "cpu":
-        raise HgpruneError(f"--device: expected cpu or cuda[:k], got {device!r}")
+    parser.add_argument(
+        "--no-augment", dest="augment", action="store_false",
+        help="no random augmentation of the training split (SynthPose already draws random poses)",
+    )  # fmt: skip
 
 
 def main(args: argparse.Namespace) -> int:
-    from hgprune.train import distributed as ddp
-
     input_size = parse_input_shape(args.input_shape)
     check_device(args.device)
     device = ddp.init_from_env(args.device)
@@ -172,19 +78,6 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace, input_size: int, device: str) -> int:
-    import torch
-
-    from hgprune.models import build_model, load_model
-    from hgprune.train import TrainConfig, Trainer
-    from hgprune.train import distributed as ddp
-    from hgprune.train.checkpointing import (
-        load_training_checkpoint,
-        read_log,
-        save_training_checkpoint,
-        training_payload,
-        write_logs,
-    )
-
     cfg = TrainConfig(
         epochs=args.epochs,
         lr=args.lr,
@@ -212,7 +105,7 @@ def _train(args: argparse.Namespace, input_size: int, device: str) -> int:
         model = build_model(
             args.arch or "hg8", N=args.N, M=args.M, input_size=input_size, normalization=args.normalization
         )
-    datasets = build_datasets(args, input_size, ("train", "val"), model.config.normalization)
+    datasets = datasets_from_args(args, input_size, ("train", "val"), model.config.normalization)
     trainer = Trainer(model, datasets["train"], datasets["val"], cfg)
     start_epoch, best_acc = 0, 0.0
     if state is not None:

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from hgprune.data import transforms
-from hgprune.data.dataset import TARGET_WEIGHTS, PoseDataset
+from hgprune.data.dataset import MAX_BAD_FRACTION, TARGET_WEIGHTS, PoseDataset
 from hgprune.data.mpii import (
     JOINT_NAMES,
     GroundTruth,
@@ -29,8 +29,8 @@ SHIPPED_MPII_ANNOTATIONS = Path(__file__).parent / "resources" / "mpii_annotatio
 
 __all__ = [
     "DATASETS", "FLIP_PAIRS", "FLIP_PERM", "JOINT_NAMES", "TARGET_WEIGHTS", "Augment", "GroundTruth", "PoseDataset",
-    "PoseRecord", "build_dataset", "default_cache_dir", "load_annotations", "load_ground_truth_mat",
-    "load_predictions_mat", "save_predictions_mat", "split_records", "transforms",
+    "PoseRecord", "build_dataset", "build_datasets", "default_cache_dir", "limit_dataset", "load_annotations",
+    "load_ground_truth_mat", "load_predictions_mat", "save_predictions_mat", "split_records", "transforms",
 ]  # fmt: skip
 
 
@@ -73,7 +73,7 @@ def build_dataset(
     cache_dir=None,
     seed: int = 0,
     gt_mat=None,
-    max_bad_fraction: float = 0.01,
+    max_bad_fraction: float = MAX_BAD_FRACTION,
     normalization=None,
     target_weight: str = "visible",
 ) -> PoseDataset:
@@ -124,3 +124,37 @@ def build_dataset(
         normalization=normalization if normalization is not None else DEFAULT_NORMALIZATION,
         target_weight=target_weight,
     )
+
+
+def build_datasets(name: str, splits: tuple[str, ...] = ("train", "val"), *, data_root=None, **kwargs) -> dict:
+    """:func:`build_dataset` for each split, with the same arguments: what ``train``, ``evaluate``, ``run`` and
+    ``sensitivity`` all build their data with.
+
+    ``data_root`` is the SynthPose cache directory, or a directory written by ``hgprune data synth --out DIR``
+    (it holds ``annotations.json`` and ``images/``), which is then read as is.
+    """
+    generated = Path(data_root or ".") / "annotations.json"
+    if name == "synthpose" and kwargs.get("annotations") is None and data_root and generated.is_file():
+        kwargs.update(annotations=generated, image_path=kwargs.get("image_path") or generated.parent / "images")
+    elif data_root is not None:
+        kwargs["cache_dir"] = data_root
+    return {split: build_dataset(name, split, **kwargs) for split in splits}
+
+
+def limit_dataset(dataset, limit: int):
+    """The first ``limit`` samples of ``dataset`` as a dataset whose ``ground_truth()`` matches them."""
+    if len(dataset) <= limit:
+        return dataset
+    import torch
+
+    sub = torch.utils.data.Subset(dataset, range(limit))
+
+    def ground_truth():
+        gt = dataset.ground_truth()
+        return type(gt)(*(field[:limit] for field in gt))
+
+    sub.ground_truth = ground_truth
+    for attr in ("num_joints", "flip_pairs", "input_size", "output_size", "normalization"):
+        if hasattr(dataset, attr):
+            setattr(sub, attr, getattr(dataset, attr))
+    return sub

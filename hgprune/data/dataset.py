@@ -19,6 +19,8 @@ from hgprune.models.normalization import Normalization, get_normalization
 # "annotated" weighs every annotated joint, occluded or not. Either way a joint whose Gaussian misses the heatmap
 # weighs 0.
 TARGET_WEIGHTS = ("visible", "annotated")
+# Above this fraction of missing or unreadable images a run stops (the dataset and the trainer both apply it).
+MAX_BAD_FRACTION = 0.01
 
 
 class PoseDataset(torch.utils.data.Dataset):
@@ -44,7 +46,7 @@ class PoseDataset(torch.utils.data.Dataset):
         input_size: int = 256,
         augment: T.Augment | None = None,
         ground_truth: GroundTruth | None = None,
-        max_bad_fraction: float = 0.01,
+        max_bad_fraction: float = MAX_BAD_FRACTION,
         sigma: float = 1.0,
         name: str = "mpii",
         normalization: Normalization | str | dict = DEFAULT_NORMALIZATION,
@@ -93,7 +95,7 @@ class PoseDataset(torch.utils.data.Dataset):
         if self.bad_images > max(1.0, self.max_bad_fraction * len(self)):
             raise HgpruneError(
                 f"{self.image_root}: {self.bad_images} images missing or unreadable (more than "
-                f"{100 * self.max_bad_fraction:g}% of {len(self)}), e.g. {path}; check --image-path / --data-root"
+                f"{100 * self.max_bad_fraction:g}% of {len(self)}), e.g. {path}; check the image folder"
             )
 
     def __getitem__(self, index: int):
@@ -107,7 +109,8 @@ class PoseDataset(torch.utils.data.Dataset):
         size, out = self.input_size, self.output_size
         path = self.image_root / rec.image
         reduce = T.reduction_factor(scale, size)
-        image = T.read_image(path, reduce)
+        declared = (rec.width, rec.height) if rec.width and rec.height else None
+        image = T.read_image(path, reduce, declared)
         meta = {
             "index": index,
             "center": torch.tensor(center, dtype=torch.float32),

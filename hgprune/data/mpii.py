@@ -7,7 +7,9 @@ Files are 1-based MATLAB pixels; everything returned here is 0-based. Malformed 
 from __future__ import annotations
 
 import gzip
+import io
 import json
+import math
 import os
 import zlib
 from dataclasses import dataclass
@@ -28,6 +30,14 @@ HRNET_FIELDS = ("image", "center", "scale", "joints", "joints_vis")
 HEAD_NORM_PER_SCALE = 25.0
 # Header text of every .mat hgprune writes: how `evaluate` tells its own preds.mat from one it must not overwrite.
 MAT_STAMP = b"MATLAB 5.0 MAT-file, written by hgprune"
+
+# Bounds on what an annotation file may hold, checked before anything uses it (MPII's own annotations are 33 MB of
+# JSON, images at most 1920 px wide, scales below 40): a value outside them is a broken or hostile file.
+MAX_ANNOTATION_BYTES = 64 * 2**20  # after gzip decompression (memory: about 16 bytes per byte)
+MAX_SCALE = 100.0  # crop side / 200 px
+MAX_COORD = 100_000.0  # |x| and |y| of any centre, joint or head box, in pixels
+MAX_IMAGE_SIDE = 65_535  # img_width / img_height (JPEG's own limit)
+MAX_IMAGE_NAME_CHARS = 1024
 
 
 @dataclass
@@ -63,26 +73,61 @@ def read_json(path: str | os.PathLike) -> object:
         raise HgpruneError(f"{path}: annotation file not found")
     try:
         with open(path, "rb") as handle:
-            raw = handle.read()
+            raw = handle.read(MAX_ANNOTATION_BYTES + 1)
         if raw[:2] == b"\x1f\x8b":
-            raw = gzip.decompress(raw)
+            with gzip.GzipFile(fileobj=io.BytesIO(raw)) as unzipped:
+                raw = unzipped.read(MAX_ANNOTATION_BYTES + 1)  # never more, whatever the file claims
+        if len(raw) > MAX_ANNOTATION_BYTES:
+            raise HgpruneError(
+                f"{path}: larger than {MAX_ANNOTATION_BYTES:,} bytes (decompressed); not an annotation file"
+            )
         return json.loads(raw.decode("utf-8"))
     except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
-        raise HgpruneError(f"{path}: truncated or corrupt gzip file ({exc})") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise HgpruneError(f"{path}: truncated or corrupt gzip file ({str(exc)[:100]})") from None
+    except (UnicodeDecodeError, ValueError) as exc:  # ValueError: bad JSON, or an integer of over 4300 digits
         raise HgpruneError(f"{path}: not valid JSON ({str(exc)[:100]})") from None
+    except RecursionError:
+        raise HgpruneError(f"{path}: not valid JSON (nested too deeply)") from None
 
 
 def _array(value, shape_tail: tuple[int, ...], where: str) -> np.ndarray:
+    """A numeric array of the given shape whose values are finite and within ±:data:`MAX_COORD`."""
     try:
         arr = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise HgpruneError(f"{where}: not a numeric array") from None
     if arr.ndim != len(shape_tail) or any(t is not None and s != t for s, t in zip(arr.shape, shape_tail)):
         raise HgpruneError(f"{where}: expected shape {shape_tail}, got {arr.shape}")
     if not np.all(np.isfinite(arr)):
         raise HgpruneError(f"{where}: contains NaN or infinity")
+    if arr.size and np.abs(arr).max() > MAX_COORD:
+        raise HgpruneError(f"{where}: value {np.abs(arr).max():.4g} is beyond ±{MAX_COORD:g} pixels")
     return arr
+
+
+def _number(value, where: str, low: float, high: float) -> float:
+    """A finite number in (low, high]: infinities, NaN and absurd sizes would become NaN crops much later."""
+    if isinstance(value, bool):
+        raise HgpruneError(f"{where}: must be a number, got {value}")
+    number = float(value)  # TypeError / ValueError / OverflowError: reported with the record
+    if not (math.isfinite(number) and low < number <= high):
+        raise HgpruneError(f"{where}: must be in ({low:g}, {high:g}], got {number:.4g}")
+    return number
+
+
+def _image_name(value, where: str) -> str:
+    """An image path relative to the image folder (never absolute, never leaving it)."""
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_IMAGE_NAME_CHARS or "\0" in value:
+        raise HgpruneError(f"{where}: must be a file name of 1-{MAX_IMAGE_NAME_CHARS} characters")
+    parts = value.replace("\\", "/").split("/")
+    if value.startswith(("/", "\\")) or ".." in parts or ":" in parts[0]:
+        raise HgpruneError(f"{where}: must be relative to the image folder, got {value[:80]!r}")
+    return value
+
+
+def _image_side(item: dict, key: str, where: str) -> float | None:
+    value = item.get(key)
+    return _number(value, f"{where}: {key}", 0, MAX_IMAGE_SIDE) if value else None
 
 
 def _check_joints(rec: PoseRecord, where: str) -> None:
@@ -102,16 +147,14 @@ def _check_joints(rec: PoseRecord, where: str) -> None:
 
 def _seed_record(item: dict, where: str) -> PoseRecord:
     raw = _array(item["joint_self"], (NUM_JOINTS, 3), f"{where}: joint_self")
-    scale = float(item["scale_provided"])
-    if not scale > 0:
-        raise HgpruneError(f"{where}: scale_provided must be > 0, got {scale}")
+    scale = _number(item["scale_provided"], f"{where}: scale_provided", 0, MAX_SCALE)
     center = _array(item["objpos"], (2,), f"{where}: objpos") - 1.0
     annotated = ~((raw[:, 0] == 0) & (raw[:, 1] == 0))
     headbox = None
     if item.get("headbox") is not None:
         headbox = _array(item["headbox"], (2, 2), f"{where}: headbox") - 1.0
     rec = PoseRecord(
-        image=str(item["img_paths"]),
+        image=_image_name(item["img_paths"], f"{where}: img_paths"),
         center=center + np.array([0.0, 15.0 * scale]),
         scale=scale * 1.25,
         joints=raw[:, :2] - 1.0,
@@ -119,8 +162,8 @@ def _seed_record(item: dict, where: str) -> PoseRecord:
         visible=annotated & (raw[:, 2] > 0),
         is_val=bool(item.get("isValidation", 0)),
         headbox=headbox,
-        width=float(item["img_width"]) if item.get("img_width") else None,
-        height=float(item["img_height"]) if item.get("img_height") else None,
+        width=_image_side(item, "img_width", where),
+        height=_image_side(item, "img_height", where),
         raw_scale=scale,
     )
     _check_joints(rec, where)
@@ -130,12 +173,10 @@ def _seed_record(item: dict, where: str) -> PoseRecord:
 def _hrnet_record(item: dict, where: str) -> PoseRecord:
     joints = _array(item["joints"], (NUM_JOINTS, 2), f"{where}: joints")
     vis = _array(item["joints_vis"], (NUM_JOINTS,), f"{where}: joints_vis") > 0
-    scale = float(item["scale"])
-    if not scale > 0:
-        raise HgpruneError(f"{where}: scale must be > 0, got {scale}")
+    scale = _number(item["scale"], f"{where}: scale", 0, MAX_SCALE)
     center = _array(item["center"], (2,), f"{where}: center") - 1.0
     rec = PoseRecord(
-        image=str(item["image"]),
+        image=_image_name(item["image"], f"{where}: image"),
         center=center + np.array([0.0, 15.0 * scale]),
         scale=scale * 1.25,
         joints=joints - 1.0,
@@ -172,7 +213,7 @@ def load_annotations(path: str | os.PathLike) -> list[PoseRecord]:
             raise HgpruneError(f"{where}: missing field {missing[0]!r}")
         try:
             records.append(parse(item, where))
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, OverflowError) as exc:
             raise HgpruneError(f"{where}: malformed value ({str(exc)[:80]})") from None
     return records
 
@@ -198,10 +239,22 @@ def _loadmat(path: str | os.PathLike) -> dict:
         raise HgpruneError(f"{path}: not a readable MATLAB file ({str(exc)[:80]})") from None
 
 
+_MAT_KINDS = {"U": "text", "S": "text", "O": "a cell array", "V": "a struct", "c": "complex numbers"}
+
+
+def _mat_numeric(mat: dict, key: str, path) -> np.ndarray:
+    """Variable ``key`` as float64; text, cell and struct variables are refused by name, not by a traceback."""
+    arr = np.asarray(mat[key])
+    if arr.dtype.kind not in "biuf":
+        kind = _MAT_KINDS.get(arr.dtype.kind, f"dtype {arr.dtype}")
+        raise HgpruneError(f"{path}: {key} must be a numeric array, got {kind}")
+    return arr.astype(np.float64)
+
+
 def _mat_field(mat: dict, key: str, path, shape_head: tuple[int, ...]) -> np.ndarray:
     if key not in mat:
         raise HgpruneError(f"{path}: no variable {key!r} (expected the gt_valid.mat layout)")
-    arr = np.asarray(mat[key], dtype=np.float64)
+    arr = _mat_numeric(mat, key, path)
     if arr.ndim != len(shape_head) + 1 or arr.shape[: len(shape_head)] != shape_head:
         raise HgpruneError(f"{path}: {key} has shape {arr.shape}, expected {shape_head + ('N',)}")
     return arr
@@ -232,7 +285,7 @@ def load_predictions_mat(path: str | os.PathLike, key: str | None = None) -> np.
     if key == "preds":
         if key not in mat:
             raise HgpruneError(f"{path}: no variable 'preds' (expected the seed's N×16×2 predictions)")
-        arr = np.asarray(mat[key], dtype=np.float64)
+        arr = _mat_numeric(mat, key, path)
         if arr.ndim != 3 or arr.shape[1:] != (NUM_JOINTS, 2):
             raise HgpruneError(f"{path}: preds has shape {arr.shape}, expected (N, {NUM_JOINTS}, 2)")
         return arr - 1.0

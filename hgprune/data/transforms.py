@@ -9,10 +9,13 @@ predictions agree with the images exactly.
 from __future__ import annotations
 
 import functools
+import os
+import warnings
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
+from PIL import Image
 
 from hgprune.models.normalization import DEFAULT as DEFAULT_NORMALIZATION
 from hgprune.models.normalization import Normalization
@@ -24,7 +27,7 @@ FLIP_PAIRS = [(0, 5), (1, 4), (2, 3), (10, 15), (11, 14), (12, 13)]
 
 @dataclass(frozen=True)
 class Augment:
-    """Random augmentation, defaults = the seed's (DESIGN.md §2). ``None`` augment means a plain centred crop."""
+    """Random augmentation, defaults = the seed's (docs/DESIGN.md §2). ``None`` augment means a plain centred crop."""
 
     scale_sigma: float = 0.25
     scale_min: float = 0.75
@@ -100,9 +103,57 @@ _READ_FLAGS = {
 }
 
 
-def read_image(path: str, factor: int = 1) -> np.ndarray | None:
-    """BGR uint8 image decoded at 1/factor resolution (JPEG DCT scaling), or None when missing or unreadable."""
+# Images are decoded only after their header passed this budget: a few hundred bytes of JPEG header can claim
+# 60000 × 60000 pixels (10 GB decoded). MPII's images are about 1 megapixel.
+MAX_IMAGE_PIXELS = 100_000_000
+
+
+def image_size(path: str | os.PathLike) -> tuple[int, int] | None:
+    """(width, height) as the file's header states it (no pixel data is read), or None when missing or unreadable."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                return image.size
+    except Exception:  # Pillow's format plugins raise many types on a corrupt header; all mean "unreadable"
+        return None
+
+
+def acceptable_size(size: tuple[int, int] | None, declared: tuple[float, float] | None = None) -> bool:
+    """A header size within :data:`MAX_IMAGE_PIXELS` and equal to the annotation's declared (width, height), if any."""
+    if size is None or size[0] * size[1] > MAX_IMAGE_PIXELS:
+        return False
+    return declared is None or (round(declared[0]), round(declared[1])) == tuple(size)
+
+
+def read_image(
+    path: str | os.PathLike, factor: int = 1, declared: tuple[float, float] | None = None
+) -> np.ndarray | None:
+    """BGR uint8 image decoded at 1/factor resolution (JPEG DCT scaling), or None when missing or unreadable.
+
+    The header is checked first (:func:`acceptable_size`): an image over the pixel budget, or not the size its
+    annotation declares, counts as unreadable and is never decoded.
+    """
+    if not acceptable_size(image_size(path), declared):
+        return None
     return cv2.imread(str(path), _READ_FLAGS[factor])
+
+
+def verify_image(path: str | os.PathLike, declared: tuple[float, float] | None = None) -> bool:
+    """Decode the whole file (JPEGs at 1/8 scale, which still reads every byte of the scan) and report whether it is
+    complete: a truncated image decodes "successfully" in OpenCV with grey rows, but fails here."""
+    if not acceptable_size(image_size(path), declared):
+        return False
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(path)
+        with image:
+            image.draft(image.mode, (max(1, image.size[0] // 8), max(1, image.size[1] // 8)))
+            image.load()
+        return True
+    except Exception:  # as in image_size: any failure to decode means "unreadable"
+        return False
 
 
 def warp_image(image: np.ndarray, mat: np.ndarray, out_size: int, factor: int = 1) -> np.ndarray:

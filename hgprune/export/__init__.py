@@ -3,8 +3,9 @@
 TorchScript archives and ONNX graphs are programs, not data: load only files you produced yourself.
 """
 
-from hgprune.export.core import FORMATS, SUFFIXES, ExportResult, export_model
+from hgprune.export.core import FORMATS, SUFFIXES, ExportResult, build_export, export_metadata, export_model
 from hgprune.export.fold import fold_batchnorm, fold_conv_bn, foldable_pairs
+from hgprune.export.quantize import QuantizeResult, quantize_model
 from hgprune.export.runtime import ORT_LEVELS, require_deploy
 
 __all__ = [
@@ -12,9 +13,13 @@ __all__ = [
     "ORT_LEVELS",
     "SUFFIXES",
     "ExportResult",
+    "QuantizeResult",
+    "build_export",
+    "export_metadata",
     "export_model",
     "fold_batchnorm",
     "fold_conv_bn",
     "foldable_pairs",
+    "quantize_model",
     "require_deploy",
 ]

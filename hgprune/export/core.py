@@ -49,7 +49,8 @@ class ExportResult:
         return {**asdict(self), "speedup": self.speedup}
 
 
-def _model_input_size(model: nn.Module, input_size: int | None) -> int:
+def model_input_size(model: nn.Module, input_size: int | None) -> int:
+    """``input_size`` or the model's own, checked against the hourglass's divisibility rule."""
     config = getattr(model, "config", None)
     size = input_size or getattr(config, "input_size", None) or 256
     multiple = 4 * 2 ** getattr(config, "depth", 4)
@@ -58,7 +59,12 @@ def _model_input_size(model: nn.Module, input_size: int | None) -> int:
     return int(size)
 
 
-def _metadata(model: nn.Module, folded: int) -> dict[str, str]:
+def export_metadata(model: nn.Module, folded: int) -> dict[str, str]:
+    """What a deployment needs besides the graph: the config (input size, joints) and the input normalisation.
+
+    ONNX graphs carry it as ``metadata_props``, TorchScript archives as extra files of the same names, so
+    :class:`hgprune.predict.Predictor` can run either without the checkpoint it came from.
+    """
     from hgprune import __version__
 
     config = getattr(model, "config", None)
@@ -101,12 +107,15 @@ def export_model(
     if fmt == "onnx":
         runtime.require_deploy()  # fail before any slow work
     path = Path(path)
-    size = _model_input_size(model, input_size)
+    size = model_input_size(model, input_size)
     was_training = model.training
     model.eval()
     try:
         with runtime.torch_threads(threads) as used_threads:
-            result = _export(model, fmt, path, size, fold_bn, freeze, opset, dynamic_batch, tolerance, num_checks, meta)
+            result, data = build_export(
+                model, fmt, path, size, fold_bn, freeze, opset, dynamic_batch, tolerance, num_checks, meta
+            )  # fmt: skip
+            atomic_write_bytes(path, data)
             result.threads = used_threads
             if time_runtime:
                 result.latency_ms = _latencies(model, fmt, path, size, warmup, repeats, used_threads, ort_optimization)
@@ -115,7 +124,21 @@ def export_model(
     return result
 
 
-def _export(model, fmt, path, size, fold_bn, freeze, opset, dynamic_batch, tolerance, num_checks, meta):
+def build_export(
+    model: nn.Module,
+    fmt: str,
+    path: Path,
+    size: int,
+    fold_bn: bool = True,
+    freeze: bool = True,
+    opset: int = 17,
+    dynamic_batch: bool = True,
+    tolerance: float = 1e-4,
+    num_checks: int = 2,
+    meta: dict | None = None,
+) -> tuple[ExportResult, bytes]:
+    """The exported bytes, checked against ``model`` (eval mode) but not written: INT8 quantisation starts from
+    them, and :func:`export_model` writes them only once the check passed. ``path`` only names the file in errors."""
     inputs = runtime.check_inputs(size, num_checks, batch_sizes=(1, 2) if dynamic_batch or fmt != "onnx" else (1,))
     result = ExportResult(fmt, str(path), 0, size, 0, float("nan"), tolerance, len(inputs))
     if fmt == "hgprune":
@@ -123,12 +146,14 @@ def _export(model, fmt, path, size, fold_bn, freeze, opset, dynamic_batch, toler
     else:
         deployable, pairs = fold_batchnorm(model) if fold_bn else (model, [])
         result.folded_bn = len(pairs)
+        metadata = export_metadata(model, len(pairs))
         if fmt == "torchscript":
-            data = runtime.torchscript_bytes(runtime.torchscript_module(deployable, size, freeze=freeze))
+            module = runtime.torchscript_module(deployable, size, freeze=freeze)
+            data = runtime.torchscript_bytes(module, metadata)
             candidate = runtime.torchscript_load(data)  # check what was serialised, not the in-memory module
             result.frozen = freeze
         else:
-            data = runtime.onnx_bytes(deployable, size, opset, dynamic_batch, _metadata(model, len(pairs)))
+            data = runtime.onnx_bytes(deployable, size, opset, dynamic_batch, metadata)
             candidate = runtime.ort_runner(runtime.ort_session(data))
             result.opset = opset
     result.max_abs_diff = runtime.max_abs_diff(model, candidate, inputs)
@@ -137,9 +162,8 @@ def _export(model, fmt, path, size, fold_bn, freeze, opset, dynamic_batch, toler
             f"{path}: not written: {fmt} export differs from the PyTorch model by {result.max_abs_diff:.3g} "
             f"(> tolerance {tolerance:g}); raise --tolerance or try --no-fold-bn"
         )
-    atomic_write_bytes(path, data)
     result.size_bytes = len(data)
-    return result
+    return result, data
 
 
 def _hgprune_payload(model: nn.Module, path: Path, meta: dict | None):

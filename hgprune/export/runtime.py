@@ -19,6 +19,9 @@ from hgprune.errors import HgpruneError
 from hgprune.profile import measure_latency
 
 INPUT_NAME = "image"
+# keys of what an export carries besides the graph (hgprune.export.core.export_metadata, INT8 adds "quantization"):
+# ONNX metadata_props, TorchScript extra files
+METADATA_KEYS = ("hgprune_version", "folded_batchnorms", "hgprune_config", "input_normalization", "quantization")
 ORT_LEVELS = ("disable", "basic", "extended", "all")
 DEPLOY_HINT = "pip install 'hgprune[deploy]'"
 
@@ -96,17 +99,30 @@ def torchscript_module(model: nn.Module, input_size: int, freeze: bool = True) -
         return torch.jit.freeze(traced) if freeze else traced
 
 
-def torchscript_bytes(module: torch.jit.ScriptModule) -> bytes:
+def torchscript_bytes(module: torch.jit.ScriptModule, metadata: dict[str, str] | None = None) -> bytes:
+    """The archive's bytes; ``metadata`` is stored as extra files (read back by :func:`torchscript_load`)."""
     buf = io.BytesIO()
     with _quiet():
-        torch.jit.save(module, buf)
+        torch.jit.save(module, buf, _extra_files={k: str(v) for k, v in (metadata or {}).items()})
     return buf.getvalue()
 
 
-def torchscript_load(data: bytes) -> torch.jit.ScriptModule:
-    """Load an archive *we just wrote*: TorchScript archives hold code, so never load untrusted ones."""
+def torchscript_load(data: bytes, metadata: dict[str, str] | None = None) -> torch.jit.ScriptModule:
+    """Load an archive *we just wrote*: TorchScript archives hold code, so never load untrusted ones.
+
+    ``metadata``, when given, is filled in place with the extra files of :data:`METADATA_KEYS` that the archive has.
+    """
+    extra = dict.fromkeys(METADATA_KEYS, "")
     with _quiet():
-        return torch.jit.load(io.BytesIO(data), map_location="cpu")
+        module = torch.jit.load(io.BytesIO(data), map_location="cpu", _extra_files=extra)
+    if metadata is not None:
+        metadata.update({k: v.decode() if isinstance(v, bytes) else v for k, v in extra.items() if v})
+    return module
+
+
+def onnx_metadata(session) -> dict[str, str]:
+    """The ``metadata_props`` of the graph an ONNX Runtime session was built from."""
+    return dict(session.get_modelmeta().custom_metadata_map)
 
 
 def onnx_bytes(

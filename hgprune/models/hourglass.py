@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -24,7 +25,20 @@ from hgprune.errors import HgpruneError
 from hgprune.models.normalization import DEFAULT as DEFAULT_NORMALIZATION
 from hgprune.models.normalization import Normalization, get_normalization
 
-ARCHS = tuple(f"hg{k}" for k in range(1, 9))
+# The architecture registry, the one list of names: hg{k} = k stacks (the seed's hg1 … hg8).
+ARCHITECTURES: dict[str, int] = {f"hg{k}": k for k in range(1, 9)}
+ARCHS = tuple(ARCHITECTURES)
+
+# Named configurations (plain dict, like the architectures): ``build_preset("tiny")`` is the model tests use.
+PRESETS: dict[str, dict] = {
+    "tiny": {"arch": "hg1", "N": 16, "M": 32, "input_size": 64},  # tests: one stack, narrow, 64 × 64
+    "quickstart": {"arch": "hg1", "N": 32, "M": 64, "input_size": 64},  # recipes/quickstart.yaml
+    "paper": {"arch": "hg8", "N": 128, "M": 256, "input_size": 256},  # Newell et al. 2016
+}
+
+# Module names the pruning engine and the exports need to know about.
+TRUNK_ROOT = "layer3.0.conv3"  # first producer of the M-wide trunk: its channel group is the whole coupled trunk
+HEAD_PREFIX = "score."  # the per-stack heatmap heads: one channel per joint, never pruned
 
 
 @dataclass(frozen=True)
@@ -41,17 +55,23 @@ class HourglassConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "normalization", get_normalization(self.normalization))
+        for key, limit in CONFIG_LIMITS.items():  # first: the checks below compute with these values
+            value = getattr(self, key)
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
+                raise HgpruneError(f"model.{key}: must be an integer, got a {type(value).__name__}")
+            if value > limit:
+                raise HgpruneError(f"model.{key}: must be at most {limit}, got {_shown_int(value)}")
         checks = {
             "num_stacks": self.num_stacks >= 1,
             "N": self.N >= 2 and self.N % 2 == 0,
             "M": self.M >= 2 and self.M % 2 == 0,
             "num_joints": self.num_joints >= 1,
             "depth": self.depth >= 1,
-            "input_size": self.input_size >= 4 * 2**self.depth and self.input_size % (4 * 2**self.depth) == 0,
+            "input_size": self.input_size >= probe_size(self.depth) and self.input_size % probe_size(self.depth) == 0,
         }
         for key, ok in checks.items():
             if not ok:
-                raise HgpruneError(f"model.{key}: invalid value {getattr(self, key)!r} ({_RULES[key]})")
+                raise HgpruneError(f"model.{key}: invalid value {_shown_int(getattr(self, key))} ({_RULES[key]})")
 
     @property
     def arch(self) -> str:
@@ -61,6 +81,23 @@ class HourglassConfig:
         out = asdict(self)
         out["normalization"] = self.normalization.to_dict()
         return out
+
+
+# Upper bounds of a configuration, checked before anything is built from it (a checkpoint's config is untrusted):
+# far above any published hourglass, far below what would exhaust memory before an error could be raised.
+CONFIG_LIMITS: dict[str, int] = {
+    "num_stacks": 16,
+    "N": 4096,
+    "M": 4096,
+    "num_joints": 1024,
+    "depth": 8,
+    "input_size": 4096,
+}
+
+
+def _shown_int(value: int) -> str:
+    """An integer for a message: a 5000-digit value is not formatted (Python refuses to, and it helps no one)."""
+    return str(int(value)) if abs(value) < 10**18 else ("-" if value < 0 else "") + "1e18 or more"
 
 
 _RULES = {
@@ -75,9 +112,37 @@ _RULES = {
 
 def parse_arch(arch: str) -> int:
     """``"hg7"`` → 7, with an error listing the valid names."""
-    if arch not in ARCHS:
+    if arch not in ARCHITECTURES:
         raise HgpruneError(f"unknown architecture {arch!r}; valid: {', '.join(ARCHS)}")
-    return int(arch[2:])
+    return ARCHITECTURES[arch]
+
+
+def probe_size(depth: int = 4) -> int:
+    """Smallest valid input side: each of ``depth`` hourglass levels halves the H/4 feature map."""
+    return 4 * 2**depth
+
+
+def check_input_size(size: int, depth: int = 4) -> int:
+    """The input-size rule, stated once: a positive multiple of :func:`probe_size` (64 for depth 4)."""
+    multiple = probe_size(depth)
+    if not isinstance(size, (int, np.integer)) or isinstance(size, bool) or size < multiple or size % multiple:
+        raise HgpruneError(f"input_size: must be a positive multiple of {multiple}, got {size!r}")
+    return int(size)
+
+
+def base_width(name: str, config: HourglassConfig) -> int:
+    """Out-channels of conv ``name`` in the unpruned architecture — the width law: N sets the stem (conv1 N/2,
+    layer1 N, layer2 2N), M the trunk (bottleneck interiors M/2, everything else M), the heads one per joint."""
+    N, M = config.N, config.M
+    head, last = name.split(".")[0], name.split(".")[-1]
+    if name == "conv1":
+        return N // 2
+    if head in ("layer1", "layer2", "layer3", "hg", "res"):
+        planes = {"layer1": N // 2, "layer2": N, "layer3": M // 2}.get(head, M // 2)
+        return planes if last in ("conv1", "conv2") else 2 * planes
+    if name.startswith(HEAD_PREFIX):
+        return config.num_joints
+    return M  # fc.{s}.0, fc_.{s}, score_.{s}
 
 
 class Bottleneck(nn.Module):
@@ -182,6 +247,13 @@ def build_model(
         normalization=get_normalization(normalization),
     )  # fmt: skip
     return HourglassNet(config)
+
+
+def build_preset(name: str, **overrides) -> HourglassNet:
+    """A model from :data:`PRESETS`, e.g. ``build_preset("tiny")``; keyword arguments override the preset."""
+    if name not in PRESETS:
+        raise HgpruneError(f"unknown model preset {name!r}; valid: {', '.join(PRESETS)}")
+    return build_model(**{**PRESETS[name], **overrides})
 
 
 def model_parts(model: HourglassNet) -> dict[str, list[str]]:

@@ -1,5 +1,7 @@
-"""Structured pruning of stacked hourglasses: criteria registry, schedules and the prune-to-target engine."""
+"""Structured pruning of stacked hourglasses: criteria, schedules, allocation and the prune-to-target engine."""
 
+from hgprune.prune.allocation import ALLOCATIONS, SearchSettings
+from hgprune.prune.bn import recalibrate_bn
 from hgprune.prune.criteria import (
     CRITERIA,
     BNGammaCriterion,
@@ -15,17 +17,20 @@ from hgprune.prune.engine import PruneResult, model_size, prune_to_target
 from hgprune.prune.targets import round_keep, schedule_targets, search_ratio
 
 __all__ = [
+    "ALLOCATIONS",
     "CRITERIA",
     "BNGammaCriterion",
     "Criterion",
     "L1Criterion",
     "PruneResult",
     "RandomCriterion",
+    "SearchSettings",
     "TaylorCriterion",
     "get_criterion",
     "group_layers",
     "model_size",
     "prune_to_target",
+    "recalibrate_bn",
     "register_criterion",
     "round_keep",
     "schedule_targets",

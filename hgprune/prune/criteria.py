@@ -1,9 +1,11 @@
 """Channel-importance criteria: a plain registry of classes, each scoring one torch-pruning dependency group.
 
 A criterion is any class with ``score(group) -> Tensor`` (one importance value per channel of the group's root, as
-``torch_pruning.importance.Importance.__call__`` returns) and ``calibrate(model, batches, loss_fn)``. The engine always
-calls ``calibrate`` before scoring and never checks which criterion it holds, so a data-driven criterion needs nothing
-more than its own ``calibrate``. Adding one = a class + ``@register_criterion("name")``; a recipe may also name
+``torch_pruning.importance.Importance.__call__`` returns), ``calibrate(model, batches, loss_fn)`` and
+``reseed(seed)``. Every prune step calls ``reseed`` (with a seed derived from the recipe seed and the step) and then
+``calibrate`` before scoring, and never checks which criterion it holds, so a data-driven criterion needs nothing
+more than its own ``calibrate`` and a stochastic one its own ``reseed``. Adding one = a class +
+``@register_criterion("name")``; a recipe may also name
 ``"package.module:ClassName"``.
 """
 
@@ -58,9 +60,10 @@ def get_criterion(name: str, **kwargs: Any) -> Criterion:
         criterion = cls(**kwargs)
     except TypeError as exc:
         raise HgpruneError(f"criterion {name!r}: bad options {sorted(kwargs)} ({exc})") from None
-    if not callable(getattr(criterion, "calibrate", None)):
-        # A user class may define only score(); give it the default no-op hook so the engine stays uniform.
-        criterion.calibrate = Criterion.calibrate.__get__(criterion)  # type: ignore[method-assign]
+    for hook in ("calibrate", "reseed"):
+        if not callable(getattr(criterion, hook, None)):
+            # A user class may define only score(); give it the default no-op hooks so callers stay uniform.
+            setattr(criterion, hook, getattr(Criterion, hook).__get__(criterion))
     return criterion
 
 
@@ -100,6 +103,9 @@ class Criterion:
 
     def calibrate(self, model: nn.Module, batches: Iterable | None, loss_fn: Callable | None) -> None:
         """Collect whatever ``score`` needs from data. The engine always calls it; the default needs nothing."""
+
+    def reseed(self, seed: int) -> None:
+        """Restart any randomness from ``seed``; called once per prune step. The default has none."""
 
     def score(self, group: Any) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -147,17 +153,11 @@ class RandomCriterion(Criterion):
     """Seeded random scores: the control every real criterion has to beat."""
 
     def __init__(self, seed: int = 0) -> None:
-        self.seed = seed
+        self.reseed(seed)
 
-    @property
-    def seed(self) -> int:
-        return self._seed
-
-    @seed.setter
-    def seed(self, value: int) -> None:
-        """Setting the seed (e.g. per prune step) restarts the stream."""
-        self._seed = int(value)
-        self._generator = torch.Generator().manual_seed(self._seed)
+    def reseed(self, seed: int) -> None:
+        self.seed = int(seed)
+        self._generator = torch.Generator().manual_seed(self.seed)
 
     def score(self, group: Any) -> torch.Tensor:
         return torch.rand(group_size(group), generator=self._generator)

@@ -6,15 +6,21 @@ MACs / params / channels of the plan analytically (conv MACs are ``unit · in ·
 ever pruned or deep-copied. Only the chosen plan is applied, with explicit indices via ``get_pruning_group``, which
 gives full control over rounding (torch-pruning only rounds down and skips small groups) and leaves the model in the
 training mode it had. Final numbers are measured on the pruned model with :mod:`hgprune.profile`.
+
+Which group keeps how many channels (uniform, global or searched) is :mod:`hgprune.prune.allocation`'s concern; the
+engine hands it analytic plans and, for ``search``, a way to score a plan on a pruned copy.
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import logging
 import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -26,8 +32,10 @@ from hgprune.errors import HgpruneError
 from hgprune.models.checkpoints import unwrap
 from hgprune.models.hourglass import HourglassNet, model_parts, part_of
 from hgprune.profile import conv_macs, count_params
+from hgprune.prune import allocation as alloc
+from hgprune.prune.bn import recalibrate_bn as _recalibrate_bn
 from hgprune.prune.criteria import Criterion, get_criterion, group_layers
-from hgprune.prune.targets import ROUND_MODES, SearchResult, round_keep, search_ratio
+from hgprune.prune.targets import ROUND_MODES, SearchResult, round_keep
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +63,8 @@ class PruneResult:
     groups_pruned: int = 0
     search_evaluations: int = 0
     planned_fraction: float = 1.0  # the search's analytic count of ``kind``; equals the measured one
+    allocation: dict = field(default_factory=dict)  # method, kept channels per part, search candidates if any
+    bn_recalibrated: bool = False
     timings: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -137,7 +147,8 @@ def prune_to_target(
     kept: float = 0.5,
     reference: dict[str, int] | None = None,
     input_size: int = 256,
-    global_ranking: bool = True,
+    allocation: str | None = None,
+    global_ranking: bool | None = None,
     part_ratios: dict[str, float] | None = None,
     max_layer_ratio: float = 0.9,
     round_to: int | None = 8,
@@ -147,15 +158,26 @@ def prune_to_target(
     loss_fn: Callable | None = None,
     tolerance: float = 0.02,
     ratio: float | None = None,
+    recalibrate_bn: bool = False,
+    search: alloc.SearchSettings | None = None,
+    train_set: Any = None,
+    seed: int = 0,
+    progress: bool = True,
 ) -> PruneResult:
     """Prune ``model`` in place so that it keeps ``kept`` of the reference's ``kind`` (± ``tolerance``).
 
     ``reference`` is :func:`model_size` of the unpruned model (default: of ``model`` itself). ``part_ratios`` maps a
     part name (``stem``, ``hg{s}``, ``res{s}``, ``fc{s}``, ``trunk``, or ``*`` for every part not named) to a
     *multiplier* of the searched channel ratio: 0 leaves the part alone, 2 prunes it twice as hard. Parts with a
-    multiplier other than 1 are ranked within each group even when ``global_ranking`` is on. ``max_layer_ratio``
+    multiplier other than 1 are ranked within each group even under ``global`` allocation. ``max_layer_ratio``
     caps what any group loses relative to the unpruned architecture, across all steps. The score heads are never
     pruned; the trunk (every M-wide tensor, coupled by the residual adds) only with ``prune_trunk``.
+
+    ``allocation`` is ``uniform``, ``global`` or ``search`` (:mod:`hgprune.prune.allocation`; the deprecated
+    ``global_ranking`` maps ``True`` → ``global``, ``False`` → ``uniform``; neither → ``global``). ``search`` and
+    ``recalibrate_bn`` (re-estimate BatchNorm statistics after pruning) read ``train_set`` — the training split,
+    never validation data — as ``search`` (:class:`~hgprune.prune.allocation.SearchSettings` or any object with
+    its fields) bounds, drawn with ``seed``.
 
     ``ratio`` skips the search and prunes at that channel ratio (times each part's multiplier) — what a sensitivity
     scan needs; ``kept`` is then only reported against.
@@ -166,6 +188,9 @@ def prune_to_target(
     if isinstance(criterion, str):
         criterion = get_criterion(criterion)
     multipliers = _part_multipliers(model, part_ratios, prune_trunk)
+    allocation = alloc.resolve_allocation(allocation, global_ranking)
+    search = search or alloc.SearchSettings()
+    data = alloc.TrainingSlice(train_set, search, seed) if recalibrate_bn or allocation == "search" else None
     was_training = model.training
     threads = torch.get_num_threads()
     reference = dict(reference) if reference is not None else model_size(model, input_size)
@@ -186,19 +211,54 @@ def prune_to_target(
 
         planner = _Planner(model, groups, pair_macs)
         infos = [info for info, _ in groups]
-        plan = _plan_fn(infos, multipliers, global_ranking, max_layer_ratio, round_to, round_mode)
+        mult = np.array([multipliers.get(g.part, multipliers["*"]) for g in infos], dtype=np.float64)
 
-        def fraction_at(r: float) -> float:
-            return planner.size(plan(r))[kind] / reference[kind]
+        def fraction_of(keep: np.ndarray) -> float:
+            return planner.size(keep)[kind] / reference[kind]
 
-        if ratio is None:
-            found = search_ratio(fraction_at, kept, tolerance)
-        else:
+        def plan_for(group_mult: np.ndarray, ranking: str) -> tuple[np.ndarray, SearchResult]:
+            plan = _plan_fn(infos, group_mult, ranking == "global", max_layer_ratio, round_to, round_mode)
+            step_down = partial(_step_down, infos, group_mult, max_layer_ratio, round_to)
+            return alloc.plan_to_target(plan, fraction_of, kept, tolerance, partial(_step_priority, infos), step_down)
+
+        record: dict = {"method": allocation}
+        if ratio is not None:
             if not 0 <= ratio <= 1:
                 raise HgpruneError(f"prune ratio: must be in [0, 1], got {ratio}")
-            at = fraction_at(ratio)
+            keep = _plan_fn(infos, mult, allocation == "global", max_layer_ratio, round_to, round_mode)(ratio)
+            at = fraction_of(keep)
             found = SearchResult(ratio, at, 1, abs(at - kept) <= tolerance)
-        keep = plan(found.ratio)
+        elif allocation == "search":
+            units = [_search_unit(g) if m > 0 else None for g, m in zip(infos, mult)]
+            prunable = sorted({u for u in units if u is not None})
+            bias = alloc.sensitivity_bias(search.sensitivity, prunable) if search.sensitivity else {}
+
+            def candidate_plan(candidate: alloc.Candidate) -> tuple[np.ndarray, SearchResult]:
+                factors = np.array([candidate.factors.get(u, 1.0) if u else 0.0 for u in units])
+                return plan_for(mult * factors if candidate.ranking == "uniform" else mult, candidate.ranking)
+
+            def score(keep: np.ndarray) -> float:
+                clone = _pruned_copy(model, groups, keep, input_size)
+                torch.set_num_threads(threads)  # scoring is real convolution work
+                try:
+                    _recalibrate_bn(clone, data.bn_batches())
+                    return data.holdout_pckh(clone)
+                finally:
+                    torch.set_num_threads(1)
+
+            outcome = alloc.search_allocation(
+                alloc.sample_candidates(prunable, search, seed, bias),
+                candidate_plan,
+                score,
+                partial(_describe_keep, infos),
+                progress=progress,
+            )
+            keep, found = outcome.keep, outcome.found
+            settings = {f.name: getattr(search, f.name) for f in dataclasses.fields(alloc.SearchSettings)}
+            record.update(chosen=outcome.chosen, candidates=outcome.candidates, settings=settings)
+        else:
+            keep, found = plan_for(mult, allocation)
+        record["parts"] = _describe_keep(infos, keep)
         watch.lap("search_s")
 
         removed = groups_pruned = 0
@@ -209,6 +269,10 @@ def prune_to_target(
                 removed += n_remove
                 groups_pruned += 1
         watch.lap("prune_s")
+        if recalibrate_bn:
+            torch.set_num_threads(threads)
+            _recalibrate_bn(model, data.bn_batches())
+            watch.lap("recalibrate_bn_s")
     finally:
         torch.set_num_threads(threads)
         model.train(was_training)
@@ -239,6 +303,8 @@ def prune_to_target(
         groups_pruned=groups_pruned,
         search_evaluations=found.evaluations,
         planned_fraction=found.fraction,
+        allocation=record,
+        bn_recalibrated=bool(recalibrate_bn),
         timings=timings,
     )
 
@@ -349,7 +415,7 @@ def _prune_group(graph: Any, info: _Group, group: Any, channels: np.ndarray) -> 
 
 
 def _base_width(name: str, model: nn.Module, width: int) -> int:
-    """Out-channels of conv ``name`` in the unpruned architecture (N sets the stem, M the trunk; DESIGN.md §1)."""
+    """Out-channels of conv ``name`` in the unpruned architecture (N sets the stem, M the trunk; docs/DESIGN.md §1)."""
     config = getattr(model, "config", None)
     if not isinstance(model, HourglassNet) or config is None:
         return width
@@ -401,16 +467,16 @@ def _describe_groups(model: nn.Module, raw_groups: list, criterion: Criterion) -
 
 def _plan_fn(
     infos: list[_Group],
-    multipliers: dict[str, float],
+    mult: np.ndarray,
     global_ranking: bool,
     max_layer_ratio: float,
     round_to: int | None,
     round_mode: str,
 ) -> Callable[[float], np.ndarray]:
-    """``ratio → kept width per group``; monotone in ``ratio``, which is what makes bisection valid."""
-    mult = np.array([multipliers.get(g.part, multipliers["*"]) for g in infos], dtype=np.float64)
+    """``ratio → kept width per group`` for per-group multipliers ``mult``; monotone in ``ratio``, which is what
+    makes bisection valid. Under ``global_ranking`` the groups with multiplier 1 pool their normalised scores."""
     widths = np.array([g.width for g in infos], dtype=np.int64)
-    min_keep = [max(1, math.ceil(g.base_width * (1 - max_layer_ratio) - 1e-9)) for g in infos]
+    min_keep = [_min_keep(g, max_layer_ratio) for g in infos]
     pooled = [i for i, m in enumerate(mult) if m == 1.0] if global_ranking else []
     if pooled:
         scores = np.concatenate([infos[i].normalized for i in pooled])
@@ -434,3 +500,65 @@ def _plan_fn(
         return keep
 
     return plan
+
+
+def _min_keep(info: _Group, max_layer_ratio: float) -> int:
+    """Fewest channels a group may keep: ``max_layer_ratio`` is relative to the unpruned architecture."""
+    return max(1, math.ceil(info.base_width * (1 - max_layer_ratio) - 1e-9))
+
+
+def _step_down(
+    infos: list[_Group], mult: np.ndarray, max_layer_ratio: float, round_to: int | None, index: int, keep: int
+) -> int | None:
+    """The next smaller width group ``index`` may take (a multiple of ``round_to``), or None (left alone / floor)."""
+    if mult[index] == 0.0:
+        return None
+    step = max(int(round_to or 1), 1)
+    smaller = (keep - 1) // step * step
+    return smaller if smaller >= max(_min_keep(infos[index], max_layer_ratio), 1) else None
+
+
+def _step_priority(infos: list[_Group], index: int, keep_from: int, keep_to: int) -> float:
+    """Mean normalised score of the channels group ``index`` loses going from ``keep_from`` to ``keep_to``."""
+    g = infos[index]
+    lost = g.order[g.width - keep_from : g.width - keep_to]
+    return float(np.mean(g.normalized[lost])) if len(lost) else math.inf
+
+
+def _search_unit(info: _Group) -> str:
+    """What the search varies together: a part, with each hourglass level on its own (hg0.level3 is full size)."""
+    fields = info.name.split(".")
+    if info.part.startswith("hg") and len(fields) > 3 and fields[0] == "hg" and fields[2] == "hg":
+        return f"{info.part}.level{fields[3]}"
+    return info.part
+
+
+def _describe_keep(infos: list[_Group], keep: np.ndarray) -> dict[str, dict[str, int]]:
+    """Kept / original channels per search unit: what a reader needs to see where a plan cut."""
+    parts: dict[str, dict[str, int]] = {}
+    for info, k in zip(infos, keep):
+        entry = parts.setdefault(_search_unit(info), {"kept": 0, "width": 0})
+        entry["kept"] += int(k)
+        entry["width"] += info.width
+    return parts
+
+
+def _pruned_copy(model: nn.Module, groups: list[tuple[_Group, Any]], keep: np.ndarray, input_size: int) -> nn.Module:
+    """A deep copy of ``model`` pruned to ``keep``; ``model`` is untouched. The copy gets its own graph (groups hold
+    module references), and the original's channel order, so it is exactly what pruning ``model`` would give."""
+    clone = copy.deepcopy(model)
+    graph, _ = _trace(clone, input_size)
+    names = dict(clone.named_modules())
+    heads = [m for n, m in names.items() if n.startswith("score.") and isinstance(m, nn.Conv2d)]
+    by_root = {}
+    for group in graph.get_all_groups(ignored_layers=heads, root_module_types=[nn.Conv2d]):
+        by_root[group[0].dep.target.module] = group
+    for (info, _), keep_count in zip(groups, keep):
+        n_remove = info.width - int(keep_count)
+        if n_remove <= 0:
+            continue
+        root = names[info.name]
+        if root not in by_root:
+            raise HgpruneError(f"{info.name}: no matching group in the copy of the model")
+        _prune_group(graph, dataclasses.replace(info, root=root), by_root[root], info.order[:n_remove])
+    return clone

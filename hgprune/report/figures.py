@@ -41,8 +41,8 @@ KIND_COLORS = {
     "merge": "#9467bd",
     "score": "#d62728",
 }
-SCRATCH = "scratch"
-BASELINE_ONLY = "baseline"  # criterion of the baseline entries a sweep trains once per architecture
+SCRATCH = "scratch"  # role of the seed's approach (narrower models trained from scratch)
+BASELINE_ONLY = "baseline"  # role of the baseline entries a sweep trains once per architecture
 
 
 def rc_context():
@@ -71,18 +71,19 @@ def arch_color(arch: str) -> str:
 
 
 def _series_style(table: pd.DataFrame) -> dict[str, dict]:
-    criteria = sorted(c for c in table["criterion"].unique() if c != SCRATCH)
+    methods = sorted({s.split("/", 1)[-1] for s, role in zip(table["series"], table["role"]) if role == "prune"})
     styles = {}
     for series, rows in table.groupby("series", sort=False):
-        arch, criterion = rows["arch"].iloc[0], rows["criterion"].iloc[0]
-        if criterion == BASELINE_ONLY:  # a sweep's shared baseline: shown by its star, not as a series
+        arch, role = rows["arch"].iloc[0], rows["role"].iloc[0]
+        if role == BASELINE_ONLY:  # a sweep's shared baseline: shown by its star, not as a series
             continue
-        scratch = criterion == SCRATCH
+        scratch = role == SCRATCH
+        method = series.split("/", 1)[-1]
         styles[series] = {
             "color": arch_color(arch),
-            "marker": "x" if scratch else MARKERS[criteria.index(criterion) % len(MARKERS)],
+            "marker": "x" if scratch else MARKERS[methods.index(method) % len(MARKERS)],
             "linestyle": "--" if scratch else "-",
-            "order": (_arch_number(arch), scratch, criterion),
+            "order": (_arch_number(arch), scratch, method),
         }
     return dict(sorted(styles.items(), key=lambda item: item[1]["order"]))
 
@@ -131,7 +132,7 @@ def _plot_series(ax, table: pd.DataFrame, styles: dict, x: str, y: str, x_scale:
 
 
 def _plot_baselines(ax, table: pd.DataFrame, x: str, y: str, x_scale: float = 1.0) -> None:
-    base = table[(table["step"] == 0) & (table["criterion"] != SCRATCH)]  # a scratch run's step 0 is its result
+    base = table[(table["step"] == 0) & (table["role"] != SCRATCH)]  # a scratch run's step 0 is its result
     for arch, rows in base.groupby("arch", sort=False):
         ax.scatter(rows[x] / x_scale, rows[y], marker="*", s=190, color=arch_color(arch), edgecolors="black",
                    linewidths=0.8, zorder=5)  # fmt: skip

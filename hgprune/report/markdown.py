@@ -9,6 +9,7 @@ import pandas as pd
 
 from hgprune.report.runs import RunData
 from hgprune.report.tables import markdown_table
+from hgprune.rundir import RunDir
 
 PARETO_LEGEND = (
     "One line per architecture/criterion (colour = architecture, marker = criterion), ★ = unpruned baseline (step 0), "
@@ -72,8 +73,9 @@ def render(
     for run in runs:
         lines += [f"### {run.name}", ""]
         facts = [f"directory `{run.path}`"]
-        if (run.path / "recipe.yaml").exists():
-            facts.append(f"recipe [recipe.yaml]({_link(run.path / 'recipe.yaml', out_dir)})")
+        recipe_file = RunDir(run.path).recipe
+        if recipe_file.exists():
+            facts.append(f"recipe [{recipe_file.name}]({_link(recipe_file, out_dir)})")
         if run.info.get("status"):
             facts.append(f"status `{run.info['status']}`")
         if not run.metrics.empty:

@@ -7,7 +7,6 @@ one-line :class:`HgpruneError` naming the file.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,10 +15,12 @@ import numpy as np
 import pandas as pd
 
 from hgprune.errors import HgpruneError
-from hgprune.rundir import GROUPS, METRIC_COLUMNS  # noqa: F401 (GROUPS re-exported for the report)
+from hgprune.metrics import GROUPS  # noqa: F401 (re-exported for the report)
+from hgprune.recipe import Recipe, recipe_changes, recipe_from_resolved
+from hgprune.rundir import METRIC_COLUMNS, RunDir
 
 REQUIRED_COLUMNS = ("step", "arch", "criterion", "macs_fvcore", "pckh_mean")
-TEXT_COLUMNS = ("run", "arch", "criterion", "target_kind")
+TEXT_COLUMNS = ("run", "role", "arch", "criterion", "target_kind")
 NUMERIC_COLUMNS = tuple(c for c in METRIC_COLUMNS if c not in TEXT_COLUMNS)
 FINISHED_STATES = ("done", "finished", "complete", "completed", "succeeded")
 
@@ -35,6 +36,8 @@ class RunData:
     notes: list[str] = field(default_factory=list)  # shown in the report (partial run, missing files)
     checkpoint: Path | None = None  # final/model.pt, else the latest step checkpoint
     slug: str = ""  # file-name-safe, unique
+    recipe: Recipe | None = None  # the resolved recipe.yaml, when readable
+    series: str = ""  # the line this run belongs to in the figures: arch/criterion (+ what else tells runs apart)
 
     @property
     def command(self) -> str | None:
@@ -53,13 +56,13 @@ def find_run_dirs(paths: list[str | Path]) -> list[Path]:
             raise HgpruneError(f"{path}: no such run directory")
         if not path.is_dir():
             raise HgpruneError(f"{path}: not a directory (expected a run directory holding metrics.csv)")
-        if (path / "metrics.csv").exists():
+        if RunDir(path).metrics_csv.exists():
             found.append(path)
             continue
-        children = sorted(p.parent for p in path.glob("*/metrics.csv"))
+        children = sorted(p for p in path.iterdir() if p.is_dir() and RunDir(p).metrics_csv.exists())
         if not children:
             raise HgpruneError(
-                f"{path / 'metrics.csv'}: missing; {path} is not a run directory (nor a sweep directory of runs)"
+                f"{RunDir(path).metrics_csv}: missing; {path} is not a run directory (nor a sweep directory of runs)"
             )
         found.extend(children)
     return found
@@ -96,37 +99,29 @@ def read_metrics(path: Path) -> pd.DataFrame:
     if steps.isna().any() or (steps != steps.round()).any():
         raise HgpruneError(f"{path}: column 'step' must hold whole numbers on every row")
     frame["step"] = steps.astype(int)
+    if "role" not in raw.columns:  # written before the role column: sweeps marked it in the criterion
+        frame["role"] = [c if c in ("baseline", "scratch") else "prune" for c in frame["criterion"]]
     frame = frame.drop_duplicates("step", keep="last").sort_values("step").reset_index(drop=True)
     return frame
 
 
-def read_state(path: Path) -> dict:
-    if not path.exists():
-        return {}
+def _recipe(run_dir: RunDir) -> Recipe | None:
     try:
-        state = json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError):
-        raise HgpruneError(f"{path}: not valid JSON; fix or delete it to report without the run state") from None
-    if not isinstance(state, dict):
-        raise HgpruneError(f"{path}: expected a JSON object, found {type(state).__name__}")
-    return state
-
-
-def _checkpoint(run_dir: Path) -> Path | None:
-    final = run_dir / "final" / "model.pt"
-    if final.exists():
-        return final
-    steps = sorted((run_dir / "checkpoints").glob("step_*.pt"))
-    return steps[-1] if steps else None
+        return recipe_from_resolved(run_dir.recipe.read_text())
+    except (OSError, ValueError, TypeError, AttributeError, HgpruneError):
+        return None
 
 
 def load_run(run_dir: Path) -> RunData:
     """Read one run directory; notes record what is partial or missing."""
-    metrics = read_metrics(run_dir / "metrics.csv")
-    info = read_state(run_dir / "run.json")
+    layout = RunDir(run_dir)
+    metrics = read_metrics(layout.metrics_csv)
+    info = layout.read_state()
     names = [n for n in metrics["run"] if n]
     name = names[0] if names else str(info.get("name") or run_dir.resolve().name)
-    run = RunData(name=name, path=run_dir, metrics=metrics, info=info, checkpoint=_checkpoint(run_dir))
+    run = RunData(
+        name=name, path=run_dir, metrics=metrics, info=info, checkpoint=layout.latest_model(), recipe=_recipe(layout)
+    )
     status = info.get("status")
     if metrics.empty:
         run.notes.append("metrics.csv has no rows yet (the run has not finished its baseline step)")
@@ -169,6 +164,7 @@ def load_runs(paths: list[str | Path]) -> list[RunData]:
             run.notes.append(f"renamed from '{run.name}' (another run of this report has the same name)")
         run.name = name
         run.metrics["run"] = name
+    _name_series(runs)
     taken: set[str] = set()
     for run in runs:
         base = _slug(run.name).lower()
@@ -178,3 +174,44 @@ def load_runs(paths: list[str | Path]) -> list[RunData]:
         taken.add(slug)
         run.slug = slug
     return runs
+
+
+# Recipe keys that vary *within* a series (one run per budget or per seed) or do not change the method.
+_SAME_SERIES = ("name", "seed", "prune.target.kept", "baseline.checkpoint", "output", "export", "profile", "eval")
+_SAME_SERIES += ("data.workers", "device", "sweep")
+
+
+def default_series(run: RunData) -> str:
+    """``arch/criterion``, or ``arch/scratch`` for the seed's approach (the run's name while it has no rows)."""
+    if run.metrics.empty:
+        return run.name
+    first = run.metrics.iloc[0]
+    return f"{first['arch']}/{'scratch' if first['role'] == 'scratch' else first['criterion']}"
+
+
+def _name_series(runs: list[RunData]) -> None:
+    """``arch/criterion`` for pruned runs, ``arch/scratch`` for the seed's approach; runs whose labels collide but
+    whose recipes differ in anything else (allocation, schedule, steps, distillation, …) get those differences
+    appended, e.g. ``hg1/l1 (allocation=uniform)``, so two different methods never draw as one line."""
+    for run in runs:
+        run.series = default_series(run)
+    by_label: dict[str, list[RunData]] = {}
+    for run in runs:
+        by_label.setdefault(run.series, []).append(run)
+    for group in by_label.values():
+        with_recipe = [r for r in group if r.recipe is not None]
+        if len(with_recipe) < 2:
+            continue
+        differing: set[str] = set()
+        for other in with_recipe[1:]:
+            _, changed = recipe_changes(with_recipe[0].recipe, other.recipe)
+            differing |= {p for p in changed if not any(p == k or p.startswith(k + ".") for k in _SAME_SERIES)}
+        for run in with_recipe if differing else []:
+            values = run.recipe.to_dict()
+            parts = []
+            for path in sorted(differing):
+                value = values
+                for key in path.split("."):
+                    value = value.get(key) if isinstance(value, dict) else None
+                parts.append(f"{path.rsplit('.', 1)[-1]}={value}")
+            run.series += f" ({', '.join(parts)})"

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hgprune.report.runs import GROUPS, RunData
+from hgprune.report.runs import GROUPS, RunData, default_series
 
 
 def pareto_mask(cost: np.ndarray | list[float], score: np.ndarray | list[float]) -> np.ndarray:
@@ -46,7 +46,7 @@ def with_derived(run: RunData) -> pd.DataFrame:
     """A run's metrics plus ``series``, ``speedup``, ``macs_reduction`` and ``speedup_efficiency`` vs its step 0."""
     frame = run.metrics.copy()
     frame["run"] = run.name
-    frame.insert(1, "series", frame["arch"] + "/" + frame["criterion"])
+    frame.insert(1, "series", run.series or default_series(run))
     base = frame[frame["step"] == 0]
     base_latency = float(base["latency_ms"].iloc[0]) if len(base) else math.nan
     base_macs = float(base["macs_fvcore"].iloc[0]) if len(base) else math.nan

@@ -1,4 +1,4 @@
-"""Training hyper-parameters, with the seed's defaults (DESIGN.md §2)."""
+"""Training hyper-parameters, with the seed's defaults (docs/DESIGN.md §2)."""
 
 from __future__ import annotations
 
@@ -31,7 +31,6 @@ class TrainConfig:
     bn_l1: float = 0.0  # network-slimming L1 penalty on every BatchNorm gamma
     distill_weight: float = 0.0  # weight of the MSE to the teacher's heatmaps (needs a teacher)
     flip_test: bool = False  # validation averages the heatmaps of the image and its mirror
-    max_bad_image_fraction: float = 0.01  # fail the epoch when more samples than this are unreadable
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "schedule", tuple(int(e) for e in self.schedule))
@@ -48,7 +47,6 @@ class TrainConfig:
             "device": (self.device == "cpu" or self.device.startswith("cuda"), "must be 'cpu' or 'cuda[:k]'"),
             "bn_l1": (self.bn_l1 >= 0, "must be >= 0"),
             "distill_weight": (self.distill_weight >= 0, "must be >= 0"),
-            "max_bad_image_fraction": (0 <= self.max_bad_image_fraction <= 1, "must be in [0, 1]"),
         }
         for key, (ok, rule) in checks.items():
             if not ok:

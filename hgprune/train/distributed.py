@@ -87,3 +87,13 @@ def broadcast_buffers(module: nn.Module) -> None:
     for buffer in module.buffers():
         if buffer.is_floating_point() or buffer.dtype == torch.long:
             dist.broadcast(buffer.data, src=0)
+
+
+def main_first(build):
+    """``build()`` on rank 0 first, then on the others (e.g. so a dataset cache is generated once); without a
+    process group just ``build()``."""
+    if not is_distributed():
+        return build()
+    result = build() if is_main() else None
+    dist.barrier()
+    return result if result is not None else build()

@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader, Dataset
 from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
 
+from hgprune.data.dataset import MAX_BAD_FRACTION
 from hgprune.errors import HgpruneError
 from hgprune.models.checkpoints import unwrap
 from hgprune.train import distributed as ddp
@@ -85,13 +86,11 @@ class Trainer:
             self.teacher = unwrap(teacher).to(self.device).eval()
             for p in self.teacher.parameters():
                 p.requires_grad_(False)
-        self.history: list[dict] = []
-        self.last_eval = None
         self.epoch = 0  # epochs completed
         self.rebuild()
 
     def rebuild(self) -> None:
-        """Fresh optimizer, scheduler, grad scaler and DDP wrapper for the model's current parameters; train mode.
+        """Fresh optimizer, grad scaler and DDP wrapper for the model's current parameters; train mode.
 
         Needed after pruning: torch-pruning replaces Parameter objects and leaves the model in eval mode.
         """
@@ -106,21 +105,16 @@ class Trainer:
         self.optimizer = torch.optim.RMSprop(
             self.module.parameters(), lr=cfg.lr, alpha=0.99, momentum=cfg.momentum, weight_decay=cfg.weight_decay
         )
-        self.scheduler = torch.optim.lr_scheduler.MultiStepLR(
-            self.optimizer, milestones=list(cfg.schedule), gamma=cfg.gamma
-        )
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
 
     def lr_at(self, epoch: int) -> float:
-        """MultiStepLR's learning rate for ``epoch`` (closed form, so a resumed run needs no scheduler replay)."""
+        """The seed's MultiStepLR schedule in closed form (no scheduler object, so a resumed run replays nothing)."""
         return self.cfg.lr * self.cfg.gamma ** bisect.bisect_right(sorted(self.cfg.schedule), epoch)
 
     def _set_epoch(self, epoch: int) -> float:
         lr = self.lr_at(epoch)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        self.scheduler.last_epoch = epoch
-        self.scheduler._last_lr = [lr] * len(self.optimizer.param_groups)
         return lr
 
     def state_dict(self) -> dict[str, Any]:
@@ -167,7 +161,6 @@ class Trainer:
                 )
             row["wall_s"] = time.perf_counter() - started
             self.epoch = epoch + 1
-            self.history.append(row)
             rows.append(row)
             if on_epoch_end is not None:
                 on_epoch_end(row)
@@ -176,7 +169,7 @@ class Trainer:
 
     def validate(self):
         """PCKh of the current weights on the validation set, over the whole set under DDP."""
-        self.last_eval = evaluate_model(
+        result = evaluate_model(
             self.module,
             self.val_set,
             batch_size=self.cfg.test_batch_size,
@@ -185,7 +178,7 @@ class Trainer:
             workers=self.cfg.workers,
         )
         self.module.train()
-        return self.last_eval
+        return result
 
     def _train_loader(self, epoch: int) -> DataLoader:
         generator = seed_everything(epoch_seed(self.cfg.seed, epoch, ddp.rank()))
@@ -263,12 +256,14 @@ class Trainer:
         return out
 
     def _check_bad_images(self, bad: int, epoch: int) -> None:
-        allowed = max(1.0, self.cfg.max_bad_image_fraction * len(self.train_set))
+        # the dataset's own threshold: with DataLoader workers each process counts its own, so the trainer sums
+        fraction = getattr(self.train_set, "max_bad_fraction", MAX_BAD_FRACTION)
+        allowed = max(1.0, fraction * len(self.train_set))
         if bad > allowed:
             root = getattr(self.train_set, "image_root", "the training set")
             raise HgpruneError(
                 f"{root}: {bad} of {len(self.train_set)} training images were missing or unreadable in epoch "
-                f"{epoch + 1} (more than {100 * self.cfg.max_bad_image_fraction:g}%); check --image-path / --data-root"
+                f"{epoch + 1} (more than {100 * fraction:g}%); check the dataset's image folder"
             )
 
     def _check_finite(self, objective: torch.Tensor, epoch: int, step: int) -> None:

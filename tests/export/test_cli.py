@@ -5,8 +5,9 @@ import sys
 import pytest
 import torch
 
-from hgprune import build_model, save_model
+from hgprune import save_model
 from hgprune.cli import main
+from hgprune.models import build_preset
 from tests.conftest import prune_half
 
 
@@ -14,7 +15,7 @@ from tests.conftest import prune_half
 def checkpoint(tmp_path_factory):
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("ckpt") / "pruned.pth.tar"
-    save_model(prune_half(build_model("hg1", N=16, M=32, input_size=64)), path)
+    save_model(prune_half(build_preset("tiny")), path)
     return path
 
 

@@ -7,6 +7,7 @@ from hgprune import build_model, load_model, save_model
 from hgprune.errors import HgpruneError
 from hgprune.export import export_model
 from hgprune.export.runtime import torch_threads
+from hgprune.models import build_preset
 from tests.conftest import prune_half, randomize_bn
 
 
@@ -80,7 +81,7 @@ def test_no_fold_keeps_batchnorms(pruned, tmp_path):
 
 
 def test_export_leaves_caller_model_in_training_mode_and_unchanged(tmp_path):
-    model = build_model("hg1", N=16, M=32, input_size=64).train()
+    model = build_preset("tiny").train()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     export_model(model, "torchscript", tmp_path / "m.ts", time_runtime=False)
     assert model.training and all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())

@@ -6,6 +6,7 @@ from torch import nn
 
 from hgprune import build_model
 from hgprune.export import fold_batchnorm, foldable_pairs
+from hgprune.models import build_preset
 from tests.conftest import prune_half, randomize_bn
 
 
@@ -39,7 +40,7 @@ def test_fold_counts_and_exactness(arch, stacks):
 
 
 def test_fold_leaves_caller_model_untouched():
-    model = build_model("hg1", N=16, M=32, input_size=64)
+    model = build_preset("tiny")
     randomize_bn(model)
     model.train()
     before = {k: v.clone() for k, v in model.state_dict().items()}
@@ -51,7 +52,7 @@ def test_fold_leaves_caller_model_untouched():
 
 
 def test_fold_pruned_model_exact():
-    model = build_model("hg1", N=16, M=32, input_size=64)
+    model = build_preset("tiny")
     randomize_bn(model)
     prune_half(model)
     model.eval()

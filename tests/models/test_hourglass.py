@@ -5,7 +5,7 @@ from hgprune import build_model
 from hgprune.errors import HgpruneError
 from hgprune.models.hourglass import ARCHS, model_parts, part_of
 
-# DESIGN.md §1: exact counts of the seed's code at N=128, M=256.
+# docs/DESIGN.md §1: exact counts of the seed's code at N=128, M=256.
 SEED_PARAMS = {
     "hg1": 3_586_960,
     "hg2": 6_730_912,

@@ -9,6 +9,7 @@ from torch import nn
 
 from hgprune import build_model
 from hgprune.errors import HgpruneError
+from hgprune.models import build_preset
 from hgprune.prune import CRITERIA, Criterion, get_criterion, group_layers, model_size, prune_to_target
 from hgprune.prune.criteria import TaylorCriterion
 
@@ -53,7 +54,7 @@ class ScoreOnly:
 @pytest.fixture(scope="module")
 def tiny_groups():
     torch.manual_seed(0)
-    model = build_model("hg1", N=16, M=32, input_size=64)
+    model = build_preset("tiny")
     return model, groups_of(model)
 
 
@@ -108,7 +109,7 @@ def test_random_is_seeded(tiny_groups):
 def test_taylor_counts_batchnorm_gamma_gradients():
     """Freezing one BN's γ and β removes exactly their terms: the group's scores drop by γ·∂L/∂γ (+β) squared."""
     torch.manual_seed(0)
-    model = build_model("hg1", N=16, M=32, input_size=64)
+    model = build_preset("tiny")
     batches = calibration_batches(n=1)
     groups = groups_of(model)
     group = groups["hg.0.hg.0.0.0.conv1"]
@@ -137,7 +138,7 @@ def test_taylor_counts_batchnorm_gamma_gradients():
 def test_taylor_a_channel_seen_only_through_its_batchnorm_still_scores():
     """Zero a channel's producing filter and its consumer's weights: only the BN γ/β path (and its bias) remain."""
     torch.manual_seed(0)
-    model = build_model("hg1", N=16, M=32, input_size=64)
+    model = build_preset("tiny")
     block = model.hg[0].hg[0][0][0]
     with torch.no_grad():
         block.conv1.weight[3].zero_()
@@ -156,11 +157,11 @@ def test_taylor_a_channel_seen_only_through_its_batchnorm_still_scores():
 
 def test_taylor_without_calibration_data_is_a_user_error():
     with pytest.raises(HgpruneError, match="calibration"):
-        TaylorCriterion().calibrate(build_model("hg1", N=16, M=32, input_size=64), None, None)
+        TaylorCriterion().calibrate(build_preset("tiny"), None, None)
 
 
 def test_calibration_leaves_running_stats_and_mode_alone():
-    model = build_model("hg1", N=16, M=32, input_size=64).train()
+    model = build_preset("tiny").train()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     TaylorCriterion().calibrate(model, calibration_batches(), weighted_mse)
     assert model.training
@@ -180,7 +181,7 @@ def test_unknown_criterion_lists_valid_names():
 def test_user_module_class_criterion_prunes_the_last_channels():
     criterion = get_criterion("tests.prune.test_criteria:ReverseIndexCriterion")
     assert isinstance(criterion, ReverseIndexCriterion)
-    model = build_model("hg1", N=16, M=32, input_size=64)
+    model = build_preset("tiny")
     kept_filters = model.hg[0].hg[0][0][0].conv1.weight.detach()[:8].clone()
     prune_to_target(model, criterion=criterion, kind="macs", kept=0.5, input_size=64, round_to=8)
     conv = model.hg[0].hg[0][0][0].conv1
@@ -207,5 +208,13 @@ def test_random_seed_can_be_set_per_step(tiny_groups):
     _, groups = tiny_groups
     group = groups["hg.0.hg.0.0.0.conv1"]
     criterion = get_criterion("random")
-    criterion.seed = 7
+    criterion.reseed(7)
     torch.testing.assert_close(criterion.score(group), get_criterion("random", seed=7).score(group))
+    assert not torch.equal(criterion.score(group), get_criterion("random", seed=7).score(group))  # stream moved on
+    for name in CRITERIA:  # every criterion has the hook (a no-op for the deterministic ones)
+        get_criterion(name).reseed(3)
+
+
+def test_user_criterion_gets_the_default_hooks():
+    criterion = get_criterion(f"{__name__}:ScoreOnly")
+    assert criterion.calibrate(None, [], None) is None and criterion.reseed(1) is None

@@ -10,9 +10,10 @@ import pandas as pd
 import pytest
 from torch import nn
 
-from hgprune import build_model, load_model
+from hgprune import load_model
 from hgprune.cli import main
 from hgprune.errors import HgpruneError
+from hgprune.models import build_preset
 from hgprune.report import write_report
 from tests.report.fabricate import make_run
 
@@ -100,7 +101,7 @@ def test_rerun_gives_identical_files(runs, report):
 def test_kept_channels_compare_final_widths_to_unpruned(runs, report):
     kept = pd.read_csv(report.parent / "tables" / "kept_channels_hg1-l1.csv").set_index("module")
     final = load_model(runs / "hg1-l1" / "final" / "model.pt")
-    base = build_model("hg1", N=16, M=32, input_size=64)
+    base = build_preset("tiny")
     for model, column in ((final, "kept"), (base, "total")):
         widths = {n: m.out_channels for n, m in model.named_modules() if isinstance(m, nn.Conv2d)}
         assert kept[column].to_dict() == widths
@@ -163,7 +164,7 @@ def test_run_without_rows_is_reported_with_a_note(runs, tmp_path):
                 (d / "metrics.csv").write_text("step,arch,criterion,macs_fvcore,pckh_mean\n0,hg1,l1,1,2\n"),
                 (d / "run.json").write_text("{oops"),
             ],
-            "run.json: not valid JSON",
+            "run.json: corrupt run state (not JSON)",
         ),  # fmt: skip
     ],
 )

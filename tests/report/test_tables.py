@@ -129,3 +129,30 @@ def test_markdown_table_formats_units_and_marks():
     assert lines[0] == "| run | params (M) | GMACs | latency (ms) | speedup | PCKh | Pareto |"
     assert lines[1] == "|:---|---:|---:|---:|---:|---:|:---|"
     assert lines[2] == "| a\\|b | 3.587 | 5.81 | 12.35 | 2.50× | 88.4 | ★ |"
+
+
+def test_series_are_named_by_what_differs_between_runs(tmp_path):
+    """Two l1 runs that differ in their schedule are two lines; runs differing only in the budget are one."""
+    import dataclasses
+
+    from hgprune.recipe import Recipe, dump_recipe
+    from hgprune.report.runs import load_runs
+
+    base = Recipe(name="x")
+    variants = {
+        "lin50": base,
+        "lin25": dataclasses.replace(base, prune=dataclasses.replace(base.prune, target=dataclasses.replace(
+            base.prune.target, kept=0.25))),
+        "cub50": dataclasses.replace(base, prune=dataclasses.replace(base.prune, schedule="cubic")),
+    }  # fmt: skip
+    for name, recipe in variants.items():
+        run = tmp_path / name
+        run.mkdir()
+        (run / "recipe.yaml").write_text(dump_recipe(dataclasses.replace(recipe, name=name), "test"))
+        (run / "metrics.csv").write_text(CSV.replace("a,", f"{name},"))
+    series = {r.name: r.series for r in load_runs([tmp_path])}
+    assert series == {
+        "cub50": "hg2/l1 (schedule=cubic)",
+        "lin25": "hg2/l1 (schedule=linear)",
+        "lin50": "hg2/l1 (schedule=linear)",
+    }

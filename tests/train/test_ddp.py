@@ -11,7 +11,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from hgprune import build_model
+from hgprune.models import build_preset
 from hgprune.train import TrainConfig, Trainer, evaluate_model
 from tests.train.fakes import TinyPoseDataset
 
@@ -28,7 +28,7 @@ def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
     dist.init_process_group("gloo", rank=rank, world_size=world)
     try:
         torch.manual_seed(rank)  # different initial weights: DDP must broadcast rank 0's
-        model = build_model("hg1", N=16, M=32, input_size=64)
+        model = build_preset("tiny")
         train, val = TinyPoseDataset(6), TinyPoseDataset(5, seed=1, augment=False)  # 5: uneven val shards
         cfg = TrainConfig(epochs=2, lr=1e-3, batch_size=2, test_batch_size=2, seed=4)
         rows = Trainer(model, train, val, cfg).fit()
@@ -49,7 +49,7 @@ def test_two_cpu_ranks_agree_on_weights_and_metrics(tmp_path):
     for a, b in zip(ranks[0]["rows"], ranks[1]["rows"]):
         assert {k: v for k, v in a.items() if k != "wall_s"} == {k: v for k, v in b.items() if k != "wall_s"}
     # the PCKh both ranks reported is that of the final weights on the *whole* validation set
-    model = build_model("hg1", N=16, M=32, input_size=64)
+    model = build_preset("tiny")
     model.load_state_dict(w0)
     single = evaluate_model(model, TinyPoseDataset(5, seed=1, augment=False), batch_size=2, distributed=False)
     last = ranks[0]["rows"][-1]

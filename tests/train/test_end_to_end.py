@@ -29,9 +29,9 @@ def test_short_synthpose_training_scores_far_above_untrained(tmp_path, capsys):
     untrained_file = tmp_path / "untrained.pth.tar"
     ckpt = torch.load(out / "checkpoint.pth.tar", weights_only=True)
     torch.manual_seed(0)
-    from hgprune import build_model
+    from hgprune.models import build_preset
 
-    fresh = build_model("hg1", N=16, M=32, input_size=64)
+    fresh = build_preset("tiny")
     torch.save({"state_dict": fresh.state_dict(), "config": ckpt["config"]}, untrained_file)
     untrained = evaluate(untrained_file)
     with capsys.disabled():

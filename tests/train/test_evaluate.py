@@ -10,7 +10,7 @@ import scipy.io
 import torch
 from torch import nn
 
-from hgprune import build_model
+from hgprune.models import build_preset
 from hgprune.train import evaluate_model
 from hgprune.train.evaluation import flip_permutation
 from tests.train.fakes import TinyPoseDataset
@@ -76,8 +76,8 @@ def test_evaluate_command_writes_one_based_preds_mat_and_images(tmp_path, monkey
     from hgprune.models import save_model
 
     data = TinyPoseDataset(4, augment=False)
-    monkeypatch.setattr("hgprune.commands.train.build_datasets", lambda args, size, splits, norm: {"val": data})
-    model = build_model("hg1", N=16, M=32, input_size=64)
+    monkeypatch.setattr("hgprune.commands.evaluate.datasets_from_args", lambda args, size, splits, norm: {"val": data})
+    model = build_preset("tiny")
     save_model(model, tmp_path / "m.pt")
     argv = ["evaluate", "--model-file", str(tmp_path / "m.pt"), "--arch=hg1", "--N", "16", "--batch-size=2",
             "--workers", "0", "--visualize", "True", "--visualization_path", str(tmp_path / "vis"),

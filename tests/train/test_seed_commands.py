@@ -13,7 +13,7 @@ import torch
 from hgprune.cli import build_parser, main
 from hgprune.data import SHIPPED_MPII_ANNOTATIONS, load_annotations, split_records
 from hgprune.fsutil import safe_torch_load
-from hgprune.models import build_model, load_model, save_model
+from hgprune.models import build_preset, load_model, save_model
 from hgprune.models.normalization import IMAGENET, SEED, Normalization
 
 
@@ -86,16 +86,13 @@ def test_readme_evaluate_command_runs_unchanged(seed_mpii, tmp_path, capsys):
 def test_evaluate_without_annotations_reads_the_shipped_file(seed_mpii, tmp_path, monkeypatch, capsys):
     """No --annotations: the shipped file's 2,958 validation people, images from --image-path (the fixture has
     only a few of them, so prediction itself is stubbed)."""
-    from hgprune.train import evaluation
-
     seen = {}
 
     def fake_evaluate(model, dataset, **kw):
         seen["dataset"] = dataset
         raise SystemExit(0)
 
-    monkeypatch.setattr(evaluation, "evaluate_model", fake_evaluate)
-    monkeypatch.setattr("hgprune.train.evaluate_model", fake_evaluate)
+    monkeypatch.setattr("hgprune.commands.evaluate.evaluate_model", fake_evaluate)
     model_file = tmp_path / "m.pth.tar"
     model_file.write_bytes((seed_mpii / "seed_hg1_N16_M32_128px.pth.tar").read_bytes())
     with pytest.raises(SystemExit):
@@ -128,10 +125,10 @@ def test_train_with_the_same_seed_gives_identical_weights(seed_mpii, tmp_path, c
 
 
 def test_checkpoints_carry_their_normalisation(tmp_path):
-    model = build_model("hg1", N=16, M=32, input_size=64)
+    model = build_preset("tiny")
     assert model.config.normalization == SEED  # the default for new models
     custom = Normalization(mean=(0.5, 0.4, 0.3), std=(0.2, 0.2, 0.2))
-    save_model(build_model("hg1", N=16, M=32, input_size=64, normalization=custom), tmp_path / "custom.pt")
+    save_model(build_preset("tiny", normalization=custom), tmp_path / "custom.pt")
     assert load_model(tmp_path / "custom.pt").config.normalization == custom
     # an hgprune checkpoint written before the field existed was trained with ImageNet's statistics
     save_model(model, tmp_path / "old.pt")
@@ -157,7 +154,7 @@ def test_export_metadata_carries_the_normalisation(tmp_path):
 
     from hgprune.export import export_model
 
-    model = build_model("hg1", N=16, M=32, input_size=64, normalization="imagenet")
+    model = build_preset("tiny", normalization="imagenet")
     export_model(model, "onnx", tmp_path / "m.onnx", input_size=64)
     meta = {p.key: p.value for p in onnx.load(str(tmp_path / "m.onnx")).metadata_props}
     assert json.loads(meta["input_normalization"]) == IMAGENET.to_dict()

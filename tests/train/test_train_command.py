@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from hgprune.cli import build_parser, main
-from hgprune.commands.train import parse_input_shape
+from hgprune.commands.common import parse_input_shape
 from hgprune.errors import HgpruneError
 from tests.train.fakes import TinyPoseDataset
 
@@ -46,7 +46,7 @@ def test_bad_input_shape_is_a_user_error(text):
 def fake_data(monkeypatch):
     sets = {"train": TinyPoseDataset(6), "val": TinyPoseDataset(4, seed=1, augment=False)}
     monkeypatch.setattr(
-        "hgprune.commands.train.build_datasets", lambda args, size, splits, norm: {s: sets[s] for s in splits}
+        "hgprune.commands.train.datasets_from_args", lambda args, size, splits, norm: {s: sets[s] for s in splits}
     )
     return sets
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hgprune import build_model
 from hgprune.errors import HgpruneError
+from hgprune.models import build_preset
 from hgprune.train import TrainConfig, Trainer
 from hgprune.train.losses import bn_gamma_l1, distill_loss, heatmap_loss, joints_mse
 from tests.train.fakes import TinyPoseDataset
@@ -14,7 +14,7 @@ from tests.train.fakes import TinyPoseDataset
 
 def tiny(seed: int = 0):
     torch.manual_seed(seed)
-    return build_model("hg1", N=16, M=32, input_size=64)
+    return build_preset("tiny")
 
 
 def weights(model) -> dict[str, torch.Tensor]:
