@@ -90,6 +90,14 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
             raise HgpruneError(f"{path}: write failed ({lines[-1][:160]}); any previous version is intact") from None
 
 
+# What torch.load raises on truncated, corrupt or crafted files (TypeError/OverflowError: a storage record with an
+# impossible size, RecursionError: absurdly nested containers).
+_CORRUPT_FILE_ERRORS = (
+    RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, AttributeError, KeyError,
+    TypeError, IndexError, OverflowError, RecursionError, MemoryError,
+)  # fmt: skip
+
+
 def safe_torch_load(path: str | os.PathLike) -> Any:
     """Load a torch file with ``weights_only=True``; any failure becomes a one-line :class:`HgpruneError`.
 
@@ -112,6 +120,6 @@ def safe_torch_load(path: str | os.PathLike) -> Any:
                 "execute code (hgprune accepts only tensors and plain containers; re-save the weights as a state dict)"
             ) from None
         raise HgpruneError(f"{path}: not a PyTorch checkpoint (unrecognised or corrupt content)") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, AttributeError, KeyError) as exc:
-        message = str(exc).strip().split(". ")[0] if str(exc).strip() else type(exc).__name__
+    except _CORRUPT_FILE_ERRORS as exc:
+        message = str(exc).strip().splitlines()[0].split(". ")[0] if str(exc).strip() else type(exc).__name__
         raise HgpruneError(f"{path}: not a readable checkpoint, truncated or corrupt ({message[:120]})") from None

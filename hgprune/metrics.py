@@ -133,8 +133,6 @@ def decode_to_image(heatmaps, center, scale, output_size: int, rotation=0, decod
         if np.any(_numpy(rotation) != 0):
             raise ValueError("seed decoding: the seed's final_preds only handles unrotated crops")
         return seed_final_preds(heatmaps, _numpy(center).reshape(-1, 2) + 1.0, scale, output_size) - 1.0
-    from hgprune.errors import HgpruneError
-
     raise HgpruneError(f"decode: unknown {decode!r}; choose one of {', '.join(DECODERS)}")
 
 

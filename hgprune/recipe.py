@@ -38,9 +38,13 @@ def _non_negative() -> dict:
 
 def _valid_input_size(size: int) -> bool:
     try:
-        return check_input_size(size) == size
+        return check_input_size(size) == size and size <= 4096
     except HgpruneError:
         return False
+
+
+def _finite_multipliers(ratios: dict) -> bool:
+    return all(0 <= v < float("inf") for v in ratios.values())  # NaN fails both comparisons
 
 
 def _fraction() -> dict:
@@ -52,8 +56,10 @@ class ModelSection:
     arch: Literal[ARCHS] = "hg2"  # the architecture registry (hgprune.models.ARCHITECTURES)
     N: int = field(default=128, metadata=_check("must be an even integer >= 2", lambda v: v >= 2 and v % 2 == 0))
     M: int = field(default=256, metadata=_check("must be an even integer >= 2", lambda v: v >= 2 and v % 2 == 0))
-    num_joints: int = field(default=16, metadata=_positive())
-    input_size: int = field(default=256, metadata=_check("must be a positive multiple of 64", _valid_input_size))
+    num_joints: int = field(default=16, metadata=_check("must be in [1, 1024]", lambda v: 1 <= v <= 1024))
+    input_size: int = field(
+        default=256, metadata=_check("must be a positive multiple of 64, at most 4096", _valid_input_size)
+    )
     # input normalisation of a baseline trained here (a baseline checkpoint brings its own): see models/normalization
     normalization: Literal["seed", "imagenet"] = "seed"
 
@@ -82,7 +88,7 @@ class SynthSection:
     # defaults = hgprune.data.synthpose.SynthConfig's (a test keeps them equal), which documents each field
     num_train: int = field(default=4000, metadata=_positive())
     num_val: int = field(default=500, metadata=_positive())
-    size: int = field(default=128, metadata=_check("must be >= 32", lambda v: v >= 32))
+    size: int = field(default=128, metadata=_check("must be in [32, 4096]", lambda v: 32 <= v <= 4096))
     seed: int = 0
     max_rotation: float = field(default=15.0, metadata=_check("must be in [0, 180]", lambda v: 0 <= v <= 180))
     occlusion_prob: float = field(default=0.2, metadata=_check("must be in [0, 1]", lambda v: 0 <= v <= 1))
@@ -136,13 +142,17 @@ class PruneSection:
     # which group keeps how many channels (hgprune.prune.allocation); null = ALLOCATION_DEFAULT
     allocation: Literal["uniform", "global", "search"] | None = None
     global_ranking: bool | None = None  # deprecated: true == allocation global, false == allocation uniform
-    recalibrate_bn: bool = False  # re-estimate BatchNorm statistics on training batches after every prune
+    # re-estimate BatchNorm statistics on training batches after every prune: better right after pruning in 36 of 40
+    # probe cells, identical after fine-tuning (reports/benchmarks/allocation_study.md)
+    recalibrate_bn: bool = True
     search: SearchSection = field(default_factory=SearchSection)
     prune_trunk: bool = False
     round_to: int = field(default=8, metadata=_check("must be >= 1", lambda v: v >= 1))
     round_mode: Literal["nearest", "down", "up"] = "nearest"
     max_layer_ratio: float = field(default=0.9, metadata=_fraction())
-    part_ratios: dict[str, float] = field(default_factory=dict)
+    part_ratios: dict[str, float] = field(
+        default_factory=dict, metadata=_check("values must be finite multipliers >= 0", _finite_multipliers)
+    )
     tolerance: float = field(default=0.02, metadata=_check("must be in (0, 0.5]", lambda v: 0 < v <= 0.5))
 
     def __post_init__(self) -> None:
@@ -182,13 +192,17 @@ class ProfileSection:
     repeats: int = field(default=5, metadata=_positive())
     warmup: int = field(default=1, metadata=_non_negative())
     threads: int | None = field(default=None, metadata=_check("must be > 0", lambda v: v is None or v > 0))
-    input_size: int | None = None  # default: model.input_size
+    input_size: int | None = field(  # default: model.input_size
+        default=None,
+        metadata=_check("must be a positive multiple of 64, at most 4096", lambda v: v is None or _valid_input_size(v)),
+    )
     thop: bool = True
 
 
 @dataclass(frozen=True)
 class ExportSection:
-    formats: list[Literal["hgprune", "torchscript", "onnx"]] = field(default_factory=lambda: ["hgprune"])
+    # onnx_int8: INT8 ONNX Runtime graph, written only when its PCKh is within 1.0 of FP32's (hgprune.export.quantize)
+    formats: list[Literal["hgprune", "torchscript", "onnx", "onnx_int8"]] = field(default_factory=lambda: ["hgprune"])
 
 
 @dataclass(frozen=True)

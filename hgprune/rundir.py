@@ -269,7 +269,7 @@ class RunDir:
             return {}
         try:
             state = json.loads(self.state.read_text())
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             raise HgpruneError(
                 f"{self.state}: corrupt run state (not JSON); the step checkpoints are intact — fix or delete it"
             ) from None

@@ -11,7 +11,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from hgprune.errors import HgpruneError
-from hgprune.models import ARCHS
+from hgprune.models import ARCHS, build_model
+from hgprune.profile import conv_macs
 from hgprune.recipe import Recipe
 from hgprune.rundir import RunDir
 
@@ -73,9 +74,6 @@ def scratch_recipe(recipe: Recipe, kept: float, name: str) -> Recipe:
     The width multiplier is searched so the model's conv MACs match ``kept`` of the unpruned model's; N and M stay
     even. Expressed as an ordinary recipe with zero pruning steps.
     """
-    from hgprune.models import build_model
-    from hgprune.profile import conv_macs
-
     m = recipe.model
     size = m.input_size
 

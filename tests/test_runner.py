@@ -75,6 +75,7 @@ def test_tiny_run_end_to_end_then_refusals(tmp_path, cache, capsys):
     # a second run into the same directory is refused; --resume with another recipe too
     assert main(["run", str(TINY), "--out", str(out)]) == 2
     assert "pass --resume" in capsys.readouterr().err
+    assert json.loads((out / "run.json").read_text())["status"] == "finished"  # a refusal changes nothing
     assert main(["run", str(TINY), "--out", str(out), "--resume", "--set", "prune.target.kept=0.5"]) == 2
     err = capsys.readouterr().err
     assert "recipe differs" in err and "in prune.target.kept," in err
@@ -213,3 +214,12 @@ def test_run_feeds_a_baseline_checkpoint_its_own_normalisation(tmp_path, cache, 
     rows = pd.read_csv(out / "metrics.csv")
     result = evaluate_model(model, val, batch_size=16).mpii  # differs between the two normalisations
     assert (rows.loc[0, "pckh_mean"], rows.loc[0, "auc"]) == pytest.approx((result.mean, result.auc), abs=1e-3)
+
+
+def test_a_missing_cuda_device_is_refused_before_anything_is_written(tmp_path, cache, capsys, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    out = tmp_path / "run"
+    assert main(["run", str(TINY), "--out", str(out), "--set", "device=cuda"]) == 2
+    err = capsys.readouterr().err
+    assert "no CUDA device is available" in err and err.count("\n") == 1
+    assert not (out / "run.json").exists() and not (out / "recipe.yaml").exists()

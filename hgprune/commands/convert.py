@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 
+from hgprune.commands.common import flag_names
 from hgprune.errors import HgpruneError
 from hgprune.models.checkpoints import load_checkpoint, save_model
 
@@ -21,11 +23,10 @@ def main(args: argparse.Namespace) -> int:
     if dst.exists() and not args.force:
         raise HgpruneError(f"{dst}: already exists; pass --force to overwrite")
     model, info = load_checkpoint(args.src)
-    if args.input_size:
-        from dataclasses import replace
-
-        model.config = replace(model.config, input_size=args.input_size)
-    meta = {"converted_from": str(args.src), "source_format": info["source"], **info.get("meta", {})}
+    if args.input_size is not None:
+        with flag_names(**{"model.input_size": "--input-size"}):
+            model.config = replace(model.config, input_size=args.input_size)
+    meta = {"converted_from": str(args.src), "source_format": info["source"], **(info.get("meta") or {})}
     save_model(model, dst, meta=meta)
     cfg = model.config
     print(f"wrote {dst}: {cfg.arch} N={cfg.N} M={cfg.M} joints={cfg.num_joints} (from {info['source']} checkpoint)")

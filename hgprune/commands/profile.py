@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from hgprune.commands.common import add_model_source, model_from_args, print_json
+from hgprune.commands.common import add_model_source, flag_names, model_from_args, print_json
 from hgprune.errors import HgpruneError
+from hgprune.models.hourglass import CONFIG_LIMITS, check_input_size
+
+# Bounds of the measurement flags, checked before the model is built or anything is timed.
+MAX_BATCH_SIZE = 1024
+MAX_REPEATS = 100_000
+MAX_THREADS = 1024
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,13 +29,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
+def check_flags(args: argparse.Namespace) -> None:
+    """One-line errors for measurement flags out of range (a negative size or zero repeats used to be tracebacks)."""
+    ranges = {
+        "--batch-size": (args.batch_size, 1, MAX_BATCH_SIZE),
+        "--repeats": (args.repeats, 1, MAX_REPEATS),
+        "--warmup": (args.warmup, 0, MAX_REPEATS),
+        "--threads": (args.threads, 1, MAX_THREADS),
+        "--input-size": (args.input_size, 1, CONFIG_LIMITS["input_size"]),
+    }
+    for flag, (value, low, high) in ranges.items():
+        if value is not None and not low <= value <= high:
+            raise HgpruneError(f"{flag}: must be in [{low}, {high}], got {value}")
+    if not args.max_seconds > 0:  # also refuses nan
+        raise HgpruneError(f"--max-seconds: must be > 0, got {args.max_seconds}")
+
+
 def main(args: argparse.Namespace) -> int:
     from hgprune.profile import profile_model
 
+    check_flags(args)
     model = model_from_args(args)
-    size = args.input_size or model.config.input_size
-    if size % (4 * 2**model.config.depth):
-        raise HgpruneError(f"--input-size: must be a multiple of {4 * 2**model.config.depth}, got {size}")
+    size = model.config.input_size if args.input_size is None else args.input_size
+    with flag_names(input_size="--input-size"):
+        check_input_size(size, model.config.depth)
     if args.device.startswith("cuda"):
         import torch
 

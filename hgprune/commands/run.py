@@ -8,6 +8,13 @@ import sys
 from pathlib import Path
 
 from hgprune.errors import HgpruneError
+from hgprune.models import build_model, model_parts
+from hgprune.prune import get_criterion, prune_to_target
+from hgprune.recipe import load_recipe
+from hgprune.report import write_report
+from hgprune.runner import Runner
+from hgprune.stages import plan
+from hgprune.sweep import expand
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -25,8 +32,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from hgprune.recipe import load_recipe
-    from hgprune.sweep import expand
 
     recipe = load_recipe(args.recipe, args.set)
     out = Path(args.out or recipe.output.dir or Path("runs") / recipe.name)
@@ -37,7 +42,6 @@ def main(args: argparse.Namespace) -> int:
         raise HgpruneError(f"--only {unknown[0]}: no such sweep entry; valid: {', '.join(known)}")
     if args.dry_run:
         return _dry_run(recipe, entries, out)
-    from hgprune.runner import Runner
 
     command = "hgprune " + shlex.join(sys.argv[1:]) if sys.argv[1:] else None
     if recipe.sweep is None:
@@ -48,8 +52,6 @@ def main(args: argparse.Namespace) -> int:
         print(f"=== sweep entry {i}/{len(selected)}: {name} ===", flush=True)
         Runner(entry, out / name, resume=args.resume, command=command).execute()
     if not args.no_report and not args.only:
-        from hgprune.report import write_report
-
         runs = [out / name for name, _ in entries]
         write_report(runs, out / "report", title=f"Sweep {recipe.name}", commands=[command or ""])
         print(f"combined report: {out / 'report' / 'report.md'}")
@@ -57,8 +59,6 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _dry_run(recipe, entries, out: Path) -> int:
-    from hgprune.prune import get_criterion
-    from hgprune.runner import plan
 
     previews: dict[tuple, str] = {}  # uniform plans, shown for a single run only (see _allocation_lines)
     for name, entry in entries:
@@ -114,10 +114,6 @@ def _allocation_lines(entry, previews: dict[tuple, str] | None) -> list[str]:
     key = (m.arch, m.N, m.M, m.num_joints, m.input_size, p.target.kind, p.target.kept, p.round_to, p.round_mode,
            p.max_layer_ratio, p.prune_trunk, tuple(sorted(p.part_ratios.items())), p.tolerance)  # fmt: skip
     if key not in previews:
-        from hgprune.models import build_model
-        from hgprune.models.hourglass import model_parts
-        from hgprune.prune import prune_to_target
-
         # every conv's MACs scale with the input area alike, so the smallest valid size gives the same fractions
         model = build_model(m.arch, N=m.N, M=m.M, num_joints=m.num_joints, input_size=64)
         result = prune_to_target(

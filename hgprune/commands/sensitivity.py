@@ -9,7 +9,12 @@ from pathlib import Path
 
 from hgprune.commands.common import flag_names
 from hgprune.errors import HgpruneError
+from hgprune.models.checkpoints import load_checkpoint
+from hgprune.pipeline import Pipeline
+from hgprune.recipe import load_recipe, recipe_from_resolved
 from hgprune.rundir import RunDir
+from hgprune.sensitivity import evaluator, sensitivity_scan, write_sensitivity
+from hgprune.train.losses import heatmap_loss
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,11 +28,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from hgprune.models.checkpoints import load_checkpoint
-    from hgprune.recipe import load_recipe, recipe_from_resolved
-    from hgprune.runner import Pipeline
-    from hgprune.sensitivity import evaluator, sensitivity_scan, write_sensitivity
-    from hgprune.train.losses import heatmap_loss
 
     source = Path(args.source)
     if source.is_dir():

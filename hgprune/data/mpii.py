@@ -108,10 +108,10 @@ def _array(value, shape_tail: tuple[int, ...], where: str) -> np.ndarray:
 def _number(value, where: str, low: float, high: float) -> float:
     """A finite number in (low, high]: infinities, NaN and absurd sizes would become NaN crops much later."""
     if isinstance(value, bool):
-        raise HgpruneError(f"{where}: must be a number, got {value}")
+        raise HgpruneError(f"{where} must be a number, got {value}")
     number = float(value)  # TypeError / ValueError / OverflowError: reported with the record
     if not (math.isfinite(number) and low < number <= high):
-        raise HgpruneError(f"{where}: must be in ({low:g}, {high:g}], got {number:.4g}")
+        raise HgpruneError(f"{where} must be > {low:g} and at most {high:g}, got {number:.4g}")
     return number
 
 

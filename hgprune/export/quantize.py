@@ -71,7 +71,7 @@ def calibration_datasets(source, normalization, input_size: int):
     from hgprune.recipe import Recipe, load_recipe
 
     if isinstance(source, Recipe) or Path(source).suffix in (".yaml", ".yml"):
-        from hgprune.runner import Pipeline
+        from hgprune.pipeline import Pipeline
 
         recipe = source if isinstance(source, Recipe) else load_recipe(source)
         recipe = dataclasses.replace(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import math
 import statistics
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -86,7 +87,11 @@ def max_abs_diff(reference: nn.Module, candidate: Callable, inputs: Sequence[tor
                 b = torch.as_tensor(b)
                 if a.shape != b.shape:
                     raise HgpruneError(f"export output shape {tuple(b.shape)} differs from PyTorch's {tuple(a.shape)}")
-                worst = max(worst, float((a.float() - b.float()).abs().max()))
+                diff = float((a.float() - b.float()).abs().max())
+                if not math.isfinite(diff):  # max(worst, nan) would silently drop it
+                    bad = "the PyTorch model" if not torch.isfinite(a).all() else "the exported graph"
+                    raise HgpruneError(f"export parity check: {bad} produced NaN or infinite outputs")
+                worst = max(worst, diff)
     return worst
 
 

@@ -52,17 +52,22 @@ def save_model(model: nn.Module, path: str | os.PathLike, meta: dict | None = No
     atomic_torch_save(payload, path)
 
 
-def load_model(path: str | os.PathLike, expect: HourglassConfig | None = None) -> HourglassNet:
+def load_model(
+    path: str | os.PathLike, expect: HourglassConfig | None = None, check_finite: bool = True
+) -> HourglassNet:
     """Load any supported checkpoint as a model in eval mode; never executes pickled code."""
-    model, _ = load_checkpoint(path, expect=expect)
+    model, _ = load_checkpoint(path, expect=expect, check_finite=check_finite)
     return model
 
 
-def load_checkpoint(path: str | os.PathLike, expect: HourglassConfig | None = None) -> tuple[HourglassNet, dict]:
+def load_checkpoint(
+    path: str | os.PathLike, expect: HourglassConfig | None = None, check_finite: bool = True
+) -> tuple[HourglassNet, dict]:
     """Load a checkpoint; returns ``(model, info)`` where info holds ``source``, ``config``, ``meta`` and extras.
 
     ``expect`` (e.g. a recipe's model section) makes a checkpoint of another architecture an error instead of a
-    silent surprise.
+    silent surprise. ``check_finite`` refuses NaN/infinite weights and negative BatchNorm variances (which would
+    otherwise evaluate to PCKh 0 and export "exactly"); turn it off only to inspect such a file.
     """
     path = Path(path)
     raw = safe_torch_load(path)
@@ -75,8 +80,10 @@ def load_checkpoint(path: str | os.PathLike, expect: HourglassConfig | None = No
         try:
             config = HourglassConfig(**_with_normalization(raw["config"]))
         except (KeyError, TypeError, HgpruneError) as exc:
-            raise HgpruneError(f"{path}: hgprune checkpoint with an invalid config ({exc})") from None
-        info["meta"] = raw.get("meta", {})
+            raise HgpruneError(f"{path}: hgprune checkpoint with an invalid config ({str(exc)[:160]})") from None
+        info["meta"] = raw.get("meta") or {}
+        if not isinstance(info["meta"], dict):
+            raise HgpruneError(f"{path}: checkpoint meta must be a mapping, found a {type(info['meta']).__name__}")
         info["hgprune_version"] = raw.get("hgprune_version")
     elif "state_dict" in raw:
         info["source"] = "seed"
@@ -87,7 +94,7 @@ def load_checkpoint(path: str | os.PathLike, expect: HourglassConfig | None = No
             try:
                 config = HourglassConfig(**_with_normalization(raw["config"]))
             except (TypeError, HgpruneError) as exc:
-                raise HgpruneError(f"{path}: training checkpoint with an invalid config ({exc})") from None
+                raise HgpruneError(f"{path}: training checkpoint with an invalid config ({str(exc)[:160]})") from None
     else:
         info["source"] = "state_dict"
         state_dict = raw
@@ -95,7 +102,12 @@ def load_checkpoint(path: str | os.PathLike, expect: HourglassConfig | None = No
         config = None
     if not isinstance(state_dict, dict) or not all(torch.is_tensor(v) for v in state_dict.values()):
         raise HgpruneError(f"{path}: 'state_dict' is not a mapping of tensor names to tensors")
+    if not all(isinstance(k, str) for k in state_dict):
+        bad = next(k for k in state_dict if not isinstance(k, str))
+        raise HgpruneError(f"{path}: state dict key of type {type(bad).__name__}; tensor names must be strings")
     state_dict = strip_prefix(state_dict)
+    check_tensors(state_dict, path, check_finite)
+    from_file = config is not None  # a config stated by the file is checked against its tensors below
     if config is None:  # the seed's checkpoints and plain state dicts: trained with the seed's normalisation
         config = infer_config(state_dict, path)
         seed_arch = info["meta"].get("arch")
@@ -104,8 +116,26 @@ def load_checkpoint(path: str | os.PathLike, expect: HourglassConfig | None = No
     if expect is not None:
         _check_expected(path, config, expect)
     info["config"] = config.to_dict()
-    model = model_from_state_dict(config, state_dict, path)
+    model = model_from_state_dict(config, state_dict, path, at_most_base=from_file)
     return model, info
+
+
+def check_tensors(state_dict: dict[str, torch.Tensor], path: str | os.PathLike, check_finite: bool = True) -> None:
+    """Refuse tensors that claim more elements than the file stores for them (a zero-stride tensor can claim
+    terabytes in a few bytes) and, with ``check_finite``, NaN/infinite values or negative BatchNorm variances."""
+    for name, tensor in state_dict.items():
+        claimed = tensor.numel() * tensor.element_size()
+        if claimed > tensor.untyped_storage().nbytes():
+            raise HgpruneError(
+                f"{path}: tensor {name[:80]} claims shape {tuple(tensor.shape)} but the file stores only "
+                f"{tensor.untyped_storage().nbytes():,} bytes for it"
+            )
+        if not check_finite or not tensor.is_floating_point():
+            continue
+        if not bool(torch.isfinite(tensor).all()):
+            raise HgpruneError(f"{path}: tensor {name[:80]} holds NaN or infinity; the model is broken (diverged?)")
+        if name.endswith("running_var") and bool((tensor < 0).any()):
+            raise HgpruneError(f"{path}: tensor {name[:80]} holds a negative BatchNorm variance; the file is corrupt")
 
 
 def _with_normalization(config: Any) -> Any:
@@ -200,11 +230,21 @@ def _set_submodule(root: nn.Module, name: str, new: nn.Module) -> None:
 
 
 def model_from_state_dict(
-    config: HourglassConfig, state_dict: dict[str, torch.Tensor], path: str | os.PathLike = "<state_dict>"
+    config: HourglassConfig,
+    state_dict: dict[str, torch.Tensor],
+    path: str | os.PathLike = "<state_dict>",
+    at_most_base: bool = False,
 ) -> HourglassNet:
-    """Base architecture from ``config``, narrowed to the stored shapes, weights loaded, checked, in eval mode."""
-    model = HourglassNet(config)
-    expected = set(model.state_dict())
+    """Base architecture from ``config``, narrowed to the stored shapes, weights loaded, checked, in eval mode.
+
+    The base is laid out on the meta device and only the stored shapes are ever allocated, so a config that claims
+    huge widths costs nothing. ``at_most_base`` (the config came from the file) also refuses a tensor wider than
+    the config's own architecture.
+    """
+    with torch.device("meta"):
+        model = HourglassNet(config)
+    base_shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    expected = set(base_shapes)
     unknown = sorted(set(state_dict) - expected)
     missing = sorted(expected - set(state_dict))
     if unknown or missing:
@@ -216,7 +256,17 @@ def model_from_state_dict(
         raise HgpruneError(
             f"{path}: state dict does not match {config.arch} N={config.N} M={config.M}: " + "; ".join(parts)
         )
-    narrow_to_state_dict(model, state_dict)
+    if at_most_base:
+        for key, tensor in state_dict.items():
+            base = base_shapes[key]
+            if tensor.dim() != len(base) or any(s > b for s, b in zip(tensor.shape, base)):
+                raise HgpruneError(
+                    f"{path}: tensor {key} has shape {tuple(tensor.shape)}, wider than the checkpoint's own config "
+                    f"allows ({base}); the config and the weights disagree"
+                )
+    with torch.device("meta"):
+        narrow_to_state_dict(model, state_dict)
+    model.to_empty(device="cpu")
     try:
         model.load_state_dict(state_dict, strict=True)
     except RuntimeError as exc:

@@ -67,7 +67,8 @@ class HourglassConfig:
             "M": self.M >= 2 and self.M % 2 == 0,
             "num_joints": self.num_joints >= 1,
             "depth": self.depth >= 1,
-            "input_size": self.input_size >= probe_size(self.depth) and self.input_size % probe_size(self.depth) == 0,
+            "input_size": self.depth < 1  # (reported as a depth error above)
+            or (self.input_size >= probe_size(self.depth) and self.input_size % probe_size(self.depth) == 0),
         }
         for key, ok in checks.items():
             if not ok:

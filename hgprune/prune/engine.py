@@ -216,10 +216,12 @@ def prune_to_target(
         def fraction_of(keep: np.ndarray) -> float:
             return planner.size(keep)[kind] / reference[kind]
 
-        def plan_for(group_mult: np.ndarray, ranking: str) -> tuple[np.ndarray, SearchResult]:
+        def plan_for(group_mult: np.ndarray, ranking: str, aim: float = tolerance) -> tuple[np.ndarray, SearchResult]:
+            """Kept widths within ``aim`` of the target if reachable; ``met`` is judged against ``tolerance``."""
             plan = _plan_fn(infos, group_mult, ranking == "global", max_layer_ratio, round_to, round_mode)
             step_down = partial(_step_down, infos, group_mult, max_layer_ratio, round_to)
-            return alloc.plan_to_target(plan, fraction_of, kept, tolerance, partial(_step_priority, infos), step_down)
+            keep, found = alloc.plan_to_target(plan, fraction_of, kept, aim, partial(_step_priority, infos), step_down)
+            return keep, dataclasses.replace(found, met=abs(found.fraction - kept) <= tolerance)
 
         record: dict = {"method": allocation}
         if ratio is not None:
@@ -234,8 +236,11 @@ def prune_to_target(
             bias = alloc.sensitivity_bias(search.sensitivity, prunable) if search.sensitivity else {}
 
             def candidate_plan(candidate: alloc.Candidate) -> tuple[np.ndarray, SearchResult]:
+                """Planned to a quarter of the tolerance: the proxy favours more MACs, so candidates must not differ
+                in size by up to 2 × tolerance (measured: the search otherwise picked plans at the upper edge)."""
                 factors = np.array([candidate.factors.get(u, 1.0) if u else 0.0 for u in units])
-                return plan_for(mult * factors if candidate.ranking == "uniform" else mult, candidate.ranking)
+                group_mult = mult * factors if candidate.ranking == "uniform" else mult
+                return plan_for(group_mult, candidate.ranking, aim=tolerance / 4)
 
             def score(keep: np.ndarray) -> float:
                 clone = _pruned_copy(model, groups, keep, input_size)

@@ -11,7 +11,9 @@ import os
 import shlex
 from pathlib import Path
 
+from hgprune import __version__
 from hgprune.fsutil import atomic_write_text
+from hgprune.report import figures, markdown
 from hgprune.report.runs import RunData, load_runs
 from hgprune.report.tables import (
     all_steps_table,
@@ -46,9 +48,6 @@ def write_report(
     ``commands`` are the commands that produced the report (default: the equivalent ``hgprune report`` line); the
     ``command`` recorded in each run's ``run.json`` is listed before them.
     """
-    from hgprune import __version__
-    from hgprune.report import figures, markdown
-
     runs = load_runs(list(run_dirs))
     out = Path(out_dir)
     given_title = title

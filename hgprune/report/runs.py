@@ -22,6 +22,9 @@ from hgprune.rundir import METRIC_COLUMNS, RunDir
 REQUIRED_COLUMNS = ("step", "arch", "criterion", "macs_fvcore", "pckh_mean")
 TEXT_COLUMNS = ("run", "role", "arch", "criterion", "target_kind")
 NUMERIC_COLUMNS = tuple(c for c in METRIC_COLUMNS if c not in TEXT_COLUMNS)
+# Numeric columns every row must fill with a finite number (others may be empty or NaN: not measured). No column
+# may hold an infinity: every number a run writes is finite, and one infinity spoils the Pareto front and ratios.
+FINITE_COLUMNS = ("step", "macs_fvcore")
 FINISHED_STATES = ("done", "finished", "complete", "completed", "succeeded")
 
 
@@ -94,7 +97,15 @@ def read_metrics(path: Path) -> pd.DataFrame:
             raise HgpruneError(
                 f"{path}: column {column!r} row {row + 1} is not a number ({values[row][:40]!r}); fix or re-run"
             )
-        frame[column] = numbers.astype(float)
+        numbers = numbers.astype(float)
+        unusable = np.isinf(numbers) | (numbers.isna() if column in FINITE_COLUMNS else False)
+        if unusable.any():
+            row = int(np.argmax(unusable.to_numpy()))
+            raise HgpruneError(
+                f"{path}: column {column!r} row {row + 1} is {values.iloc[row][:40]!r}, not a finite number; "
+                "fix or re-run (nothing was written)"
+            )
+        frame[column] = numbers
     steps = frame["step"]
     if steps.isna().any() or (steps != steps.round()).any():
         raise HgpruneError(f"{path}: column 'step' must hold whole numbers on every row")

@@ -24,13 +24,20 @@ def pareto_mask(cost: np.ndarray | list[float], score: np.ndarray | list[float])
     """
     cost = np.asarray(cost, dtype=float)
     score = np.asarray(score, dtype=float)
-    valid = ~(np.isnan(cost) | np.isnan(score))
-    c, s = cost[valid], score[valid]
-    no_worse = (c[None, :] <= c[:, None]) & (s[None, :] >= s[:, None])  # [i, j]: j is no worse than i
-    better = (c[None, :] < c[:, None]) | (s[None, :] > s[:, None])
-    dominated = (no_worse & better).any(axis=1)
+    valid = np.flatnonzero(~(np.isnan(cost) | np.isnan(score)))
     mask = np.zeros(len(cost), dtype=bool)
-    mask[np.flatnonzero(valid)] = ~dominated
+    if not len(valid):
+        return mask
+    # One sort and one sweep (O(n log n), no n × n comparison): by cost, best score first within a cost. A point is
+    # on the front when it has its cost's best score and beats every score of a strictly lower cost.
+    order = valid[np.lexsort((-score[valid], cost[valid]))]
+    c, s = cost[order], score[order]
+    starts = np.r_[True, c[1:] != c[:-1]]  # first point of each distinct cost
+    group = np.cumsum(starts) - 1
+    group_best = s[starts]
+    best_below = np.r_[-np.inf, np.maximum.accumulate(group_best)[:-1]]  # best score at any lower cost
+    on_front = (s == group_best[group]) & ((group == 0) | (s > best_below[group]))
+    mask[order] = on_front
     return mask
 
 

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from hgprune.metrics import DECODERS, decode_heatmaps, decode_to_image, flip_back, pckh
 from hgprune.models.checkpoints import unwrap
 from hgprune.train import distributed as ddp
 from hgprune.train.losses import heatmap_loss
@@ -45,8 +46,6 @@ def flip_permutation(flip_pairs: Any, num_joints: int) -> list[int]:
 
 def predict_heatmaps(model: nn.Module, images: torch.Tensor, flip_perm: list[int] | None = None) -> list[torch.Tensor]:
     """Model outputs; with ``flip_perm`` the last stack is averaged with the mirror image's un-mirrored heatmaps."""
-    from hgprune.metrics import flip_back
-
     outputs = model(images)
     if flip_perm is not None:
         mirrored = flip_back(model(torch.flip(images, dims=[3]))[-1], flip_perm)
@@ -73,7 +72,6 @@ def evaluate_model(
     restored afterwards. ``decode="seed"`` reproduces the seed's ``final_preds`` numbers instead of hgprune's exact
     decoding (see :func:`hgprune.metrics.decode_to_image`).
     """
-    from hgprune.metrics import DECODERS, decode_heatmaps, decode_to_image, pckh
 
     if decode not in DECODERS:
         raise ValueError(f"decode: must be one of {', '.join(DECODERS)}, got {decode!r}")

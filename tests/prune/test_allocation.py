@@ -171,7 +171,6 @@ def test_search_reads_only_its_training_slices():
 
 def test_runner_never_gives_the_engine_validation_data(monkeypatch, tmp_path):
     """The run passes its training split to the search; a validation set that raises on read is never touched."""
-    import hgprune.prune as prune
 
     seen = {}
 
@@ -183,17 +182,18 @@ def test_runner_never_gives_the_engine_validation_data(monkeypatch, tmp_path):
         def __getitem__(self, i):
             raise AssertionError("validation data read during pruning")
 
-    from hgprune.runner import Pipeline, Runner
+    from hgprune import stages
+    from hgprune.pipeline import Pipeline
+    from hgprune.rundir import RunDir
 
     recipe = build(Recipe, {"prune": {"allocation": "search"}, "data": {"calibration_batches": 0}})
-    runner = Runner(recipe, out=tmp_path / "run")
     train = TinyPoseDataset(8)
-    runner._pipeline = Pipeline(recipe, train, Exploding(4))
-    monkeypatch.setattr(prune, "prune_to_target", fake_prune)
+    ctx = stages.RunContext(recipe, RunDir(tmp_path / "run"), _pipeline=Pipeline(recipe, train, Exploding(4)))
+    monkeypatch.setattr(stages, "prune_to_target", fake_prune)
     with pytest.raises(RuntimeError, match="stop here"):
-        runner._prune_step(tiny(), 1, 0.5, 1, model_size(tiny(), 64), None)
+        stages.prune_step(ctx, tiny(), 1, 0.5, 1, model_size(tiny(), 64))
     assert seen["train_set"] is train and seen["allocation"] == "search"
-    assert not any(value is runner._pipeline.val_set for value in seen.values())
+    assert not any(value is ctx.pipeline.val_set for value in seen.values())
 
 
 def test_sensitivity_csv_biases_less_sensitive_parts_to_lose_more(tmp_path):

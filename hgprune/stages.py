@@ -1,0 +1,303 @@
+"""The stages of ``hgprune run``: baseline → [prune → fine-tune → measure]* → finish (export + report).
+
+Each stage is a function of a :class:`RunContext` (the recipe, its run directory and the data pipeline) and the
+model, and returns what the next stage needs. A step's work depends only on the previous step's weights, the recipe
+seed and the step number (calibration batches, fine-tuning order and the criterion's randomness are seeded from
+them), so a run killed anywhere and resumed ends with exactly the metrics of an uninterrupted run on CPU.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from hgprune import __version__
+from hgprune.console import kept_text, log, row_line, summary_table
+from hgprune.export import SUFFIXES, export_model, quantize_model
+from hgprune.fsutil import atomic_write_text
+from hgprune.metrics import GROUPS
+from hgprune.models import HourglassConfig, HourglassNet, build_model, parse_arch, save_model
+from hgprune.models.checkpoints import load_checkpoint
+from hgprune.models.normalization import Normalization
+from hgprune.pipeline import Pipeline
+from hgprune.profile import conv_macs, count_params, profile_model
+from hgprune.prune import get_criterion, model_size, prune_to_target, schedule_targets
+from hgprune.recipe import Recipe, TrainSection
+from hgprune.report import write_report
+from hgprune.rundir import METRIC_COLUMNS, MetricsRow, RunDir
+from hgprune.train import Trainer, evaluate_model
+from hgprune.train.losses import heatmap_loss
+
+EPOCHS_PER_STEP_SLOT = 1000  # fine-tuning epochs of step k are numbered k*1000+…, so every epoch has its own seed
+INT8_FORMAT = "onnx_int8"  # export.formats entry: INT8 ONNX behind the accuracy gate
+
+
+@dataclass
+class RunContext:
+    """What every stage of one run shares. The pipeline is built once the baseline model (and so the input
+    normalisation its data must have) is known."""
+
+    recipe: Recipe
+    run: RunDir
+    normalization: Normalization | None = None
+    _pipeline: Pipeline | None = field(default=None, repr=False)
+
+    @property
+    def pipeline(self) -> Pipeline:
+        if self._pipeline is None:
+            if self.normalization is None:
+                raise RuntimeError("the pipeline is built from the baseline model's normalisation; load it first")
+            self._pipeline = Pipeline.from_recipe(self.recipe, self.normalization)
+        return self._pipeline
+
+    def targets(self) -> list[float]:
+        """Kept fraction of the original model after each prune step."""
+        p = self.recipe.prune
+        return schedule_targets(p.target.kept, p.steps, kind=p.schedule) if p.steps else []
+
+
+@dataclass
+class Step:
+    """A completed step: the model after it and its metrics row (``MetricsRow.to_dict()``)."""
+
+    model: HourglassNet
+    row: dict
+
+
+def baseline(ctx: RunContext) -> tuple[Step, dict]:
+    """Step 0: load the recorded baseline, or train / import it and measure it. Returns it and the reference sizes
+    (MACs, params, channels of the unpruned model) every later step is a fraction of."""
+    r = ctx.recipe
+    path = ctx.run.step_checkpoint(0)
+    if 0 in ctx.run.completed_steps():
+        model, info = load_checkpoint(path)
+        ctx.normalization = model.config.normalization
+        row = info["meta"]["row"]
+        log(f"[baseline] already done: PCKh {row['pckh_mean']:.2f} (resumed)")
+    else:
+        started = time.perf_counter()
+        expect = HourglassConfig(
+            num_stacks=parse_arch(r.model.arch),
+            N=r.model.N,
+            M=r.model.M,
+            num_joints=r.model.num_joints,
+            input_size=r.model.input_size,
+            normalization=r.model.normalization,
+        )
+        epochs, loss = 0, math.nan
+        if r.baseline.checkpoint:
+            model, _ = load_checkpoint(r.baseline.checkpoint, expect=expect)
+            # the recipe's input size, the checkpoint's normalisation (what its weights were trained with)
+            model.config = dataclasses.replace(expect, normalization=model.config.normalization)
+            ctx.normalization = model.config.normalization
+            log(f"[baseline] loaded {r.baseline.checkpoint} (input normalisation {ctx.normalization.describe()})")
+        else:
+            torch.manual_seed(r.seed)
+            model = HourglassNet(expect)
+            ctx.normalization = model.config.normalization
+            epochs = r.baseline.train.epochs
+            log(f"[baseline] training {expect.arch} N={expect.N} M={expect.M} from scratch for {epochs} epoch(s)")
+            loss = fine_tune(ctx, model, r.baseline.train, epochs, start_epoch=0)
+        row = measure(ctx, model, step=0, target=1.0, reference=None, epochs=epochs, loss=loss)
+        row["wall_s"] = round(time.perf_counter() - started, 3)
+        save_model(model, path, meta={"step": 0, "row": row, "recipe": r.name})
+        write_metrics(ctx, [row])
+        log(row_line("baseline", row))
+    reference = {**model_size(model, r.model.input_size), "macs_fvcore": row["macs_fvcore"]}
+    return Step(model, row), reference
+
+
+def teacher_for(ctx: RunContext, model: HourglassNet) -> HourglassNet | None:
+    """A frozen copy of the unpruned model when the recipe distils from it."""
+    return copy.deepcopy(model).eval() if ctx.recipe.finetune.distill.weight > 0 else None
+
+
+def resumed_step(ctx: RunContext, step: int, total: int) -> Step:
+    model, info = load_checkpoint(ctx.run.step_checkpoint(step))
+    row = info["meta"]["row"]
+    log(f"[step {step}/{total}] already done: kept MACs {row['macs_ratio']:.3f}, PCKh {row['pckh_mean']:.2f} (resumed)")
+    return Step(model, row)
+
+
+def prune_step(
+    ctx: RunContext, model: HourglassNet, step: int, kept: float, total: int, reference: dict, teacher=None
+) -> Step:
+    """Prune ``model`` in place to ``kept`` of the reference, fine-tune it, measure it and record the step."""
+    r = ctx.recipe
+    started = time.perf_counter()
+    step_seed = r.seed * 1_000_003 + step
+    torch.manual_seed(step_seed)
+    criterion = get_criterion(r.prune.criterion)
+    criterion.reseed(step_seed)
+    result = prune_to_target(
+        model,
+        criterion=criterion,
+        kind=r.prune.target.kind,
+        kept=kept,
+        reference=reference,
+        input_size=r.model.input_size,
+        allocation=r.prune.allocation,
+        recalibrate_bn=r.prune.recalibrate_bn,
+        search=r.prune.search,
+        train_set=ctx.pipeline.train_set,
+        seed=step_seed,
+        part_ratios=dict(r.prune.part_ratios) or None,
+        max_layer_ratio=r.prune.max_layer_ratio,
+        round_to=r.prune.round_to,
+        round_mode=r.prune.round_mode,
+        prune_trunk=r.prune.prune_trunk,
+        calibration=ctx.pipeline.calibration_batches(step),
+        loss_fn=heatmap_loss,
+        tolerance=r.prune.tolerance,
+    )
+    ctx.run.write_allocation(step, result.allocation)
+    log(
+        f"[step {step}/{total}] pruned with {r.prune.criterion} to kept {r.prune.target.kind} "
+        f"{kept_text(result, r.prune.target.kind)} (target {kept:.3f})"
+    )
+    epochs = r.finetune.epochs_per_step + (r.finetune.final_epochs if step == total else 0)
+    loss = fine_tune(ctx, model, r.finetune.train, epochs, start_epoch=step * EPOCHS_PER_STEP_SLOT, teacher=teacher)
+    row = measure(ctx, model, step=step, target=kept, reference=reference, epochs=epochs, loss=loss)
+    row["wall_s"] = round(time.perf_counter() - started, 3)
+    save_model(model, ctx.run.step_checkpoint(step), meta={"step": step, "row": row, "recipe": r.name})
+    log(row_line(f"step {step}/{total}", row))
+    return Step(model, row)
+
+
+def fine_tune(
+    ctx: RunContext, model: HourglassNet, section: TrainSection, epochs: int, start_epoch: int, teacher=None
+) -> float:
+    """Train ``model`` in place for ``epochs``; the last epoch's training loss (NaN when nothing was trained)."""
+    if epochs <= 0:
+        return math.nan
+    r = ctx.recipe
+    cfg = ctx.pipeline.train_config(
+        section,
+        epochs=epochs,
+        start_epoch=start_epoch,
+        bn_l1=r.finetune.bn_l1 if start_epoch else 0.0,
+        distill=r.finetune.distill.weight if teacher is not None else 0.0,
+    )
+    # no per-epoch validation: every step is measured once, after its fine-tuning
+    history = Trainer(model, ctx.pipeline.train_set, None, cfg, teacher=teacher).fit(start_epoch=start_epoch)
+    model.eval()
+    losses = [h["loss"] for h in history if "loss" in h]
+    return float(losses[-1]) if losses else math.nan
+
+
+def measure(
+    ctx: RunContext, model: HourglassNet, step: int, target: float, reference: dict | None, epochs: int, loss: float
+) -> dict:
+    """PCKh on the validation split plus params, MACs and latency: the step's :class:`MetricsRow` as a dict."""
+    r = ctx.recipe
+    result = evaluate_model(
+        model,
+        ctx.pipeline.val_set,
+        batch_size=r.eval.batch_size,
+        device=r.device,
+        flip_test=r.eval.flip_test,
+        workers=r.data.workers,
+    )
+    model.to("cpu")
+    prof = profile_model(
+        model,
+        input_size=r.profile.input_size or r.model.input_size,
+        latency=r.profile.latency,
+        thop=r.profile.thop,
+        parts=False,
+        warmup=r.profile.warmup,
+        repeats=r.profile.repeats,
+        threads=r.profile.threads,
+    )
+    reference = reference or {"params": prof.params, "macs_fvcore": prof.macs_fvcore}
+    mpii = result.mpii
+    return MetricsRow(
+        run=r.name,
+        step=step,
+        arch=r.model.arch,
+        N=r.model.N,
+        M=r.model.M,
+        role=r.role,
+        criterion=r.prune.criterion,
+        target_kind=r.prune.target.kind,
+        target=round(float(target), 6),
+        params=prof.params,
+        macs_fvcore=prof.macs_fvcore,
+        macs_thop=prof.macs_thop,
+        conv_macs=prof.conv_macs,
+        macs_ratio=round(prof.macs_fvcore / reference["macs_fvcore"], 6),
+        params_ratio=round(prof.params / reference["params"], 6),
+        latency_ms=round(prof.latency.median_ms, 4) if prof.latency else None,
+        latency_p90_ms=round(prof.latency.p90_ms, 4) if prof.latency else None,
+        pckh_mean=round(float(mpii.mean), 4),
+        pckh_seed_mean=round(float(result.seed.mean), 4),
+        pckh_01=round(float(mpii.pckh_01), 4),
+        auc=round(float(mpii.auc), 4),
+        pckh_groups={g: round(float(mpii.groups[g]), 4) for g in GROUPS},
+        finetune_epochs=epochs,
+        train_loss=None if math.isnan(loss) else round(loss, 8),
+    ).to_dict()
+
+
+def write_metrics(ctx: RunContext, rows: list[dict]) -> None:
+    """``metrics.csv`` and ``metrics.json``, re-derived from the step rows."""
+    frame = pd.DataFrame(rows, columns=list(METRIC_COLUMNS))
+    atomic_write_text(ctx.run.metrics_csv, frame.to_csv(index=False))
+    atomic_write_text(ctx.run.metrics_json, json.dumps(rows, indent=2) + "\n")
+
+
+def finish(ctx: RunContext, model: HourglassNet, rows: list[dict]) -> dict[str, str]:
+    """The final model, the recipe's exports, ``run.json`` marked finished, the report. Returns the exported files."""
+    r = ctx.recipe
+    final = ctx.run.final_model
+    save_model(model, final, meta={"recipe": r.name, "row": rows[-1], "hgprune_version": __version__})
+    exported = {"hgprune": str(final)}
+    for fmt in r.export.formats:
+        if fmt == "hgprune":
+            continue
+        if fmt == INT8_FORMAT:  # scored against FP32 on the recipe's validation split; not written above the gate
+            target = ctx.run.final / "model.int8.onnx"
+            q = quantize_model(model, target, r, time_runtime=False)
+            log(f"[export] {fmt}: PCKh {q.pckh_fp32:.2f} → {q.pckh_int8:.2f}" + ("" if q.written else " (not written)"))
+            if q.written:
+                exported[fmt] = str(target)
+            continue
+        target = ctx.run.final / f"model{SUFFIXES[fmt]}"
+        result = export_model(model, fmt, target, input_size=r.model.input_size)
+        exported[fmt] = str(target)
+        log(f"[export] {fmt}: {target} (max abs diff vs PyTorch {result.max_abs_diff:.2e})")
+    write_metrics(ctx, rows)
+    ctx.run.write_state(status="finished", finished=time.strftime("%Y-%m-%dT%H:%M:%S"), exported=exported)
+    write_report([ctx.run.root], ctx.run.report, commands=[ctx.run.read_state().get("command", "")])
+    log("")
+    log(summary_table(rows))
+    log(f"\nfinal model: {final}   report: {Path(ctx.run.report) / 'report.md'}")
+    return exported
+
+
+def plan(recipe: Recipe) -> list[dict]:
+    """Planned steps with their target MACs / params, computed without data or training (``--dry-run``)."""
+    m = recipe.model
+    model = build_model(m.arch, N=m.N, M=m.M, num_joints=m.num_joints, input_size=m.input_size)
+    macs, params = conv_macs(model, m.input_size), count_params(model)
+    kind = recipe.prune.target.kind
+    rows = [{"step": 0, "kept": 1.0, "macs": macs, "params": params, "note": "baseline"}]
+    steps = recipe.prune.steps
+    targets = schedule_targets(recipe.prune.target.kept, steps, recipe.prune.schedule) if steps else []
+    for step, kept in enumerate(targets, 1):
+        if kind == "macs":
+            est = {"macs": macs * kept, "params": None, "note": "MACs target"}
+        elif kind == "params":
+            est = {"macs": None, "params": params * kept, "note": "params target"}
+        else:
+            est = {"macs": macs * kept**2, "params": params * kept**2, "note": "channels target (≈ kept² estimate)"}
+        rows.append({"step": step, "kept": kept, **est})
+    return rows
