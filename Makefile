@@ -11,7 +11,7 @@ $(STAMP): setup.cfg pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	# torch first, pinned, so that no dependency can pull the multi-GB CUDA build
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev,deploy]'
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev,deploy,tracking,cluster]'
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -208,6 +208,7 @@ class ExportSection:
 @dataclass(frozen=True)
 class OutputSection:
     dir: str | None = None  # default runs/<name>
+    tensorboard: bool = False  # TensorBoard event files in <run>/tensorboard (hgprune.tracking; hgprune[tracking])
 
 
 @dataclass(frozen=True)

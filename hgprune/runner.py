@@ -22,6 +22,7 @@ from hgprune.pipeline import Pipeline
 from hgprune.recipe import RESUME_MUTABLE, Recipe, dump_recipe, recipe_changes, recipe_from_resolved
 from hgprune.rundir import RunDir
 from hgprune.stages import EPOCHS_PER_STEP_SLOT, RunContext, plan
+from hgprune.tracking import run_tracker
 
 __all__ = ["EPOCHS_PER_STEP_SLOT", "Pipeline", "Runner", "plan"]
 
@@ -35,6 +36,7 @@ class Runner:
         self.resume = resume
         self.command = command or "hgprune " + " ".join(sys.argv[1:])
         self.context = RunContext(recipe, self.run)
+        self.tracker = run_tracker(recipe, self.run.root) if recipe.output.tensorboard else None  # TensorBoard
 
     def execute(self) -> list[dict]:
         """Run (or continue) every step; returns the metrics rows. Errors leave the completed steps on disk and
@@ -69,6 +71,8 @@ class Runner:
             ) from None
         finally:
             self.run.release_lock()
+            if self.tracker is not None:
+                self.tracker.close()
 
     def _check_start(self) -> None:
         """The run can start here: its device exists, and a directory with completed steps continues only with
@@ -98,6 +102,7 @@ class Runner:
         done = set(self.run.completed_steps())
         current, reference = stages.baseline(ctx)
         rows = [current.row]
+        self._track(current)
         teacher = stages.teacher_for(ctx, current.model)
         for step, kept in enumerate(targets, start=1):
             if step in done:
@@ -105,9 +110,15 @@ class Runner:
             else:
                 current = stages.prune_step(ctx, current.model, step, kept, len(targets), reference, teacher)
             rows.append(current.row)
+            self._track(current)
             stages.write_metrics(ctx, rows)
         stages.finish(ctx, current.model, rows)
         return rows
+
+    def _track(self, step: stages.Step) -> None:
+        """Every step, resumed ones included, so a restarted run's curves are complete (same values, same steps)."""
+        if self.tracker is not None:
+            self.tracker.step(step.row, step.model)
 
 
 @contextmanager

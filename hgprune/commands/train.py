@@ -17,6 +17,7 @@ from hgprune.commands.common import add_data_arguments, check_device, datasets_f
 from hgprune.errors import HgpruneError
 from hgprune.models import ARCHS, build_model, load_model
 from hgprune.models.normalization import NORMALIZATIONS
+from hgprune.tracking import require_tensorboard, train_tracker
 from hgprune.train import TrainConfig, Trainer
 from hgprune.train import distributed as ddp
 from hgprune.train.checkpointing import (
@@ -65,10 +66,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--no-augment", dest="augment", action="store_false",
         help="no random augmentation of the training split (SynthPose already draws random poses)",
     )  # fmt: skip
+    parser.add_argument(
+        "--tensorboard", action="store_true", help="also write TensorBoard event files into --checkpoint/tensorboard"
+    )
 
 
 def main(args: argparse.Namespace) -> int:
     input_size = parse_input_shape(args.input_shape)
+    if args.tensorboard:
+        require_tensorboard()  # before any data is built or generated
     check_device(args.device)
     device = ddp.init_from_env(args.device)
     try:
@@ -117,6 +123,7 @@ def _train(args: argparse.Namespace, input_size: int, device: str) -> int:
     main_rank = ddp.is_main()
     rows = read_log(out_dir / "log.csv", start_epoch) if state is not None and main_rank else []
     best = {"acc": best_acc}
+    tracker = train_tracker(vars(args) | cfg.to_dict(), out_dir) if args.tensorboard and main_rank else None
     if main_rank:
         out_dir.mkdir(parents=True, exist_ok=True)
         print(
@@ -140,6 +147,8 @@ def _train(args: argparse.Namespace, input_size: int, device: str) -> int:
         save_training_checkpoint(payload, out_dir, is_best=is_best, snapshot=args.snapshot)
         rows.append(row)
         write_logs(out_dir, rows)
+        if tracker is not None:
+            tracker.epoch(row)
         print(
             f"epoch {row['epoch']:>3}/{cfg.epochs}  lr {row['lr']:.3g}  loss {row['loss']:.6f}  "
             f"val_loss {row['val_loss']:.6f}  PCKh {row['pckh']:.2f} (seed {row['pckh_seed']:.2f})  "
@@ -148,6 +157,8 @@ def _train(args: argparse.Namespace, input_size: int, device: str) -> int:
         )
 
     trainer.fit(start_epoch=start_epoch, on_epoch_end=on_epoch_end)
+    if tracker is not None:
+        tracker.close()
     if main_rank:
         print(f"best validation PCKh {best['acc']:.2f}; files in {out_dir}")
     return 0

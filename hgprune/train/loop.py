@@ -158,6 +158,7 @@ class Trainer:
                     pckh_seed=result.seed.mean,
                     pckh_01=result.mpii.pckh_01,
                     auc=result.mpii.auc,
+                    pckh_groups=dict(result.mpii.groups),  # per joint group (hgprune.metrics.GROUPS)
                 )
             row["wall_s"] = time.perf_counter() - started
             self.epoch = epoch + 1
