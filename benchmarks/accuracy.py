@@ -25,7 +25,6 @@ import json
 import statistics
 import sys
 import time
-import typing
 from dataclasses import replace
 from pathlib import Path
 
@@ -33,15 +32,12 @@ from common import REPORT_DIR, environment, environment_md, md_table, write_repo
 from scipy import stats
 
 from hgprune.fsutil import safe_torch_load
-from hgprune.prune import CRITERIA
-from hgprune.recipe import PruneSection, Recipe, TrainSection, load_recipe
+from hgprune.prune import ALLOCATIONS, CRITERIA
+from hgprune.recipe import Recipe, TrainSection, load_recipe
 from hgprune.rundir import RunDir
 from hgprune.runner import Runner
 from hgprune.sweep import scratch_recipe
 
-ALLOCATIONS = tuple(
-    a for t in typing.get_args(typing.get_type_hints(PruneSection)["allocation"]) for a in typing.get_args(t)
-)  # the recipe's choices (uniform, global, search)
 PLATEAU_GAIN = 0.5  # a parent is at its plateau when its last 20 % of epochs added less than this (PCKh points)
 
 

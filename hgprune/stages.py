@@ -29,7 +29,7 @@ from hgprune.models.checkpoints import load_checkpoint
 from hgprune.models.normalization import Normalization
 from hgprune.pipeline import Pipeline
 from hgprune.profile import conv_macs, count_params, profile_model
-from hgprune.prune import get_criterion, model_size, prune_to_target, schedule_targets
+from hgprune.prune import get_criterion, model_size, prune_with, schedule_targets
 from hgprune.recipe import Recipe, TrainSection
 from hgprune.report import write_report
 from hgprune.rundir import METRIC_COLUMNS, MetricsRow, RunDir
@@ -137,26 +137,17 @@ def prune_step(
     torch.manual_seed(step_seed)
     criterion = get_criterion(r.prune.criterion)
     criterion.reseed(step_seed)
-    result = prune_to_target(
+    result = prune_with(
         model,
-        criterion=criterion,
-        kind=r.prune.target.kind,
+        r.prune,
         kept=kept,
+        criterion=criterion,
         reference=reference,
         input_size=r.model.input_size,
-        allocation=r.prune.allocation,
-        recalibrate_bn=r.prune.recalibrate_bn,
-        search=r.prune.search,
-        train_set=ctx.pipeline.train_set,
-        seed=step_seed,
-        part_ratios=dict(r.prune.part_ratios) or None,
-        max_layer_ratio=r.prune.max_layer_ratio,
-        round_to=r.prune.round_to,
-        round_mode=r.prune.round_mode,
-        prune_trunk=r.prune.prune_trunk,
         calibration=ctx.pipeline.calibration_batches(step),
         loss_fn=heatmap_loss,
-        tolerance=r.prune.tolerance,
+        train_set=ctx.pipeline.train_set,
+        seed=step_seed,
     )
     ctx.run.write_allocation(step, result.allocation)
     log(

@@ -13,7 +13,7 @@ from hgprune.prune.criteria import (
     group_layers,
     register_criterion,
 )
-from hgprune.prune.engine import PruneResult, model_size, prune_to_target
+from hgprune.prune.engine import PruneResult, model_size, prune_to_target, prune_with
 from hgprune.prune.targets import round_keep, schedule_targets, search_ratio
 
 __all__ = [
@@ -30,6 +30,7 @@ __all__ = [
     "group_layers",
     "model_size",
     "prune_to_target",
+    "prune_with",
     "recalibrate_bn",
     "register_criterion",
     "round_keep",

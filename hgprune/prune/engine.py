@@ -30,8 +30,16 @@ from torch import nn
 
 from hgprune.errors import HgpruneError
 from hgprune.models.checkpoints import unwrap
-from hgprune.models.hourglass import HourglassNet, model_parts, part_of
-from hgprune.profile import conv_macs, count_params
+from hgprune.models.hourglass import (
+    HEAD_PREFIX,
+    TRUNK_ROOT,
+    HourglassNet,
+    base_width,
+    model_parts,
+    part_of,
+    probe_size,
+)
+from hgprune.profile import conv_macs, conv_pair_macs, count_params
 from hgprune.prune import allocation as alloc
 from hgprune.prune.bn import recalibrate_bn as _recalibrate_bn
 from hgprune.prune.criteria import Criterion, get_criterion, group_layers
@@ -41,7 +49,6 @@ log = logging.getLogger(__name__)
 
 KINDS = ("macs", "params", "channels")
 TRUNK = "trunk"
-TRUNK_ROOT = "layer3.0.conv3"  # first producer of the M-wide trunk; its group is the whole coupled trunk
 
 
 @dataclass
@@ -202,8 +209,7 @@ def prune_to_target(
         torch.set_num_threads(1)  # graph bookkeeping is tiny ops; extra threads only spin on a busy machine
         model.eval()  # tracing must not touch BatchNorm running statistics
         graph, pair_macs = _trace(model, input_size)
-        heads = [m for n, m in model.named_modules() if n.startswith("score.") and isinstance(m, nn.Conv2d)]
-        raw_groups = list(graph.get_all_groups(ignored_layers=heads, root_module_types=[nn.Conv2d]))
+        raw_groups = list(graph.get_all_groups(ignored_layers=_heads(model), root_module_types=[nn.Conv2d]))
         watch.lap("graph_s")
 
         groups = _describe_groups(model, raw_groups, criterion)
@@ -327,6 +333,44 @@ class _Stopwatch:
         self._last = now
 
 
+def prune_with(
+    model: nn.Module,
+    section: Any,
+    *,
+    kept: float,
+    criterion: Criterion | str,
+    reference: dict[str, int] | None,
+    input_size: int,
+    calibration: Iterable | None = None,
+    loss_fn: Callable | None = None,
+    train_set: Any = None,
+    seed: int = 0,
+) -> PruneResult:
+    """:func:`prune_to_target` driven by a recipe's ``prune`` section (:class:`hgprune.recipe.PruneSection`): the
+    one place recipe keys become engine options."""
+    return prune_to_target(
+        model,
+        criterion=criterion,
+        kind=section.target.kind,
+        kept=kept,
+        reference=reference,
+        input_size=input_size,
+        allocation=section.allocation,
+        part_ratios=dict(section.part_ratios) or None,
+        max_layer_ratio=section.max_layer_ratio,
+        round_to=section.round_to,
+        round_mode=section.round_mode,
+        prune_trunk=section.prune_trunk,
+        calibration=calibration,
+        loss_fn=loss_fn,
+        tolerance=section.tolerance,
+        recalibrate_bn=section.recalibrate_bn,
+        search=section.search,
+        train_set=train_set,
+        seed=seed,
+    )
+
+
 def _validate(kind: str, kept: float, round_mode: str, tolerance: float, max_layer_ratio: float, round_to) -> None:
     if kind not in KINDS:
         raise HgpruneError(f"prune.target kind: unknown {kind!r}; valid: {', '.join(KINDS)}")
@@ -362,34 +406,27 @@ def _part_multipliers(model: nn.Module, part_ratios: dict[str, float] | None, pr
 
 
 def _trace(model: nn.Module, input_size: int) -> tuple[Any, dict[nn.Module, int]]:
-    """Dependency graph from one forward at the smallest valid size, plus every conv's MACs per (in × out) channel.
-
-    Feature-map sizes never change with pruning, so ``kh · kw · H · W`` per conv (scaled from the probe size to
-    ``input_size``, as :func:`hgprune.profile.conv_macs` does) makes every later MACs count pure arithmetic.
-    """
-    probe = 4 * 2 ** getattr(getattr(model, "config", None), "depth", 4)
-    if input_size % probe:
-        raise HgpruneError(f"model.input_size: must be a multiple of {probe}, got {input_size}")
-    scale = (input_size // probe) ** 2
-    pair_macs: dict[nn.Module, int] = {}
-
-    def record(module: nn.Conv2d, _inputs, output: torch.Tensor) -> None:
-        per_pair = math.prod(module.kernel_size) // module.groups * output.shape[-1] * output.shape[-2] * scale
-        pair_macs[module] = pair_macs.get(module, 0) + per_pair
-
-    hooks = [m.register_forward_hook(record) for m in model.modules() if isinstance(m, nn.Conv2d)]
+    """Dependency graph from one forward at the smallest valid size, plus every conv's MACs per (in × out) channel
+    pair (:func:`hgprune.profile.conv_pair_macs`), which makes every later MACs count pure arithmetic."""
+    modules = dict(model.named_modules())
     try:
-        graph = tp.DependencyGraph().build_dependency(
-            model,
-            example_inputs=torch.zeros(1, 3, probe, probe, device=next(model.parameters()).device),
-            forward_fn=lambda net, x: net(x),  # tp would first try net(*x), a partial unbatched forward
-            output_transform=lambda outputs: sum(o.sum() for o in outputs),
-            verbose=False,
-        )
-    finally:
-        for hook in hooks:
-            hook.remove()
+        pair_macs = {modules[name]: pair for name, pair in conv_pair_macs(model, input_size).items()}
+    except HgpruneError as exc:
+        raise HgpruneError(f"model.{exc}") from None
+    probe = probe_size(getattr(getattr(model, "config", None), "depth", 4))
+    graph = tp.DependencyGraph().build_dependency(
+        model,
+        example_inputs=torch.zeros(1, 3, probe, probe, device=next(model.parameters()).device),
+        forward_fn=lambda net, x: net(x),  # tp would first try net(*x), a partial unbatched forward
+        output_transform=lambda outputs: sum(o.sum() for o in outputs),
+        verbose=False,
+    )
     return graph, pair_macs
+
+
+def _heads(model: nn.Module) -> list[nn.Module]:
+    """The score heads: one channel per joint, never pruned."""
+    return [m for n, m in model.named_modules() if n.startswith(HEAD_PREFIX) and isinstance(m, nn.Conv2d)]
 
 
 def _measured_size(model: nn.Module, pair_macs: dict[nn.Module, int]) -> dict[str, int]:
@@ -420,20 +457,9 @@ def _prune_group(graph: Any, info: _Group, group: Any, channels: np.ndarray) -> 
 
 
 def _base_width(name: str, model: nn.Module, width: int) -> int:
-    """Out-channels of conv ``name`` in the unpruned architecture (N sets the stem, M the trunk; docs/DESIGN.md §1)."""
+    """Out-channels of conv ``name`` in the unpruned architecture (a foreign model: its current width)."""
     config = getattr(model, "config", None)
-    if not isinstance(model, HourglassNet) or config is None:
-        return width
-    N, M = config.N, config.M
-    head, last = name.split(".")[0], name.split(".")[-1]
-    if name == "conv1":
-        return N // 2
-    if head in ("layer1", "layer2", "layer3", "hg", "res"):
-        planes = {"layer1": N // 2, "layer2": N, "layer3": M // 2}.get(head, M // 2)
-        return planes if last in ("conv1", "conv2") else 2 * planes
-    if head == "score":
-        return config.num_joints
-    return M  # fc.{s}.0, fc_.{s}, score_.{s}
+    return base_width(name, config) if isinstance(model, HourglassNet) and config is not None else width
 
 
 def _describe_groups(model: nn.Module, raw_groups: list, criterion: Criterion) -> list[tuple[_Group, Any]]:
@@ -554,9 +580,8 @@ def _pruned_copy(model: nn.Module, groups: list[tuple[_Group, Any]], keep: np.nd
     clone = copy.deepcopy(model)
     graph, _ = _trace(clone, input_size)
     names = dict(clone.named_modules())
-    heads = [m for n, m in names.items() if n.startswith("score.") and isinstance(m, nn.Conv2d)]
     by_root = {}
-    for group in graph.get_all_groups(ignored_layers=heads, root_module_types=[nn.Conv2d]):
+    for group in graph.get_all_groups(ignored_layers=_heads(clone), root_module_types=[nn.Conv2d]):
         by_root[group[0].dep.target.module] = group
     for (info, _), keep_count in zip(groups, keep):
         n_remove = info.width - int(keep_count)

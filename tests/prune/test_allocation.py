@@ -186,12 +186,13 @@ def test_runner_never_gives_the_engine_validation_data(monkeypatch, tmp_path):
 
     from hgprune import stages
     from hgprune.pipeline import Pipeline
+    from hgprune.prune import engine
     from hgprune.rundir import RunDir
 
     recipe = build(Recipe, {"prune": {"allocation": "search"}, "data": {"calibration_batches": 0}})
     train = TinyPoseDataset(8)
     ctx = stages.RunContext(recipe, RunDir(tmp_path / "run"), _pipeline=Pipeline(recipe, train, Exploding(4)))
-    monkeypatch.setattr(stages, "prune_to_target", fake_prune)
+    monkeypatch.setattr(engine, "prune_to_target", fake_prune)
     with pytest.raises(RuntimeError, match="stop here"):
         stages.prune_step(ctx, tiny(), 1, 0.5, 1, model_size(tiny(), 64))
     assert seen["train_set"] is train and seen["allocation"] == "search"
