@@ -27,10 +27,11 @@ from pathlib import Path
 from common import REPORT_DIR, environment, environment_md, md_table, write_report  # noqa: E402
 
 from hgprune.models.checkpoints import load_checkpoint  # noqa: E402
+from hgprune.pipeline import Pipeline  # noqa: E402
+from hgprune.prune import CRITERIA  # noqa: E402
 from hgprune.recipe import PruneSection, Recipe, load_recipe  # noqa: E402
-from hgprune.runner import Pipeline, Runner  # noqa: E402
+from hgprune.runner import Runner  # noqa: E402
 
-CRITERIA = ("l1", "bn_gamma", "taylor", "random")
 NAME = "allocation_study"
 
 

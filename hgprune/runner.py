@@ -18,13 +18,10 @@ import torch
 from hgprune import __version__, stages
 from hgprune.errors import HgpruneError
 from hgprune.fsutil import atomic_write_text
-from hgprune.pipeline import Pipeline
 from hgprune.recipe import RESUME_MUTABLE, Recipe, dump_recipe, recipe_changes, recipe_from_resolved
 from hgprune.rundir import RunDir
-from hgprune.stages import EPOCHS_PER_STEP_SLOT, RunContext, plan
+from hgprune.stages import RunContext
 from hgprune.tracking import run_tracker
-
-__all__ = ["EPOCHS_PER_STEP_SLOT", "Pipeline", "Runner", "plan"]
 
 
 class Runner:
