@@ -32,6 +32,7 @@ from hgprune.export.core import export_metadata
 from hgprune.export.fold import fold_batchnorm
 from hgprune.metrics import decode_heatmaps, to_image_coords
 from hgprune.models import HourglassConfig, load_model
+from hgprune.models.hourglass import check_input_size
 from hgprune.train.evaluation import predict_heatmaps
 
 BACKENDS = ("torch", "torchscript", "onnxruntime")
@@ -161,10 +162,7 @@ class Predictor:
     # -- backends ------------------------------------------------------------------------------------------------
 
     def _size(self, input_size: int | None, fixed: int | None = None) -> int:
-        size = int(input_size or fixed or self.config.input_size)
-        multiple = 4 * 2**self.config.depth
-        if size % multiple or size < multiple:
-            raise HgpruneError(f"input_size: must be a positive multiple of {multiple}, got {size}")
+        size = check_input_size(int(input_size or fixed or self.config.input_size), self.config.depth)
         if fixed is not None and size != fixed:
             raise HgpruneError(f"{self.name}: the graph takes {fixed}×{fixed} inputs; input_size {size} cannot run")
         return size

@@ -727,3 +727,13 @@ def test_hostile_checkpoint_configs_load_or_are_one_line(tmp_path, checkpoint, c
     else:
         stored = {k: tuple(v.shape) for k, v in checkpoint["state_dict"].items()}
         assert {k: tuple(v.shape) for k, v in model.state_dict().items()} == stored
+
+
+def test_export_repeats_must_be_positive(tmp_path, capsys):
+    from hgprune.cli import main
+    from hgprune.models import build_preset, save_model
+
+    save_model(build_preset("tiny"), tmp_path / "m.pt")
+    assert main(["export", str(tmp_path / "m.pt"), "--format", "torchscript", "--repeats", "0"]) == 2
+    assert "--repeats: must be >= 1, got 0" in capsys.readouterr().err
+    assert not (tmp_path / "m.torchscript.pt").exists()

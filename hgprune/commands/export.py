@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from hgprune.commands.common import flag_names
 from hgprune.errors import HgpruneError
 
 
@@ -49,6 +50,11 @@ def default_out(checkpoint: Path, fmt: str, quantize: str | None = None) -> Path
 
 
 def main(args: argparse.Namespace) -> int:
+    with flag_names(input_size="--input-size"):
+        return _main(args)
+
+
+def _main(args: argparse.Namespace) -> int:
     from hgprune import load_model
     from hgprune.export import export_model, require_deploy
 
@@ -64,6 +70,8 @@ def main(args: argparse.Namespace) -> int:
         raise HgpruneError(f"{out}: already exists; pass --force to overwrite")
     if args.tolerance <= 0:
         raise HgpruneError(f"--tolerance: must be > 0, got {args.tolerance}")
+    if args.repeats < 1:
+        raise HgpruneError(f"--repeats: must be >= 1, got {args.repeats}")
     model = load_model(source)
     if args.quantize:
         return _quantize(model, out, args)

@@ -12,6 +12,7 @@ import torch
 from hgprune.data import transforms as T
 from hgprune.data.mpii import GroundTruth, PoseRecord, headboxes_from_scale
 from hgprune.errors import HgpruneError
+from hgprune.models.hourglass import check_input_size
 from hgprune.models.normalization import DEFAULT as DEFAULT_NORMALIZATION
 from hgprune.models.normalization import Normalization, get_normalization
 
@@ -52,8 +53,7 @@ class PoseDataset(torch.utils.data.Dataset):
         normalization: Normalization | str | dict = DEFAULT_NORMALIZATION,
         target_weight: str = "visible",
     ) -> None:
-        if input_size % 64:
-            raise HgpruneError(f"input_size: must be a multiple of 64, got {input_size}")
+        check_input_size(input_size)
         if target_weight not in TARGET_WEIGHTS:
             raise HgpruneError(f"target_weight: unknown {target_weight!r}; choose one of {', '.join(TARGET_WEIGHTS)}")
         self.normalization = get_normalization(normalization)

@@ -15,6 +15,7 @@ from hgprune.errors import HgpruneError
 from hgprune.export import runtime
 from hgprune.export.fold import fold_batchnorm
 from hgprune.fsutil import atomic_write_bytes
+from hgprune.models.hourglass import check_input_size
 
 FORMATS = ("hgprune", "torchscript", "onnx")
 SUFFIXES = {"hgprune": ".pt", "torchscript": ".torchscript.pt", "onnx": ".onnx"}
@@ -53,10 +54,7 @@ def model_input_size(model: nn.Module, input_size: int | None) -> int:
     """``input_size`` or the model's own, checked against the hourglass's divisibility rule."""
     config = getattr(model, "config", None)
     size = input_size or getattr(config, "input_size", None) or 256
-    multiple = 4 * 2 ** getattr(config, "depth", 4)
-    if size % multiple:
-        raise HgpruneError(f"--input-size: must be a multiple of {multiple}, got {size}")
-    return int(size)
+    return check_input_size(size, getattr(config, "depth", 4))
 
 
 def export_metadata(model: nn.Module, folded: int) -> dict[str, str]:

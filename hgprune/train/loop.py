@@ -275,5 +275,5 @@ class Trainer:
             raise HgpruneError(
                 f"training diverged: the loss became {float(objective.detach()):g} in epoch {epoch + 1}, "
                 f"batch {step + 1}; "
-                "the last good checkpoint is kept — resume from it with a lower --lr"
+                "the last good checkpoint is kept; retry from it with a lower learning rate"
             )

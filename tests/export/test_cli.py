@@ -56,7 +56,7 @@ def test_missing_deploy_extra(checkpoint, tmp_path, capsys, monkeypatch):
     [
         (["--format", "tflite"], "invalid choice: 'tflite'"),
         (["--format", "onnx", "--tolerance", "0"], "--tolerance: must be > 0"),
-        (["--format", "onnx", "--input-size", "100"], "--input-size: must be a multiple of 64, got 100"),
+        (["--format", "onnx", "--input-size", "100"], "--input-size: must be a positive multiple of 64, got 100"),
     ],
 )
 def test_argument_errors(checkpoint, tmp_path, capsys, extra, match):
