@@ -223,3 +223,11 @@ def test_a_missing_cuda_device_is_refused_before_anything_is_written(tmp_path, c
     err = capsys.readouterr().err
     assert "no CUDA device is available" in err and err.count("\n") == 1
     assert not (out / "run.json").exists() and not (out / "recipe.yaml").exists()
+
+
+def test_dry_run_of_an_mpii_recipe_needs_images_not_annotations(tmp_path, capsys):
+    """Annotations default to the file hgprune ships (as in the seed); the image folder is what must be given."""
+    argv = ["run", str(TINY), "--dry-run", "--set", "data.dataset=mpii"]
+    assert main([*argv, "--set", f"data.image_path={tmp_path}"]) == 0
+    assert main(argv) == 2
+    assert "data.image_path is required for dataset mpii" in capsys.readouterr().err

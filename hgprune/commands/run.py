@@ -163,11 +163,11 @@ def _dry_run(recipe, entries, out: Path) -> int:
         if entry.baseline.checkpoint and not produced_here and not Path(entry.baseline.checkpoint).exists():
             print(f"warning: baseline.checkpoint {entry.baseline.checkpoint} does not exist here")
         if entry.data.dataset == "mpii":
+            if not entry.data.image_path:  # annotations default to the file hgprune ships, as in the seed
+                raise HgpruneError(f"{name}: data.image_path is required for dataset mpii")
             for key in ("annotations", "image_path"):
                 value = getattr(entry.data, key)
-                if not value:
-                    raise HgpruneError(f"{name}: data.{key} is required for dataset mpii")
-                if not Path(value).exists():
+                if value and not Path(value).exists():
                     print(f"warning: data.{key} {value} does not exist here")
         target = entry.prune.target
         print(
