@@ -147,7 +147,7 @@ class PruneSection:
     recalibrate_bn: bool = True
     search: SearchSection = field(default_factory=SearchSection)
     prune_trunk: bool = False
-    round_to: int = field(default=8, metadata=_check("must be >= 1", lambda v: v >= 1))
+    round_to: int = field(default=16, metadata=_check("must be >= 1", lambda v: v >= 1))
     round_mode: Literal["nearest", "down", "up"] = "nearest"
     max_layer_ratio: float = field(default=0.9, metadata=_fraction())
     part_ratios: dict[str, float] = field(
