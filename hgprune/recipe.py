@@ -21,7 +21,9 @@ from typing import Any, Literal
 import yaml
 
 from hgprune.errors import HgpruneError
-from hgprune.models.hourglass import ARCHS, check_input_size
+from hgprune.models.hourglass import ARCHS, CONFIG_LIMITS, check_input_size
+
+MAX_INPUT, MAX_JOINTS = CONFIG_LIMITS["input_size"], CONFIG_LIMITS["num_joints"]  # the model's own bounds
 
 
 def _check(rule: str, test) -> dict:
@@ -38,7 +40,7 @@ def _non_negative() -> dict:
 
 def _valid_input_size(size: int) -> bool:
     try:
-        return check_input_size(size) == size and size <= 4096
+        return check_input_size(size) == size and size <= MAX_INPUT
     except HgpruneError:
         return False
 
@@ -56,9 +58,11 @@ class ModelSection:
     arch: Literal[ARCHS] = "hg2"  # the architecture registry (hgprune.models.ARCHITECTURES)
     N: int = field(default=128, metadata=_check("must be an even integer >= 2", lambda v: v >= 2 and v % 2 == 0))
     M: int = field(default=256, metadata=_check("must be an even integer >= 2", lambda v: v >= 2 and v % 2 == 0))
-    num_joints: int = field(default=16, metadata=_check("must be in [1, 1024]", lambda v: 1 <= v <= 1024))
+    num_joints: int = field(
+        default=16, metadata=_check(f"must be in [1, {MAX_JOINTS}]", lambda v: 1 <= v <= MAX_JOINTS)
+    )
     input_size: int = field(
-        default=256, metadata=_check("must be a positive multiple of 64, at most 4096", _valid_input_size)
+        default=256, metadata=_check(f"must be a positive multiple of 64, at most {MAX_INPUT}", _valid_input_size)
     )
     # input normalisation of a baseline trained here (a baseline checkpoint brings its own): see models/normalization
     normalization: Literal["seed", "imagenet"] = "seed"
@@ -194,7 +198,9 @@ class ProfileSection:
     threads: int | None = field(default=None, metadata=_check("must be > 0", lambda v: v is None or v > 0))
     input_size: int | None = field(  # default: model.input_size
         default=None,
-        metadata=_check("must be a positive multiple of 64, at most 4096", lambda v: v is None or _valid_input_size(v)),
+        metadata=_check(
+            f"must be a positive multiple of 64, at most {MAX_INPUT}", lambda v: v is None or _valid_input_size(v)
+        ),
     )
     thop: bool = True
 

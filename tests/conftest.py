@@ -42,6 +42,17 @@ def tiny_model():
     return build_preset("tiny")
 
 
+def tiny_eval_model() -> torch.nn.Module:
+    """The tiny preset with seeded weights and non-trivial BN statistics, in eval mode: a model that folding,
+    exports and backends have something to get wrong on."""
+    from hgprune.models import build_preset
+
+    torch.manual_seed(0)
+    net = build_preset("tiny")
+    randomize_bn(net)
+    return net.eval()
+
+
 def randomize_bn(model: torch.nn.Module, seed: int = 0) -> None:
     """Non-trivial BN statistics so a checkpoint round-trip that dropped them would be caught."""
     gen = torch.Generator().manual_seed(seed)

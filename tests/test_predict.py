@@ -19,7 +19,7 @@ from hgprune.export import runtime as rt
 from hgprune.metrics import pckh
 from hgprune.predict import Predictor, box_to_crop, crop_to_box, infer_backend, whole_image_crop
 from hgprune.train import evaluate_model
-from tests.conftest import randomize_bn
+from tests.conftest import tiny_eval_model
 
 SIZE = 64
 
@@ -32,10 +32,7 @@ def synth(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def model():
-    torch.manual_seed(0)
-    net = build_model("hg1", N=16, M=32, input_size=SIZE)
-    randomize_bn(net)  # non-trivial BN statistics: folding and exports have something to get wrong
-    return net.eval()
+    return tiny_eval_model()
 
 
 @pytest.fixture(scope="module")

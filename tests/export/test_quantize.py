@@ -11,7 +11,6 @@ import json
 import numpy as np
 import onnx
 import pytest
-import torch
 
 from hgprune import save_model
 from hgprune.cli import main
@@ -20,9 +19,8 @@ from hgprune.errors import HgpruneError
 from hgprune.export import quantize as q
 from hgprune.export import quantize_model
 from hgprune.metrics import pckh
-from hgprune.models import build_preset
 from hgprune.predict import Predictor, crop_to_box
-from tests.conftest import randomize_bn
+from tests.conftest import tiny_eval_model
 
 
 @pytest.fixture(scope="module")
@@ -32,10 +30,7 @@ def synth(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def model():
-    torch.manual_seed(0)
-    net = build_preset("tiny")
-    randomize_bn(net)
-    return net.eval()
+    return tiny_eval_model()
 
 
 @pytest.fixture(scope="module")
