@@ -6,11 +6,12 @@ scored on the same ≥ 1,000 validation images. Differences are **paired by seed
 scratch, variant − parent) and reported with 95 % t-intervals. ``scratch`` is the seed's approach: a uniformly
 narrower N/M model at the same MACs, trained from scratch with the parent's schedule plus the fine-tuning budget.
 
-    python benchmarks/accuracy.py --parents 'runs/study/parent_s{seed}/checkpoint.pth.tar' --seeds 0 1 2 \\
-        --budgets 0.5 0.25 --variants default random scratch [--work runs/study] [--set KEY=VALUE ...]
+    python benchmarks/accuracy.py --parents 'runs/study/parent_s{seed}/checkpoint.pth.tar' --seeds 1 2 3 \\
+        --budgets 0.5 0.25 --variants default random scratch [--work runs/study_v2] [--set KEY=VALUE ...]
 
-Variants: ``default`` (the recipe as shipped), ``{criterion}-{allocation}`` for every registered criterion and
-allocation, ``oneshot`` (default in one step, same epochs), ``distill`` (default + heatmap distillation), ``random``
+The default recipe is ``recipes/synthpose_study.yaml``. Variants: ``default`` (the recipe as shipped),
+``{criterion}-{allocation}`` for every registered criterion and allocation, ``oneshot`` (default in one step, same
+epochs), ``nodistill`` (default without heatmap distillation), ``random``
 (the default recipe with the random criterion) and ``scratch``. Runs are ordinary run directories under ``--work``
 and resume, so an interrupted study continues where it stopped; ``--report-only`` re-reads what exists.
 """
@@ -38,11 +39,13 @@ from hgprune.rundir import RunDir
 from hgprune.runner import Runner
 from hgprune.sweep import scratch_recipe
 
+PARENTS = "runs/study/parent_s{seed}/checkpoint.pth.tar"  # hgprune train runs, one per seed (README, "Performance")
 PLATEAU_GAIN = 0.5  # a parent is at its plateau when its last 20 % of epochs added less than this (PCKh points)
 
 
 def variant_names() -> list[str]:
-    return ["default", "random", "scratch", "oneshot", "distill"] + [f"{c}-{a}" for c in CRITERIA for a in ALLOCATIONS]
+    fixed = ["default", "random", "scratch", "oneshot", "nodistill"]
+    return fixed + [f"{c}-{a}" for c in CRITERIA for a in ALLOCATIONS]
 
 
 def variant_recipe(base: Recipe, variant: str, kept: float, parent: Path) -> Recipe:
@@ -62,8 +65,8 @@ def variant_recipe(base: Recipe, variant: str, kept: float, parent: Path) -> Rec
     if variant == "oneshot":
         budget = base.prune.steps * f.epochs_per_step + f.final_epochs
         return replace(pruned, prune=replace(pruned.prune, steps=1), finetune=replace(f, epochs_per_step=budget))
-    if variant == "distill":
-        return replace(pruned, finetune=replace(f, distill=replace(f.distill, weight=1.0)))
+    if variant == "nodistill":
+        return replace(pruned, finetune=replace(f, distill=replace(f.distill, weight=0.0)))
     if variant == "scratch":
         return scratch_recipe(replace(base, baseline=replace(base.baseline, train=parent_schedule(parent))), kept, name)
     criterion, _, allocation = variant.rpartition("-")
@@ -213,7 +216,7 @@ def markdown(env: dict, args, results: dict, checks: list[dict], plateaus: dict,
         f"{args.seeds}, MACs budgets {args.budgets}. Every variant is pruned from the same parent per seed and "
         "fine-tuned with the recipe's budget; `scratch` trains a uniformly narrower N/M model with the parent's "
         "schedule plus that budget. PCKh@0.5 (MPII protocol) on the validation images; differences are paired by "
-        "seed, mean [95 % t-interval].\n\n## Parents\n\n"
+        "seed, mean [95 % t-interval].\n\n" + (f"{args.note}\n\n" if args.note else "") + "## Parents\n\n"
         f"Plateau rule: the last 20 % of epochs add less than {PLATEAU_GAIN} PCKh.\n\n"
         + md_table(["seed", "epochs", "final PCKh", "gain over last 20 %", "at plateau"], plateau_rows)
         + "\n## Results\n\n"
@@ -233,20 +236,25 @@ def _mean(values: dict) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--recipe", default="recipes/quickstart.yaml")
+    parser.add_argument("--recipe", default="recipes/synthpose_study.yaml")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="recipe override")
-    parser.add_argument("--parents", required=True, help="parent checkpoint path with {seed}")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--parents", default=PARENTS, help="parent checkpoint path with {seed} (default %(default)s)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--budgets", type=float, nargs="+", default=[0.5, 0.25])
     parser.add_argument("--variants", nargs="+", default=["default", "random", "scratch"], choices=variant_names())
-    parser.add_argument("--work", default="runs/study")
+    parser.add_argument("--work", default="runs/study_v2")
+    parser.add_argument("--note", default="", help="a paragraph for the report (e.g. how the recipe was chosen)")
     parser.add_argument("--report-only", action="store_true", help="summarise the runs that exist, run nothing")
+    parser.add_argument("--report-dir", default=str(REPORT_DIR), help="where accuracy.md/.json go (probes: elsewhere)")
     args = parser.parse_args()
     env = environment()
     work = Path(args.work)
     recipe = load_recipe(args.recipe, args.set)
     started = time.perf_counter()
     parents = {s: Path(args.parents.format(seed=s)) for s in args.seeds}
+    missing = [str(p) for p in parents.values() if not p.exists()]
+    if missing:
+        raise SystemExit(f"accuracy.py: parent {missing[0]} not found; train the parents first (README, 'Performance')")
     plateaus = {s: plateau(p) for s, p in parents.items() if (p.parent / "log.csv").exists()}
     if not args.report_only:
         for s, parent in parents.items():
@@ -260,7 +268,7 @@ def main() -> int:
     checks = goals(results, args.budgets)
     seconds = time.perf_counter() - started
     payload = {"environment": env, "results": results, "goals": checks, "plateaus": plateaus, "args": vars(args)}
-    write_report("accuracy", payload, markdown(env, args, results, checks, plateaus, seconds), REPORT_DIR)
+    write_report("accuracy", payload, markdown(env, args, results, checks, plateaus, seconds), Path(args.report_dir))
     for check in checks:
         print(f"{check['goal']}: {check['value']} → {check['met']}")
     return 0

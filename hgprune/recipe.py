@@ -22,6 +22,7 @@ import yaml
 
 from hgprune.errors import HgpruneError
 from hgprune.models.hourglass import ARCHS, CONFIG_LIMITS, check_input_size
+from hgprune.prune.allocation import resolve_allocation
 
 MAX_INPUT, MAX_JOINTS = CONFIG_LIMITS["input_size"], CONFIG_LIMITS["num_joints"]  # the model's own bounds
 
@@ -122,9 +123,6 @@ class TargetSection:
     kept: float = field(default=0.5, metadata=_fraction())
 
 
-ALLOCATION_DEFAULT = "global"  # what prune.allocation means when a recipe leaves it out
-
-
 @dataclass(frozen=True)
 class SearchSection:
     """Bounds of ``prune.allocation: search`` (defaults = hgprune.prune.allocation.SearchSettings'; a test keeps
@@ -139,11 +137,12 @@ class SearchSection:
 
 @dataclass(frozen=True)
 class PruneSection:
-    criterion: str = "l1"  # a registered name or package.module:Class
+    # a registered name or package.module:Class; taylor is the default recipe's (reports/benchmarks/accuracy.md)
+    criterion: str = "taylor"
     target: TargetSection = field(default_factory=TargetSection)
     steps: int = field(default=2, metadata=_check("must be >= 0 (0 = no pruning)", lambda v: v >= 0))
     schedule: Literal["linear", "cubic"] = "linear"
-    # which group keeps how many channels (hgprune.prune.allocation); null = ALLOCATION_DEFAULT
+    # which group keeps how many channels (hgprune.prune.allocation); null = its ALLOCATION_DEFAULT (uniform)
     allocation: Literal["uniform", "global", "search"] | None = None
     global_ranking: bool | None = None  # deprecated: true == allocation global, false == allocation uniform
     # re-estimate BatchNorm statistics on training batches after every prune: better right after pruning in 36 of 40
@@ -161,13 +160,7 @@ class PruneSection:
 
     def __post_init__(self) -> None:
         """Resolve ``allocation`` once, so the resolved recipe names it whichever key the file used."""
-        legacy = None if self.global_ranking is None else ("global" if self.global_ranking else "uniform")
-        if self.allocation is not None and legacy is not None and self.allocation != legacy:
-            raise HgpruneError(
-                f"prune.global_ranking: {str(self.global_ranking).lower()} contradicts prune.allocation "
-                f"{self.allocation!r}; drop global_ranking (deprecated)"
-            )
-        object.__setattr__(self, "allocation", self.allocation or legacy or ALLOCATION_DEFAULT)
+        object.__setattr__(self, "allocation", resolve_allocation(self.allocation, self.global_ranking))
 
 
 @dataclass(frozen=True)

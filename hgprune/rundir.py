@@ -143,6 +143,11 @@ class RunDir:
     def final_model(self) -> Path:
         return self.final / "model.pt"
 
+    @property
+    def latency_json(self) -> Path:
+        """Latencies measured after the run in a separate pass (``benchmarks/sweep_latency.py``), per step."""
+        return self.root / "latency.json"
+
     def latest_model(self) -> Path | None:
         """The final model, else the latest step checkpoint, else None (what a report shows kept channels of)."""
         if self.final_model.exists():

@@ -16,6 +16,8 @@ from hgprune.profile import conv_macs
 from hgprune.recipe import Recipe
 from hgprune.rundir import RunDir
 
+ARCH_FIELD = "{arch}"  # in a sweep's baseline.checkpoint: replaced by each architecture's name
+
 
 def expand(recipe: Recipe, out: Path | None = None) -> list[tuple[str, Recipe]]:
     """``[(entry_name, recipe_without_sweep), …]``; a recipe without ``sweep`` is its own single entry.
@@ -23,6 +25,8 @@ def expand(recipe: Recipe, out: Path | None = None) -> list[tuple[str, Recipe]]:
     When the baseline is trained from scratch, each architecture's baseline is trained once, by an entry
     ``{arch}-baseline`` (no pruning steps) listed before the entries that prune it; those load its final model from
     ``out/{arch}-baseline/final/model.pt``. Run the baseline entries first when spreading a sweep over machines.
+    A ``baseline.checkpoint`` containing ``{arch}`` names one imported baseline per architecture instead (e.g. the
+    ``hgprune train`` runs of ``scripts/sweep_parents.py``, validated every epoch).
     """
     sweep = recipe.sweep
     if sweep is None:
@@ -40,6 +44,9 @@ def expand(recipe: Recipe, out: Path | None = None) -> list[tuple[str, Recipe]]:
         if arch not in ARCHS:
             raise HgpruneError(f"sweep.arch: unknown architecture {arch!r}; valid: {', '.join(ARCHS)}")
         arch_base = replace(base, model=replace(base.model, arch=arch))
+        if base.baseline.checkpoint is not None and ARCH_FIELD in base.baseline.checkpoint:
+            own = base.baseline.checkpoint.replace(ARCH_FIELD, arch)
+            arch_base = replace(arch_base, baseline=replace(base.baseline, checkpoint=own))
         if base.baseline.checkpoint is None:
             name = f"{arch}-baseline"
             entries.append((name, replace(arch_base, name=name, role="baseline", prune=replace(base.prune, steps=0))))
@@ -57,7 +64,7 @@ def expand(recipe: Recipe, out: Path | None = None) -> list[tuple[str, Recipe]]:
         if sweep.scratch:
             for kept in kept_values:
                 name = f"{arch}-scratch-{round(100 * kept)}"
-                entries.append((name, scratch_recipe(replace(base, model=replace(base.model, arch=arch)), kept, name)))
+                entries.append((name, scratch_recipe(arch_base, kept, name)))
     names = [n for n, _ in entries]
     if len(set(names)) != len(names):
         raise HgpruneError("sweep: entries collide after naming; list each arch/criterion/kept value once")

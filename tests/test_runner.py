@@ -184,6 +184,36 @@ def test_sweep_expansion_names_and_scratch_budget(tmp_path, capsys):
     assert "no such sweep entry; valid: hg1-baseline, hg1-l1-50" in capsys.readouterr().err
 
 
+def test_sweep_imports_one_baseline_per_architecture(tmp_path):
+    """``{arch}`` in baseline.checkpoint: no baseline entries, each entry (scratch aside) loads its own parent, and
+    scripts/sweep_parents.py trains exactly those files with the recipe's settings."""
+    import importlib.util
+
+    path = tmp_path / "sweep.yaml"
+    path.write_text(TINY.read_text() + "sweep: {arch: [hg1, hg2], criterion: [l1], kept: [0.5], scratch: true}\n")
+    baseline = ["baseline.checkpoint=parents/{arch}/checkpoint.pth.tar", "baseline.train.epochs=3",
+                "baseline.train.lr=0.002", "baseline.train.schedule=[2]"]  # fmt: skip
+    recipe = load_recipe(path, baseline)
+    entries = dict(expand(recipe))
+    assert sorted(entries) == ["hg1-l1-50", "hg1-scratch-50", "hg2-l1-50", "hg2-scratch-50"]
+    assert entries["hg2-l1-50"].baseline.checkpoint == "parents/hg2/checkpoint.pth.tar"
+    assert entries["hg1-l1-50"].model.arch == "hg1"
+    scratch = entries["hg2-scratch-50"]
+    assert scratch.baseline.checkpoint is None and scratch.model.arch == "hg2"
+    assert scratch.baseline.train.epochs == 3 + 2 * 1 + 1 and scratch.baseline.train.schedule == [2]
+
+    spec = importlib.util.spec_from_file_location("sweep_parents", ROOT / "scripts" / "sweep_parents.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    cmd, out = script.train_command(recipe, "hg2")
+    assert out == Path("parents/hg2")
+    flags = dict(zip(cmd[4::2], cmd[5::2]))
+    assert cmd[2:4] == ["hgprune", "train"]
+    assert flags["--arch"] == "hg2" and flags["--epochs"] == "3" and flags["--lr"] == "0.002"
+    assert (flags["--N"], flags["--M"]) == (str(recipe.model.N), str(recipe.model.M))
+    assert cmd[cmd.index("--schedule") + 1] == "2" and flags["--checkpoint"] == "parents/hg2"
+
+
 @pytest.mark.parametrize("legacy", [True, False])
 def test_run_feeds_a_baseline_checkpoint_its_own_normalisation(tmp_path, cache, legacy):
     """An old hgprune checkpoint (no normalisation field: ImageNet) and a seed-normalised one are each measured,

@@ -32,6 +32,10 @@ from hgprune.errors import HgpruneError
 from hgprune.prune.targets import SearchResult, search_ratio
 
 ALLOCATIONS = ("uniform", "global", "search")
+# what an unset allocation means (recipes and the engine alike): uniform never collapsed a criterion in the probe
+# (global cut single convs to the max_layer_ratio floor at 25 %) and is the allocation of the default recipe measured
+# in reports/benchmarks/accuracy.md
+ALLOCATION_DEFAULT = "uniform"
 SAMPLING_SPREAD = 0.5  # σ of the log-normal per-unit multiplier: e^±0.5 ≈ ×0.6 … ×1.65 around the bias
 MIN_SENSITIVITY_DROP = 0.1  # PCKh points: parts that lose less are treated as this sensitive, not infinitely robust
 
@@ -71,10 +75,10 @@ def resolve_allocation(allocation: str | None, global_ranking: bool | None) -> s
     legacy = None if global_ranking is None else ("global" if global_ranking else "uniform")
     if allocation is not None and legacy is not None and allocation != legacy:
         raise HgpruneError(
-            f"prune.global_ranking: {global_ranking} contradicts prune.allocation {allocation!r}; "
+            f"prune.global_ranking: {str(global_ranking).lower()} contradicts prune.allocation {allocation!r}; "
             "drop global_ranking (deprecated)"
         )
-    return allocation or legacy or "global"
+    return allocation or legacy or ALLOCATION_DEFAULT
 
 
 # -- hitting the target ------------------------------------------------------------------------------------------

@@ -82,7 +82,8 @@ def write_report(
                 figure_paths[key] = f"figures/{key}.png"
 
     listed = [r.command for r in runs if r.command] + list(commands or [report_command(run_dirs, out_dir, given_title)])
-    text = markdown.render(title, runs, summary, steps, figure_paths, list(dict.fromkeys(listed)), out, __version__)
+    commands_listed = list(dict.fromkeys(listed))
+    text = markdown.render(title, runs, summary, steps, figure_paths, commands_listed, out, __version__, table)
     report = out / "report.md"
     atomic_write_text(report, text)
     return report

@@ -1,9 +1,12 @@
 """Report figures (matplotlib, no pyplot state): Pareto curve, latency and speedup efficiency, kept channels, PCKh.
 
-Encoding kept fixed across reports so figures of different sweeps compare at a glance: colour = architecture (hg1 …
-hg8 always the same colour), marker = pruning criterion, dashed line + ``x`` = the ``scratch`` comparison series
-(uniform narrower N/M trained from scratch), ★ = unpruned baseline (step 0). Figures are saved to memory buffers and
-written atomically; a fixed SVG hash salt and no date metadata make re-runs byte-identical.
+Encoding kept fixed across reports so figures of different sweeps compare at a glance, and kept readable for a whole
+hg1–hg8 sweep (8 architectures × pruned and scratch runs at several budgets): colour = architecture (hg1 … hg8 always
+the same colour); a pruned run is a solid line with filled markers (marker = criterion) from its unpruned baseline ★
+(step 0) through its steps; the ``scratch`` comparison (uniform narrower N/M trained from scratch) is hollow markers on
+a thin dashed line. Two compact legends outside the axes (architecture colours; line and marker roles) replace one
+entry per series, so the legend never covers data. Figures are saved to memory buffers and written atomically; a fixed
+SVG hash salt and no date metadata make re-runs byte-identical.
 """
 
 from __future__ import annotations
@@ -70,8 +73,18 @@ def arch_color(arch: str) -> str:
     return matplotlib.colormaps["tab10"](palette[stacks - 1] if 1 <= stacks <= len(palette) else 9)
 
 
+ROLE_COLOR = "0.25"  # legend samples of line/marker roles: neutral, so they do not read as an architecture
+SCRATCH_MARKERS = ("o", "s", "D", "^", "v")  # drawn hollow
+
+
 def _series_style(table: pd.DataFrame) -> dict[str, dict]:
-    methods = sorted({s.split("/", 1)[-1] for s, role in zip(table["series"], table["role"]) if role == "prune"})
+    """Per series: colour from the architecture; marker and line from its role and method (criterion or scratch
+    variant), the same for every architecture so a legend of roles explains every line."""
+    methods: dict[str, list[str]] = {"prune": [], SCRATCH: []}
+    for series, role in sorted(set(zip(table["series"], table["role"]))):
+        method = series.split("/", 1)[-1]
+        if role in methods and method not in methods[role]:
+            methods[role].append(method)
     styles = {}
     for series, rows in table.groupby("series", sort=False):
         arch, role = rows["arch"].iloc[0], rows["role"].iloc[0]
@@ -79,13 +92,50 @@ def _series_style(table: pd.DataFrame) -> dict[str, dict]:
             continue
         scratch = role == SCRATCH
         method = series.split("/", 1)[-1]
+        index = methods[SCRATCH if scratch else "prune"].index(method)
         styles[series] = {
+            "arch": arch,
+            "role": SCRATCH if scratch else "prune",
+            "method": method,
             "color": arch_color(arch),
-            "marker": "x" if scratch else MARKERS[methods.index(method) % len(MARKERS)],
-            "linestyle": "--" if scratch else "-",
+            "marker": SCRATCH_MARKERS[index % len(SCRATCH_MARKERS)] if scratch else MARKERS[index % len(MARKERS)],
             "order": (_arch_number(arch), scratch, method),
         }
     return dict(sorted(styles.items(), key=lambda item: item[1]["order"]))
+
+
+def _line_kwargs(style: dict, color) -> dict:
+    if style["role"] == SCRATCH:  # hollow markers on a thin dashed line: one trained model per budget
+        return dict(color=color, marker=style["marker"], markerfacecolor="white", markeredgecolor=color,
+                    markeredgewidth=1.3, markersize=6, linestyle="--", linewidth=0.9)  # fmt: skip
+    return dict(color=color, marker=style["marker"], markersize=5, linestyle="-", linewidth=1.3)
+
+
+def _legends(target, table: pd.DataFrame, styles: dict, extra: list | None = None) -> None:
+    """Two compact legends right of the axes (``target`` is an Axes or, for several panels, the Figure): one swatch
+    per architecture, then one sample per role/method, the baseline star and ``extra`` (e.g. the Pareto front)."""
+    archs = sorted({*table["arch"]}, key=lambda a: (_arch_number(a), str(a)))
+    arch_handles = [Line2D([], [], color=arch_color(a), linewidth=4, label=str(a)) for a in archs]
+    role_handles, seen = [], set()
+    for style in sorted(styles.values(), key=lambda st: (st["role"] == SCRATCH, st["method"])):
+        if (style["role"], style["method"]) in seen:
+            continue
+        seen.add((style["role"], style["method"]))
+        if style["role"] == SCRATCH:
+            label = f"{style['method']}: narrower N/M trained from scratch"
+        else:
+            label = f"pruned, {style['method']}: baseline ★ → steps"
+        role_handles.append(Line2D([], [], label=label, **_line_kwargs(style, ROLE_COLOR)))
+    role_handles += [_baseline_handle(), *(extra or [])]
+    figure_level = isinstance(target, Figure)
+    anchor_x = 1.0 if figure_level else 1.01
+    common = dict(frameon=False, alignment="left", borderaxespad=0.0)
+    first = target.legend(handles=arch_handles, title="architecture", loc="upper left",
+                          bbox_to_anchor=(anchor_x, 0.97 if figure_level else 1.0), **common)  # fmt: skip
+    if not figure_level:
+        target.add_artist(first)  # a second Axes.legend would replace the first
+    target.legend(handles=role_handles, title="line / marker", loc="lower left",
+                  bbox_to_anchor=(anchor_x, 0.06 if figure_level else 0.0), **common)  # fmt: skip
 
 
 def _arch_number(arch: str) -> int:
@@ -113,22 +163,12 @@ def macs_unit(values: pd.Series) -> tuple[float, str]:
 def _plot_series(ax, table: pd.DataFrame, styles: dict, x: str, y: str, x_scale: float = 1.0) -> None:
     for series, style in styles.items():
         rows = table[table["series"] == series].sort_values(["run", "step"])
-        if style["linestyle"] == "--":  # scratch: one trained model per budget, joined across runs by MACs
+        if style["role"] == SCRATCH:  # one trained model per budget, joined across runs by MACs
             runs = [("all", rows.sort_values(x))]
-        else:
+        else:  # one line per run, from its step 0 (the baseline) through its steps
             runs = list(rows.groupby("run", sort=False))
-        for i, (_, run_rows) in enumerate(runs):
-            ax.plot(
-                run_rows[x] / x_scale,
-                run_rows[y],
-                color=style["color"],
-                marker=style["marker"],
-                linestyle=style["linestyle"],
-                markersize=5,
-                linewidth=1.3,
-                label=series if i == 0 else None,
-                zorder=3,
-            )
+        for _, run_rows in runs:
+            ax.plot(run_rows[x] / x_scale, run_rows[y], zorder=3, **_line_kwargs(style, style["color"]))
 
 
 def _plot_baselines(ax, table: pd.DataFrame, x: str, y: str, x_scale: float = 1.0) -> None:
@@ -144,17 +184,17 @@ def _baseline_handle() -> Line2D:
 
 
 def pareto_figure(table: pd.DataFrame) -> Figure | None:
-    """PCKh vs GMACs: one line per arch/criterion, baselines as stars, the front across all points as a step line."""
+    """PCKh vs GMACs: a line per pruned run, scratch models hollow, baselines as stars, the front as a step line."""
     table = table.dropna(subset=["macs_fvcore", "pckh_mean"])
     if table.empty:
         return None
-    fig = Figure(figsize=(9, 5.4))
+    fig = Figure(figsize=(10, 6))
     ax = fig.subplots()
     styles = _series_style(table)
     scale, unit = macs_unit(table["macs_fvcore"])
     front = table[table["pareto"]].sort_values(["macs_fvcore", "pckh_mean"])
     ax.step(front["macs_fvcore"] / scale, front["pckh_mean"], where="post", color="black", alpha=0.35, linewidth=4,
-            zorder=1, label="Pareto front")  # fmt: skip
+            zorder=1)  # fmt: skip
     ax.scatter(front["macs_fvcore"] / scale, front["pckh_mean"], s=130, facecolors="none", edgecolors="black",
                linewidths=1.1, zorder=4)  # fmt: skip
     _plot_series(ax, table, styles, "macs_fvcore", "pckh_mean", scale)
@@ -164,43 +204,52 @@ def pareto_figure(table: pd.DataFrame) -> Figure | None:
     ax.set_ylabel("PCKh@0.5 mean (%)")
     ax.set_title("Accuracy vs compute: PCKh vs MACs")
     ax.grid(True, which="both", alpha=0.25)
-    handles, _ = ax.get_legend_handles_labels()
-    ax.legend(handles=[*handles, _baseline_handle()], loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False,
-              title="arch/criterion")  # fmt: skip
+    front_handle = Line2D([], [], color="black", alpha=0.35, linewidth=4, marker="o", markersize=9,
+                          markerfacecolor="none", markeredgecolor="black", label="Pareto front")  # fmt: skip
+    _legends(ax, table, styles, [front_handle])
     return fig
 
 
+# Backends a latency figure row can show: (title, latency column, speedup-efficiency column).
+LATENCY_BACKENDS = (
+    ("eager PyTorch", "latency_ms", "speedup_efficiency"),
+    ("ONNX Runtime", "ort_latency_ms", "ort_speedup_efficiency"),
+)
+
+
 def latency_figure(table: pd.DataFrame) -> Figure | None:
-    """Latency vs GMACs, and speedup efficiency (speedup ÷ MACs reduction vs each run's step 0) vs MACs reduction."""
-    table = table.dropna(subset=["macs_fvcore", "latency_ms"])
-    if table.empty:
+    """Per backend with latencies (eager PyTorch; ONNX Runtime from a latency pass), one row: latency vs GMACs, and
+    speedup efficiency (speedup ÷ MACs reduction vs each run's step 0) vs MACs reduction."""
+    table = table.dropna(subset=["macs_fvcore"])
+    backends = [b for b in LATENCY_BACKENDS if b[1] in table and table[b[1]].notna().any()]
+    if not backends:
         return None
-    fig = Figure(figsize=(12.5, 4.8))
-    left, right = fig.subplots(1, 2)
+    fig = Figure(figsize=(12.5, 4.6 * len(backends)))
+    axes = np.atleast_2d(fig.subplots(len(backends), 2, squeeze=False))
     styles = _series_style(table)
     scale, unit = macs_unit(table["macs_fvcore"])
-    _plot_series(left, table, styles, "macs_fvcore", "latency_ms", scale)
-    _plot_baselines(left, table, "macs_fvcore", "latency_ms", scale)
-    _log_if_wide(left, table["macs_fvcore"])
-    _log_if_wide(left, table["latency_ms"], "y")
-    left.set_xlabel(f"{unit} (fvcore)")
-    left.set_ylabel("latency (ms, median)")
-    left.set_title("Latency vs MACs")
-    efficiency = table.dropna(subset=["macs_reduction", "speedup_efficiency"])
-    right.axhline(1.0, color="0.4", linestyle=":", linewidth=1.2, label="ideal: speedup = MACs reduction")
-    _plot_series(right, efficiency, styles, "macs_reduction", "speedup_efficiency")
-    right.set_xlabel("MACs reduction vs step 0 (×)")
-    right.set_ylabel("speedup efficiency (speedup ÷ MACs reduction)")
-    right.set_title("Speedup efficiency")
-    top = max(1.2, float(efficiency["speedup_efficiency"].max()) * 1.1) if len(efficiency) else 1.2
-    right.set_ylim(0, top)
-    for ax in (left, right):
-        ax.grid(True, which="both", alpha=0.25)
-    handles, _ = left.get_legend_handles_labels()
-    extra = [h for h in right.get_legend_handles_labels()[0] if h.get_label().startswith("ideal")]
-    fig.legend(handles=[*handles, _baseline_handle(), *extra], loc="upper left", bbox_to_anchor=(1.0, 0.95),
-               frameon=False, title="arch/criterion")  # fmt: skip
+    ideal = None
+    for (left, right), (backend, latency, efficiency_column) in zip(axes, backends):
+        rows = table.dropna(subset=[latency])
+        _plot_series(left, rows, styles, "macs_fvcore", latency, scale)
+        _plot_baselines(left, rows, "macs_fvcore", latency, scale)
+        _log_if_wide(left, rows["macs_fvcore"])
+        _log_if_wide(left, rows[latency], "y")
+        left.set_xlabel(f"{unit} (fvcore)")
+        left.set_ylabel("latency (ms, median)")
+        left.set_title(f"Latency vs MACs: {backend}")
+        efficiency = rows.dropna(subset=["macs_reduction", efficiency_column])
+        ideal = right.axhline(1.0, color="0.4", linestyle=":", linewidth=1.2, label="ideal: speedup = MACs reduction")
+        _plot_series(right, efficiency, styles, "macs_reduction", efficiency_column)
+        right.set_xlabel("MACs reduction vs step 0 (×)")
+        right.set_ylabel("speedup efficiency\n(speedup ÷ MACs reduction)")
+        right.set_title(f"Speedup efficiency: {backend}")
+        top = max(1.2, float(efficiency[efficiency_column].max()) * 1.1) if len(efficiency) else 1.2
+        right.set_ylim(0, top)
+        for ax in (left, right):
+            ax.grid(True, which="both", alpha=0.25)
     fig.tight_layout()
+    _legends(fig, table, styles, [ideal])
     return fig
 
 

@@ -8,14 +8,16 @@ from pathlib import Path
 import pandas as pd
 
 from hgprune.report.runs import RunData
-from hgprune.report.tables import markdown_table
+from hgprune.report.tables import LATENCY_SOURCES, markdown_table
 from hgprune.rundir import RunDir
 
 PARETO_LEGEND = (
-    "One line per architecture/criterion (colour = architecture, marker = criterion), ★ = unpruned baseline (step 0), "
-    "dashed `scratch` lines = uniform narrower N/M trained from scratch (the seed's approach). The grey step line "
-    "and circled points are the Pareto front over every point shown."
+    "Colour = architecture. Each pruned run is a solid line (marker = criterion) from its unpruned baseline ★ "
+    "(step 0) through its pruning steps; hollow markers on a thin dashed line = `scratch`, uniform narrower N/M "
+    "trained from scratch (the seed's approach). The grey step line and circled points are the Pareto front over "
+    "every point shown."
 )
+METRICS_LATENCY = "latency is the median of the run's timed repeats"
 
 
 def _figure(figures: dict[str, str], key: str, alt: str) -> list[str]:
@@ -39,12 +41,14 @@ def render(
     commands: list[str],
     out_dir: Path,
     version: str,
+    all_steps: pd.DataFrame | None = None,
 ) -> str:
-    """The whole report as Markdown; ``figures`` maps a figure key to its PNG path relative to ``out_dir``."""
+    """The whole report as Markdown; ``figures`` maps a figure key to its PNG path relative to ``out_dir``;
+    ``all_steps`` (every row, with ``latency_source``) says where the latencies came from."""
     lines = [f"# {title}", ""]
     lines += [f"Made by hgprune {version} from {len(runs)} run director{'y' if len(runs) == 1 else 'ies'}. "
               "MACs are counted by fvcore (one multiply-add = 1); PCKh@0.5 is the MPII protocol, in %; "
-              "latency is the median of the run's timed repeats.", ""]  # fmt: skip
+              f"{latency_provenance(runs, all_steps)}", ""]  # fmt: skip
     notes = [(r.name, n) for r in runs for n in r.notes]
     if notes:
         lines += ["**Notes**", ""] + [f"- `{name}`: {note}" for name, note in notes] + [""]
@@ -66,6 +70,10 @@ def render(
         lines += ["Speedup efficiency = (step-0 latency ÷ latency) ÷ (step-0 MACs ÷ MACs). 1.0 means the measured "
                   "speedup matches the MACs reduction; BN, ReLU, adds, pooling and upsampling scale only linearly "
                   "with channels, so pruned hourglasses usually land below 1.", ""]  # fmt: skip
+        if any(run.latency is not None for run in runs):
+            lines += ["The ONNX Runtime row (from the latency pass) times the graph hgprune's ONNX export writes "
+                      "(BatchNorm folded into the convolutions) on the CPU provider; the eager row times the "
+                      "checkpoint as loaded.", ""]  # fmt: skip
     if "pckh_groups" in figures:
         lines += ["## PCKh per joint group across steps", ""]
         lines += _figure(figures, "pckh_groups", "PCKh per joint group across pruning steps")
@@ -89,6 +97,55 @@ def render(
         lines += _figure(figures, f"kept_channels_{run.slug}", f"Kept channels per conv of {run.name}")
     lines += ["## How this was made", "", "```sh", *commands, "```", ""]
     return "\n".join(lines)
+
+
+def latency_provenance(runs: list[RunData], all_steps: pd.DataFrame | None = None) -> str:
+    """Where the report's latencies come from: the runs' own timed repeats, or a separate latency pass (per pass: its
+    settings, load average before and after, and command), or both, naming the runs of each."""
+    passes: dict[tuple, list[RunData]] = {}
+    for run in runs:
+        if run.latency is not None:
+            key = (run.latency.command, tuple(run.latency.load_before), tuple(run.latency.load_after))
+            passes.setdefault(key, []).append(run)
+    if not passes:
+        return METRICS_LATENCY + "."
+    own: list[str] = []
+    if all_steps is not None and "latency_source" in all_steps:
+        own = sorted(set(all_steps.loc[all_steps["latency_source"] == LATENCY_SOURCES[0], "run"]))
+    parts = []
+    for (command, before, after), members in passes.items():
+        which = "" if len(passes) == 1 and not own else f" for {', '.join(f'`{r.name}`' for r in members)}"
+        parts.append(
+            f"latency{which} was measured after the runs in a separate pass (`latency.json`): eager PyTorch and "
+            f"ONNX Runtime (`ORT` columns), {_pass_settings(members[0].latency.settings)}; 1/5/15-minute load "
+            f"average {_loads(before)} before and {_loads(after)} after; command `{command}`"
+        )
+    if own:
+        parts.append(f"where metrics.csv has a latency ({', '.join(f'`{n}`' for n in own)}) it wins: {METRICS_LATENCY}")
+    return "; ".join(parts) + "."
+
+
+def _pass_settings(settings: dict) -> str:
+    """``batch 1, 1 thread(s), median and p90 of 20 round-robin rounds after 5 warm-up round(s)``, as recorded."""
+    words = []
+    if settings.get("batch") is not None:
+        words.append(f"batch {settings['batch']}")
+    if settings.get("threads") is not None:
+        words.append(f"{settings['threads']} thread(s)")
+    rounds = settings.get("repeats")
+    stats = f"median and p90 of {rounds} round-robin rounds" if rounds else "median and p90 of its timed rounds"
+    if settings.get("warmup") is not None:
+        stats += f" after {settings['warmup']} warm-up round(s)"
+    words.append(stats)
+    if settings.get("forced"):
+        words.append("forced to start whatever the load")
+    elif settings.get("max_load") is not None:
+        words.append(f"started only at a 1-minute load average of at most {settings['max_load']}")
+    return ", ".join(words)
+
+
+def _loads(values: tuple[float, ...]) -> str:
+    return "/".join(f"{v:.2f}" for v in values) if values else "unknown"
 
 
 def _int(value: object) -> str:

@@ -1,4 +1,4 @@
-"""Reading run directories for the report: metrics, run state, final checkpoint, and unique names.
+"""Reading run directories for the report: metrics, run state, final checkpoint, latency pass, and unique names.
 
 A report must be drawable from whatever a run left on disk, including a run that is still going (an empty or
 partial ``metrics.csv``) and runs gathered from several machines whose names collide. Anything unreadable is a
@@ -7,8 +7,10 @@ one-line :class:`HgpruneError` naming the file.
 
 from __future__ import annotations
 
+import json
+import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +30,97 @@ FINITE_COLUMNS = ("step", "macs_fvcore")
 FINISHED_STATES = ("done", "finished", "complete", "completed", "succeeded")
 
 
+@dataclass(frozen=True)
+class StepLatency:
+    """One step's latencies from a latency pass: median and p90 over the timed rounds, in ms."""
+
+    eager_ms: float  # eager PyTorch, model.eval() under torch.inference_mode
+    eager_p90_ms: float
+    ort_ms: float  # ONNX Runtime CPU, the graph hgprune's ONNX export writes (BatchNorm folded)
+    ort_p90_ms: float
+
+
+LATENCY_FIELDS = tuple(f.name for f in fields(StepLatency))
+
+
+@dataclass(frozen=True)
+class LatencyPass:
+    """``RUN/latency.json``: every checkpointed step of a finished run timed afterwards, in a pass of its own.
+
+    Sweeps run with ``profile.latency: false`` (timings taken while other runs train are noise), so their
+    ``metrics.csv`` has no latency; ``benchmarks/sweep_latency.py`` measures it later on an idle machine and writes
+    this file, which the report reads where ``metrics.csv`` has no value.
+    """
+
+    command: str  # the exact command line of the pass
+    load_before: list[float]  # 1/5/15-minute load average when the pass started
+    load_after: list[float]  # … and when its timing ended (the pass's own process counts: about 1 per busy thread)
+    steps: dict[int, StepLatency]
+    settings: dict = field(default_factory=dict)  # repeats, warm-up rounds, threads, batch, input size, …
+    environment: dict = field(default_factory=dict)  # machine, versions, thread settings (benchmarks/common.py)
+
+    def to_json(self) -> str:
+        data = {
+            "environment": self.environment,
+            "command": self.command,
+            "load_before": list(self.load_before),
+            "load_after": list(self.load_after),
+            "settings": self.settings,
+            "steps": {str(step): asdict(latency) for step, latency in sorted(self.steps.items())},
+        }
+        return json.dumps(data, indent=2, default=str) + "\n"
+
+    @classmethod
+    def read(cls, path: Path) -> LatencyPass:
+        """The file checked: a malformed one is a one-line error naming it and the entry at fault."""
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError, UnicodeDecodeError, RecursionError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "not JSON"
+            raise HgpruneError(f"{path}: unreadable latency pass ({reason}); re-measure or delete it") from None
+        if not isinstance(data, dict):
+            raise HgpruneError(f"{path}: expected a JSON object, found {type(data).__name__}; re-measure or delete it")
+        command = data.get("command")
+        if not isinstance(command, str) or not command.strip():
+            raise HgpruneError(f"{path}: 'command' must be the command line of the pass; re-measure or delete it")
+        loads = {key: _loads(path, key, data.get(key)) for key in ("load_before", "load_after")}
+        raw_steps = data.get("steps")
+        if not isinstance(raw_steps, dict):
+            raise HgpruneError(f"{path}: 'steps' must map step numbers to latencies; re-measure or delete it")
+        steps = {}
+        for key, values in raw_steps.items():
+            if not (key.isascii() and key.isdigit()):
+                raise HgpruneError(f"{path}: steps key {key[:20]!r} is not a step number; re-measure or delete it")
+            if not isinstance(values, dict):
+                raise HgpruneError(f"{path}: steps[{key!r}] must be an object of {', '.join(LATENCY_FIELDS)}")
+            for name in LATENCY_FIELDS:
+                value = values.get(name)
+                if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
+                    raise HgpruneError(
+                        f"{path}: steps[{key!r}].{name} must be a positive finite number of ms, got "
+                        f"{str(value)[:40]!r}; re-measure or delete it"
+                    )
+            steps[int(key)] = StepLatency(**{name: float(values[name]) for name in LATENCY_FIELDS})
+        settings, environment = data.get("settings"), data.get("environment")
+        return cls(
+            command=command,
+            steps=steps,
+            settings=settings if isinstance(settings, dict) else {},
+            environment=environment if isinstance(environment, dict) else {},
+            **loads,
+        )
+
+
+def _loads(path: Path, key: str, value: object) -> list[float]:
+    """A recorded load average: three numbers, or empty where the platform has none."""
+    if value is None:
+        return []
+    if isinstance(value, list) and len(value) in (0, 3):
+        if all(isinstance(v, int | float) and not isinstance(v, bool) and 0 <= v < math.inf for v in value):
+            return [float(v) for v in value]
+    raise HgpruneError(f"{path}: {key!r} must be the 1/5/15-minute load average, got {str(value)[:40]!r}")
+
+
 @dataclass
 class RunData:
     """One run directory as the report sees it."""
@@ -41,6 +134,7 @@ class RunData:
     slug: str = ""  # file-name-safe, unique
     recipe: Recipe | None = None  # the resolved recipe.yaml, when readable
     series: str = ""  # the line this run belongs to in the figures: arch/criterion (+ what else tells runs apart)
+    latency: LatencyPass | None = None  # RUN/latency.json, when the run's latency was measured afterwards
 
     @property
     def command(self) -> str | None:
@@ -130,8 +224,15 @@ def load_run(run_dir: Path) -> RunData:
     info = layout.read_state()
     names = [n for n in metrics["run"] if n]
     name = names[0] if names else str(info.get("name") or run_dir.resolve().name)
+    latency = LatencyPass.read(layout.latency_json) if layout.latency_json.exists() else None
     run = RunData(
-        name=name, path=run_dir, metrics=metrics, info=info, checkpoint=layout.latest_model(), recipe=_recipe(layout)
+        name=name,
+        path=run_dir,
+        metrics=metrics,
+        info=info,
+        checkpoint=layout.latest_model(),
+        recipe=_recipe(layout),
+        latency=latency,
     )
     status = info.get("status")
     if metrics.empty:
@@ -144,6 +245,17 @@ def load_run(run_dir: Path) -> RunData:
         run.notes.append("no final/model.pt or step checkpoint: no kept-channel chart")
     elif run.checkpoint.parent.name != "final":
         run.notes.append(f"no final/model.pt yet: kept channels are those of {run.checkpoint.relative_to(run_dir)}")
+    if latency is not None and not metrics.empty:
+        pairs = list(zip(metrics["step"], metrics["latency_ms"]))
+        unmeasured = [str(step) for step, ms in pairs if step not in latency.steps and pd.isna(ms)]
+        if unmeasured:
+            run.notes.append(f"{layout.latency_json.name} has no step {', '.join(unmeasured)}: no latency there")
+        both = [str(step) for step, ms in pairs if step in latency.steps and not pd.isna(ms)]
+        if both:
+            run.notes.append(
+                f"step {', '.join(both)}: eager latency from metrics.csv (it wins over {layout.latency_json.name}, "
+                "which gives only the ONNX Runtime latency there)"
+            )
     return run
 
 

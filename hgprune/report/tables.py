@@ -49,21 +49,58 @@ def speedup_efficiency(base_latency: float, latency: float, base_macs: float, ma
     return (base_latency / latency) / (base_macs / macs)
 
 
-def with_derived(run: RunData) -> pd.DataFrame:
-    """A run's metrics plus ``series``, ``speedup``, ``macs_reduction`` and ``speedup_efficiency`` vs its step 0."""
+# What a latency pass (``RUN/latency.json``) fills in, column ← StepLatency field; metrics.csv wins where it has one.
+FROM_LATENCY_PASS = {
+    "latency_ms": "eager_ms",
+    "latency_p90_ms": "eager_p90_ms",
+    "ort_latency_ms": "ort_ms",
+    "ort_latency_p90_ms": "ort_p90_ms",
+}
+LATENCY_SOURCES = ("metrics.csv", "latency.json")  # values of ``latency_source``; "" = no latency
+
+
+def with_latency(run: RunData) -> pd.DataFrame:
+    """A run's metrics with its latency pass merged in: ``latency_ms`` / ``latency_p90_ms`` where metrics.csv has
+    none, ``ort_latency_ms`` / ``ort_latency_p90_ms`` (ONNX Runtime), and ``latency_source`` per row."""
     frame = run.metrics.copy()
+    measured = run.latency.steps if run.latency is not None else {}
+    had_latency = frame["latency_ms"].notna()
+    position = frame.columns.get_loc("latency_p90_ms") + 1
+    for column, name in FROM_LATENCY_PASS.items():
+        values = [getattr(measured[s], name) if s in measured else math.nan for s in frame["step"]]
+        values = pd.Series(values, index=frame.index, dtype=float)
+        if column in frame:
+            frame[column] = frame[column].fillna(values)
+        else:
+            frame.insert(position, column, values)
+            position += 1
+    metrics_csv, latency_json = LATENCY_SOURCES
+    source = np.where(had_latency, metrics_csv, np.where(frame["latency_ms"].notna(), latency_json, ""))
+    frame.insert(position, "latency_source", source)
+    return frame
+
+
+def with_derived(run: RunData) -> pd.DataFrame:
+    """A run's metrics (latency pass merged in) plus ``series``, ``macs_reduction``, ``pckh_delta`` and per backend
+    (eager PyTorch, ``ort_`` = ONNX Runtime) ``speedup`` and ``speedup_efficiency`` vs the run's step 0."""
+    frame = with_latency(run)
     frame["run"] = run.name
     frame.insert(1, "series", run.series or default_series(run))
     base = frame[frame["step"] == 0]
-    base_latency = float(base["latency_ms"].iloc[0]) if len(base) else math.nan
-    base_macs = float(base["macs_fvcore"].iloc[0]) if len(base) else math.nan
-    frame["speedup"] = base_latency / frame["latency_ms"]
+
+    def at_step_0(column: str) -> float:
+        return float(base[column].iloc[0]) if len(base) else math.nan
+
+    base_macs = at_step_0("macs_fvcore")
     frame["macs_reduction"] = base_macs / frame["macs_fvcore"]
-    frame["speedup_efficiency"] = [
-        speedup_efficiency(base_latency, lat, base_macs, macs)
-        for lat, macs in zip(frame["latency_ms"], frame["macs_fvcore"])
-    ]
-    frame["pckh_delta"] = frame["pckh_mean"] - (float(base["pckh_mean"].iloc[0]) if len(base) else math.nan)
+    for backend in ("", "ort_"):
+        base_latency = at_step_0(f"{backend}latency_ms")
+        frame[f"{backend}speedup"] = base_latency / frame[f"{backend}latency_ms"]
+        frame[f"{backend}speedup_efficiency"] = [
+            speedup_efficiency(base_latency, lat, base_macs, macs)
+            for lat, macs in zip(frame[f"{backend}latency_ms"], frame["macs_fvcore"])
+        ]
+    frame["pckh_delta"] = frame["pckh_mean"] - at_step_0("pckh_mean")
     return frame
 
 
@@ -89,6 +126,10 @@ STEP_COLUMNS = (
     "latency_p90_ms",
     "speedup",
     "speedup_efficiency",
+    "ort_latency_ms",
+    "ort_latency_p90_ms",
+    "ort_speedup",
+    "ort_speedup_efficiency",
     "pckh_mean",
     "pckh_seed_mean",
     *(f"pckh_{g}" for g in GROUPS),
@@ -109,10 +150,14 @@ SUMMARY_COLUMNS = (
     "latency_ms",
     "speedup",
     "speedup_efficiency",
+    "ort_latency_ms",
+    "ort_speedup_efficiency",
     "pckh_mean",
     "pckh_delta",
     "pareto",
 )
+# Summary columns shown only when some run has them (ONNX Runtime latency comes from latency passes alone).
+OPTIONAL_SUMMARY_COLUMNS = ("ort_latency_ms", "ort_speedup_efficiency")
 
 
 def steps_table(run: RunData) -> pd.DataFrame:
@@ -129,7 +174,8 @@ def summary_table(runs: list[RunData]) -> pd.DataFrame:
         return pd.DataFrame(columns=list(SUMMARY_COLUMNS))
     table = pd.concat(rows, ignore_index=True)
     table["pareto"] = pareto_mask(table["macs_fvcore"], table["pckh_mean"])
-    return table[list(SUMMARY_COLUMNS)]
+    keep = [c for c in SUMMARY_COLUMNS if c not in OPTIONAL_SUMMARY_COLUMNS or table[c].notna().any()]
+    return table[keep]
 
 
 # Markdown ------------------------------------------------------------------------------------------------------
@@ -172,6 +218,10 @@ DISPLAY: dict[str, tuple[str, Callable[[object], str]]] = {
     "latency_p90_ms": ("p90 (ms)", _num(2)),
     "speedup": ("speedup", lambda v: "–" if pd.isna(v) else f"{v:.2f}×"),
     "speedup_efficiency": ("speedup eff.", _num(2)),
+    "ort_latency_ms": ("ORT latency (ms)", _num(2)),
+    "ort_latency_p90_ms": ("ORT p90 (ms)", _num(2)),
+    "ort_speedup": ("ORT speedup", lambda v: "–" if pd.isna(v) else f"{v:.2f}×"),
+    "ort_speedup_efficiency": ("ORT speedup eff.", _num(2)),
     "auc": ("AUC", _num(1)),
     "finetune_epochs": ("epochs", lambda v: "–" if pd.isna(v) else str(int(v))),
     "train_loss": ("loss", lambda v: _sig(v, 1.0)),

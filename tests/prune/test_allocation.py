@@ -107,11 +107,11 @@ def test_uniform_allocation_hits_its_target_with_coarse_rounding(kept):
 
 
 def test_global_ranking_is_a_deprecated_alias_of_allocation():
-    assert resolve_allocation(None, None) == "global"
+    assert resolve_allocation(None, None) == "uniform"
     assert resolve_allocation(None, True) == "global"
     assert resolve_allocation(None, False) == "uniform"
     assert resolve_allocation("search", None) == "search"
-    with pytest.raises(HgpruneError, match="prune.global_ranking: True contradicts prune.allocation 'uniform'"):
+    with pytest.raises(HgpruneError, match="prune.global_ranking: true contradicts prune.allocation 'uniform'"):
         resolve_allocation("uniform", True)
     with pytest.raises(HgpruneError, match="prune.allocation: unknown 'best'; valid: uniform, global, search"):
         resolve_allocation("best", None)

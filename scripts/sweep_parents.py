@@ -1,0 +1,78 @@
+"""Train the baselines a sweep imports, one ``hgprune train`` run per architecture, validated every epoch.
+
+A sweep whose ``baseline.checkpoint`` contains ``{arch}`` (``recipes/sweep_hg1_hg8.yaml``) prunes one imported
+baseline per architecture. This script trains them with the recipe's own settings (model widths, data, seed,
+``baseline.train``), so the recipe stays the one home of those facts, and ``hgprune train`` logs PCKh every epoch,
+which the plateau rule of the sweep report needs. Each run resumes from its last epoch; finished ones are skipped.
+
+    OMP_NUM_THREADS=1 python scripts/sweep_parents.py recipes/sweep_hg1_hg8.yaml [--arch hg1 hg2 ...] [--dry-run]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+from hgprune.recipe import load_recipe
+from hgprune.sweep import ARCH_FIELD
+
+
+def train_command(recipe, arch: str) -> tuple[list[str], Path]:
+    """The ``hgprune train`` command that writes ``recipe.baseline.checkpoint`` for ``arch``, and its directory."""
+    checkpoint = recipe.baseline.checkpoint
+    if not checkpoint or ARCH_FIELD not in checkpoint:
+        raise SystemExit(f"baseline.checkpoint must contain {ARCH_FIELD} (one per architecture), got {checkpoint!r}")
+    out = Path(checkpoint.replace(ARCH_FIELD, arch)).parent
+    m, d, t = recipe.model, recipe.data, recipe.baseline.train
+    if d.dataset != "synthpose":
+        raise SystemExit(f"data.dataset: this script trains SynthPose baselines, got {d.dataset!r}")
+    cmd = [sys.executable, "-m", "hgprune", "train", "--dataset", "synthpose",
+           "--synth-train", str(d.synth.num_train), "--synth-val", str(d.synth.num_val),
+           "--synth-size", str(d.synth.size), "--synth-seed", str(d.synth.seed),
+           "--arch", arch, "--N", str(m.N), "--M", str(m.M), "--input_shape", str(m.input_size),
+           "--epochs", str(t.epochs), "--lr", str(t.lr), "--momentum", str(t.momentum),
+           "--weight-decay", str(t.weight_decay), "--gamma", str(t.gamma), "--train-batch", str(t.batch_size),
+           "--test-batch", str(recipe.eval.batch_size), "--workers", str(d.workers), "--seed", str(recipe.seed),
+           "--checkpoint", str(out)]  # fmt: skip
+    if t.schedule:
+        cmd += ["--schedule", *map(str, t.schedule)]
+    if not d.augment:
+        cmd.append("--no-augment")
+    return cmd, out
+
+
+def epochs_done(out: Path) -> int:
+    log = out / "log.csv"
+    if not log.exists():
+        return 0
+    with open(log) as handle:
+        return sum(1 for _ in csv.DictReader(handle))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("recipe")
+    parser.add_argument("--arch", nargs="+", help="default: the recipe's sweep.arch")
+    parser.add_argument("--dry-run", action="store_true", help="print the commands, train nothing")
+    args = parser.parse_args()
+    recipe = load_recipe(args.recipe)
+    archs = args.arch or (recipe.sweep.arch if recipe.sweep else None) or [recipe.model.arch]
+    for arch in archs:
+        cmd, out = train_command(recipe, arch)
+        done = epochs_done(out)
+        if done >= recipe.baseline.train.epochs:
+            print(f"{arch}: done ({done} epochs)", flush=True)
+            continue
+        if (out / "checkpoint.pth.tar").exists():
+            cmd += ["--resume", str(out / "checkpoint.pth.tar")]
+        print(" ".join(cmd), flush=True)
+        if not args.dry_run and subprocess.run(cmd).returncode != 0:
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
