@@ -20,13 +20,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import csv
 import io
 import json
 import statistics
 import sys
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from common import REPORT_DIR, environment, environment_md, md_table, write_report  # noqa: E402
@@ -38,9 +37,9 @@ from hgprune.recipe import Recipe, TrainSection, load_recipe
 from hgprune.rundir import RunDir
 from hgprune.runner import Runner
 from hgprune.sweep import scratch_recipe
+from hgprune.train.plateau import PLATEAU_GAIN, plateau
 
 PARENTS = "runs/study/parent_s{seed}/checkpoint.pth.tar"  # hgprune train runs, one per seed (README, "Performance")
-PLATEAU_GAIN = 0.5  # a parent is at its plateau when its last 20 % of epochs added less than this (PCKh points)
 
 
 def variant_names() -> list[str]:
@@ -82,14 +81,9 @@ def parent_schedule(parent: Path) -> TrainSection:
                         schedule=list(cfg["schedule"]), gamma=cfg["gamma"], batch_size=cfg["batch_size"])  # fmt: skip
 
 
-def plateau(parent: Path) -> dict:
+def parent_plateau(parent: Path) -> dict:
     """PCKh per epoch from the parent's log and the gain over its last 20 % of epochs."""
-    with open(parent.parent / "log.csv") as handle:
-        rows = [r for r in csv.DictReader(handle)]
-    pckh = [float(r["pckh"]) for r in rows]
-    start = max(0, round(0.8 * len(pckh)) - 1)
-    gain = pckh[-1] - pckh[start]
-    return {"epochs": len(pckh), "final": pckh[-1], "gain_last_20pct": gain, "at_plateau": gain < PLATEAU_GAIN}
+    return asdict(plateau(parent.parent / "log.csv"))
 
 
 def run_variant(recipe: Recipe, out: Path) -> float:
@@ -255,7 +249,7 @@ def main() -> int:
     missing = [str(p) for p in parents.values() if not p.exists()]
     if missing:
         raise SystemExit(f"accuracy.py: parent {missing[0]} not found; train the parents first (README, 'Performance')")
-    plateaus = {s: plateau(p) for s, p in parents.items() if (p.parent / "log.csv").exists()}
+    plateaus = {s: parent_plateau(p) for s, p in parents.items() if (p.parent / "log.csv").exists()}
     if not args.report_only:
         for s, parent in parents.items():
             base = replace(recipe, seed=s)

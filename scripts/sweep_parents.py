@@ -6,6 +6,7 @@ baseline per architecture. This script trains them with the recipe's own setting
 which the plateau rule of the sweep report needs. Each run resumes from its last epoch; finished ones are skipped.
 
     OMP_NUM_THREADS=1 python scripts/sweep_parents.py recipes/sweep_hg1_hg8.yaml [--arch hg1 hg2 ...] [--dry-run]
+    python scripts/sweep_parents.py recipes/sweep_hg1_hg8.yaml --summary     # Markdown: each baseline vs the rule
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 
 from hgprune.recipe import load_recipe
 from hgprune.sweep import ARCH_FIELD
+from hgprune.train.plateau import PLATEAU_GAIN, plateau
 
 
 def train_command(recipe, arch: str) -> tuple[list[str], Path]:
@@ -52,14 +54,35 @@ def epochs_done(out: Path) -> int:
         return sum(1 for _ in csv.DictReader(handle))
 
 
+def summary(recipe, archs: list[str]) -> str:
+    """A Markdown table: every baseline's epochs, final PCKh and the plateau rule (the last 20 % of epochs add less
+    than PLATEAU_GAIN)."""
+    lines = [f"| arch | epochs (of {recipe.baseline.train.epochs}) | final PCKh | gain over last 20 % | at plateau |",
+             "|---|---|---|---|---|"]  # fmt: skip
+    for arch in archs:
+        out = train_command(recipe, arch)[1]
+        if epochs_done(out) == 0:
+            lines.append(f"| {arch} | 0 | | | not trained |")
+            continue
+        p = plateau(out / "log.csv")
+        done = p.epochs >= recipe.baseline.train.epochs
+        verdict = ("yes" if p.at_plateau else f"**no** (≥ {PLATEAU_GAIN})") if done else "still training"
+        lines.append(f"| {arch} | {p.epochs} | {p.final:.2f} | {p.gain_last_20pct:+.2f} | {verdict} |")
+    return "\n".join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("recipe")
     parser.add_argument("--arch", nargs="+", help="default: the recipe's sweep.arch")
     parser.add_argument("--dry-run", action="store_true", help="print the commands, train nothing")
+    parser.add_argument("--summary", action="store_true", help="print each baseline's plateau check, train nothing")
     args = parser.parse_args()
     recipe = load_recipe(args.recipe)
     archs = args.arch or (recipe.sweep.arch if recipe.sweep else None) or [recipe.model.arch]
+    if args.summary:
+        print(summary(recipe, archs))
+        return 0
     for arch in archs:
         cmd, out = train_command(recipe, arch)
         done = epochs_done(out)

@@ -212,6 +212,7 @@ def test_sweep_imports_one_baseline_per_architecture(tmp_path):
     assert flags["--arch"] == "hg2" and flags["--epochs"] == "3" and flags["--lr"] == "0.002"
     assert (flags["--N"], flags["--M"]) == (str(recipe.model.N), str(recipe.model.M))
     assert cmd[cmd.index("--schedule") + 1] == "2" and flags["--checkpoint"] == "parents/hg2"
+    assert "| hg2 | 0 | | | not trained |" in script.summary(recipe, ["hg2"])
 
 
 @pytest.mark.parametrize("legacy", [True, False])
