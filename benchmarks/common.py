@@ -47,13 +47,13 @@ def versions(packages: Iterable[str] = PACKAGES) -> dict[str, str]:
     return found
 
 
-def environment(device: str = "cpu") -> dict:
-    """Machine, versions, thread settings, load and the exact command line of this process."""
+def environment(device: str = "cpu", argv: Sequence[str] | None = None) -> dict:
+    """Machine, versions, thread settings, load and the exact command line (``argv``: default this process's)."""
     import torch
 
     settings = [f"{k}={os.environ[k]}" for k in THREAD_ENV if os.environ.get(k)]
     env = {
-        "command": " ".join(shlex.quote(a) for a in [*settings, Path(sys.executable).name, *sys.argv]),
+        "command": shlex.join([*settings, Path(sys.executable).name, *(sys.argv if argv is None else argv)]),
         "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "machine": {
             "platform": platform.platform(),

@@ -28,7 +28,6 @@ import argparse
 import math
 import os
 import random
-import shlex
 import statistics
 import sys
 import time
@@ -41,7 +40,7 @@ import torch
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import THREAD_ENV, environment  # noqa: E402
+from common import environment  # noqa: E402
 
 from hgprune.errors import HgpruneError  # noqa: E402
 from hgprune.export import build_export  # noqa: E402
@@ -177,12 +176,6 @@ def latency_passes(
     }
 
 
-def command_line(script: str, argv: list[str]) -> str:
-    """The exact command, with the thread variables it ran under (as benchmarks/common.py records them)."""
-    variables = [f"{k}={os.environ[k]}" for k in THREAD_ENV if os.environ.get(k)]
-    return shlex.join([*variables, Path(sys.executable).name, script, *argv])
-
-
 def main(argv: list[str] | None = None) -> int:
     script = sys.argv[0] if argv is None else SCRIPT
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -192,8 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         check_load(load_before, args.max_load, args.force)
         runs = [RunDir(path) for path in find_run_dirs(args.run_dirs)]
         with rt.torch_threads(args.threads):
-            env = environment("cpu")
-            env["command"] = command_line(script, argv)
+            env = environment("cpu", argv=[script, *argv])
             configurations = build_configurations(runs, args.threads, args.batch)
             print(f"timing {len(configurations)} configurations of {len(runs)} run(s): {args.warmup} warm-up + "
                   f"{args.repeats} timed rounds", flush=True)  # fmt: skip
