@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -151,7 +152,7 @@ def limit_dataset(dataset, limit: int):
 
     def ground_truth():
         gt = dataset.ground_truth()
-        return type(gt)(*(field[:limit] for field in gt))
+        return dataclasses.replace(gt, **{f.name: getattr(gt, f.name)[:limit] for f in dataclasses.fields(gt)})
 
     sub.ground_truth = ground_truth
     for attr in ("num_joints", "flip_pairs", "input_size", "output_size", "normalization"):

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from hgprune.data import build_dataset, load_annotations
+from hgprune.data import build_dataset, limit_dataset, load_annotations
 from hgprune.data.synthpose import SynthConfig, ensure_generated, generate, render_sample, synth_config
 from hgprune.errors import HgpruneError
 
@@ -56,6 +56,13 @@ def test_records_have_mpii_geometry_and_load(tmp_path):
     val = build_dataset("synthpose", "val", input_size=64, annotations=root / "annotations.json")
     gt = val.ground_truth()
     assert gt.joints.shape == (4, 16, 2) and not gt.missing.any()
+    # data.val_limit: the first k samples, and ground truth that matches them field by field
+    first = limit_dataset(val, 3)
+    assert len(first) == 3 and first.num_joints == val.num_joints
+    small = first.ground_truth()
+    for name in ("joints", "missing", "headboxes"):
+        assert np.array_equal(getattr(small, name), getattr(gt, name)[:3])
+    assert limit_dataset(val, 10) is val
 
 
 def test_cache_is_keyed_by_parameters(tmp_path):
