@@ -25,7 +25,7 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
 from hgprune.fsutil import atomic_write_bytes
-from hgprune.report.runs import GROUPS, RunData
+from hgprune.report.runs import BASELINE_ONLY, GROUPS, SCRATCH, RunData
 
 RC = {
     "svg.hashsalt": "hgprune-report",
@@ -44,8 +44,6 @@ KIND_COLORS = {
     "merge": "#9467bd",
     "score": "#d62728",
 }
-SCRATCH = "scratch"  # role of the seed's approach (narrower models trained from scratch)
-BASELINE_ONLY = "baseline"  # role of the baseline entries a sweep trains once per architecture
 
 
 def rc_context():
@@ -241,7 +239,7 @@ def latency_figure(table: pd.DataFrame) -> Figure | None:
         efficiency = rows.dropna(subset=["macs_reduction", efficiency_column])
         ideal = right.axhline(1.0, color="0.4", linestyle=":", linewidth=1.2, label="ideal: speedup = MACs reduction")
         _plot_series(right, efficiency, styles, "macs_reduction", efficiency_column)
-        right.set_xlabel("MACs reduction vs step 0 (×)")
+        right.set_xlabel("MACs reduction vs the unpruned baseline (×)")
         right.set_ylabel("speedup efficiency\n(speedup ÷ MACs reduction)")
         right.set_title(f"Speedup efficiency: {backend}")
         top = max(1.2, float(efficiency[efficiency_column].max()) * 1.1) if len(efficiency) else 1.2

@@ -121,6 +121,11 @@ def _loads(path: Path, key: str, value: object) -> list[float]:
     raise HgpruneError(f"{path}: {key!r} must be the 1/5/15-minute load average, got {str(value)[:40]!r}")
 
 
+# Roles (``metrics.csv``'s ``role`` column, :data:`hgprune.recipe.ROLES`) the report treats specially.
+SCRATCH = "scratch"  # the seed's approach: a narrower model trained from scratch
+BASELINE_ONLY = "baseline"  # the baseline entries a sweep trains once per architecture
+
+
 @dataclass
 class RunData:
     """One run directory as the report sees it."""
@@ -135,6 +140,17 @@ class RunData:
     recipe: Recipe | None = None  # the resolved recipe.yaml, when readable
     series: str = ""  # the line this run belongs to in the figures: arch/criterion (+ what else tells runs apart)
     latency: LatencyPass | None = None  # RUN/latency.json, when the run's latency was measured afterwards
+
+    @property
+    def role(self) -> str:
+        """prune | baseline | scratch, from the first metrics row ("" while the run has none)."""
+        return "" if self.metrics.empty else str(self.metrics["role"].iloc[0])
+
+    @property
+    def model_key(self) -> tuple:
+        """What makes two runs' unpruned models comparable: architecture and input size (None when unknown)."""
+        arch = "" if self.metrics.empty else str(self.metrics["arch"].iloc[0])
+        return arch, self.recipe.model.input_size if self.recipe is not None else None
 
     @property
     def command(self) -> str | None:
@@ -309,7 +325,7 @@ def default_series(run: RunData) -> str:
     if run.metrics.empty:
         return run.name
     first = run.metrics.iloc[0]
-    return f"{first['arch']}/{'scratch' if first['role'] == 'scratch' else first['criterion']}"
+    return f"{first['arch']}/{SCRATCH if first['role'] == SCRATCH else first['criterion']}"
 
 
 def _name_series(runs: list[RunData]) -> None:

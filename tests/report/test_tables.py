@@ -83,6 +83,25 @@ def test_summary_marks_pareto_among_final_rows(tmp_path):
     assert table["pareto"].tolist() == [True, False]
 
 
+def test_scratch_runs_are_measured_against_their_architectures_baseline(tmp_path):
+    # A sweep's scratch entry has one row (its own step 0 is its result): MACs kept, speedup and ΔPCKh must read
+    # against the unpruned baseline of the same architecture (step 0 of a pruned run), not 1.0 / 1.0× / 0.
+    for name in ("a", "s", "t"):
+        (tmp_path / name).mkdir()
+    pruned = _run(tmp_path / "a", CSV, "a")
+    scratch_csv = "run,step,arch,N,M,criterion,role,macs_fvcore,params,latency_ms,pckh_mean\n"
+    scratch = _run(tmp_path / "s", scratch_csv + "s,0,hg2,10,22,l1,scratch,2e9,1000,20.0,70.0\n", "s")
+    other_arch = _run(tmp_path / "t", scratch_csv + "t,0,hg3,10,22,l1,scratch,3e9,1000,30.0,60.0\n", "t")
+    table = summary_table([pruned, scratch, other_arch]).set_index("run")
+    assert table.loc["s", "macs_ratio"] == pytest.approx(0.25)
+    assert table.loc["s", "speedup"] == pytest.approx(2.0)  # 40 ms baseline / 20 ms
+    assert table.loc["s", "speedup_efficiency"] == pytest.approx(0.5)
+    assert table.loc["s", "pckh_delta"] == pytest.approx(-10.0)
+    # no pruned run of hg3: nothing to compare with, so its own step 0 stays the reference
+    assert table.loc["t", "speedup"] == pytest.approx(1.0) and table.loc["t", "pckh_delta"] == 0.0
+    assert table.loc["a", "speedup"] == pytest.approx(2.5)  # pruned runs are unchanged
+
+
 def test_read_metrics_sorts_types_and_fills_optional_columns(tmp_path):
     lines = CSV.splitlines()
     frame = _run(tmp_path, "\n".join([lines[0], lines[3], lines[1], lines[2]]) + "\n").metrics
