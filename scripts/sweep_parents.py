@@ -7,18 +7,24 @@ which the plateau rule of the sweep report needs. Each run resumes from its last
 
     OMP_NUM_THREADS=1 python scripts/sweep_parents.py recipes/sweep_hg1_hg8.yaml [--arch hg1 hg2 ...] [--dry-run]
     python scripts/sweep_parents.py recipes/sweep_hg1_hg8.yaml --summary     # Markdown: each baseline vs the rule
+    python scripts/sweep_parents.py recipes/sweep_hg1_hg8.yaml --diagnose    # Markdown: PCKh per stack, train vs val
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
 
+from hgprune.data import limit_dataset
+from hgprune.models import load_model
+from hgprune.pipeline import Pipeline
 from hgprune.recipe import load_recipe
 from hgprune.sweep import ARCH_FIELD
+from hgprune.train import evaluate_model
 from hgprune.train.plateau import PLATEAU_GAIN, plateau
 
 
@@ -71,17 +77,47 @@ def summary(recipe, archs: list[str]) -> str:
     return "\n".join(lines)
 
 
+TRAIN_SAMPLE = 1000  # training images scored by --diagnose (the first ones, never augmented)
+
+
+def diagnose(recipe, archs: list[str]) -> str:
+    """A Markdown table that tells under- from over-fitting when a deeper baseline scores lower: validation PCKh of
+    every stack's heatmaps (the last is what counts) and the final stack's PCKh on the first TRAIN_SAMPLE training
+    images, scored exactly as validation is (no augmentation)."""
+    plain = dataclasses.replace(recipe, data=dataclasses.replace(recipe.data, augment=False))
+    lines = [f"| arch | validation PCKh, stack 1 → last | train PCKh (first {TRAIN_SAMPLE:,}) | train − val |",
+             "|---|---|---|---|"]  # fmt: skip
+    batch = recipe.eval.batch_size
+    for arch in archs:
+        out = train_command(recipe, arch)[1]
+        if epochs_done(out) < recipe.baseline.train.epochs:
+            lines.append(f"| {arch} | not trained | | |")
+            continue
+        model = load_model(out / "checkpoint.pth.tar")
+        data = Pipeline.from_recipe(plain, model.config.normalization)
+        stacks = [evaluate_model(model, data.val_set, batch, stack=k).mpii.mean for k in range(model.config.num_stacks)]
+        train = evaluate_model(model, limit_dataset(data.train_set, TRAIN_SAMPLE), batch).mpii.mean
+        per_stack = " → ".join(f"{v:.2f}" for v in stacks)
+        lines.append(f"| {arch} | {per_stack} | {train:.2f} | {train - stacks[-1]:+.2f} |")
+    return "\n".join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("recipe")
     parser.add_argument("--arch", nargs="+", help="default: the recipe's sweep.arch")
     parser.add_argument("--dry-run", action="store_true", help="print the commands, train nothing")
     parser.add_argument("--summary", action="store_true", help="print each baseline's plateau check, train nothing")
+    parser.add_argument(
+        "--diagnose",
+        action="store_true",
+        help="print each trained baseline's PCKh per stack and on training images, train nothing",
+    )
     args = parser.parse_args()
     recipe = load_recipe(args.recipe)
     archs = args.arch or (recipe.sweep.arch if recipe.sweep else None) or [recipe.model.arch]
-    if args.summary:
-        print(summary(recipe, archs))
+    if args.summary or args.diagnose:
+        print(summary(recipe, archs) if args.summary else diagnose(recipe, archs))
         return 0
     for arch in archs:
         cmd, out = train_command(recipe, arch)

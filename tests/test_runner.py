@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import random
@@ -213,6 +214,35 @@ def test_sweep_imports_one_baseline_per_architecture(tmp_path):
     assert (flags["--N"], flags["--M"]) == (str(recipe.model.N), str(recipe.model.M))
     assert cmd[cmd.index("--schedule") + 1] == "2" and flags["--checkpoint"] == "parents/hg2"
     assert "| hg2 | 0 | | | not trained |" in script.summary(recipe, ["hg2"])
+    assert "| hg2 | not trained | | |" in script.diagnose(recipe, ["hg2"])
+
+
+def test_sweep_parents_diagnose_scores_every_stack_and_training_images(tmp_path, cache, monkeypatch):
+    """--diagnose: validation PCKh of each stack's heatmaps and the last stack's PCKh on training images."""
+    import importlib.util
+
+    from hgprune.data import limit_dataset
+    from hgprune.models import build_model, save_model
+    from hgprune.pipeline import Pipeline
+    from hgprune.train import evaluate_model
+
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "sweep.yaml"
+    path.write_text(TINY.read_text() + "sweep: {arch: [hg2], criterion: [taylor], kept: [0.5]}\n")
+    recipe = load_recipe(path, ["baseline.checkpoint=parents/{arch}/checkpoint.pth.tar"])
+    torch.manual_seed(0)
+    model = build_model("hg2", N=8, M=16, input_size=64)
+    save_model(model, tmp_path / "parents" / "hg2" / "checkpoint.pth.tar")
+    (tmp_path / "parents" / "hg2" / "log.csv").write_text("epoch,pckh\n1,10.0\n")  # baseline.train.epochs = 1
+    spec = importlib.util.spec_from_file_location("sweep_parents", ROOT / "scripts" / "sweep_parents.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    row = script.diagnose(recipe, ["hg2"]).splitlines()[-1]
+    plain = dataclasses.replace(recipe, data=dataclasses.replace(recipe.data, augment=False))  # scored unaugmented
+    data = Pipeline.from_recipe(plain, model.config.normalization)
+    first, last = (evaluate_model(model, data.val_set, 16, stack=k).mpii.mean for k in (0, 1))
+    train = evaluate_model(model, limit_dataset(data.train_set, 1000), 16).mpii.mean
+    assert row == f"| hg2 | {first:.2f} → {last:.2f} | {train:.2f} | {train - last:+.2f} |"
 
 
 @pytest.mark.parametrize("legacy", [True, False])

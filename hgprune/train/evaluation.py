@@ -64,18 +64,23 @@ def evaluate_model(
     *,
     distributed: bool | None = None,
     decode: str = "exact",
+    stack: int = -1,
 ) -> EvalResult:
     """Predict every sample of ``dataset`` and score it with PCKh (both protocols).
 
     Under an initialised process group (or ``distributed=True``) each rank predicts every world-size-th sample and
     the predictions are gathered, so every rank returns the PCKh of the whole set. The model's train/eval mode is
     restored afterwards. ``decode="seed"`` reproduces the seed's ``final_preds`` numbers instead of hgprune's exact
-    decoding (see :func:`hgprune.metrics.decode_to_image`).
+    decoding (see :func:`hgprune.metrics.decode_to_image`). ``stack`` picks the stack whose heatmaps are scored
+    (default the last, as the seed does; 0 = the first, for per-stack diagnostics); the loss covers every stack.
     """
 
     if decode not in DECODERS:
         raise ValueError(f"decode: must be one of {', '.join(DECODERS)}, got {decode!r}")
     module = unwrap(model)
+    stacks = getattr(getattr(module, "config", None), "num_stacks", None)
+    if stacks is not None and not -stacks <= stack < stacks:
+        raise ValueError(f"stack: the model has {stacks} stack(s), got {stack}")
     was_training = module.training
     module.to(device).eval()
     use_ddp = ddp.is_distributed() if distributed is None else distributed
@@ -93,7 +98,7 @@ def evaluate_model(
         for images, target, target_weight, meta in loader:
             outputs = predict_heatmaps(module, images.to(device), flip_perm)
             loss_sum += float(heatmap_loss(outputs, target.to(device), target_weight.to(device))) * images.shape[0]
-            heatmaps = outputs[-1].float().cpu()
+            heatmaps = outputs[stack].float().cpu()
             if output_size is None:
                 output_size = heatmaps.shape[-1]
             peak = decode_heatmaps(heatmaps)[1]

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from hgprune.models import build_preset
+from hgprune.models.hourglass import HourglassConfig
 from hgprune.train import evaluate_model
 from hgprune.train.evaluation import flip_permutation
 from tests.train.fakes import TinyPoseDataset
@@ -41,6 +42,22 @@ def test_perfect_heatmaps_give_near_exact_coords_and_full_pckh():
     assert result.mpii.mean == pytest.approx(100.0)
     assert result.seed.mean == pytest.approx(100.0)
     assert result.loss == pytest.approx(0.0)
+
+
+def test_stack_picks_which_stacks_heatmaps_are_scored():
+    class TwoStacks(Oracle):  # stack 0 is blank, stack 1 is perfect
+        def forward(self, images):
+            perfect = super().forward(images)[0]
+            return [torch.zeros_like(perfect), perfect]
+
+    data = TinyPoseDataset(4, augment=False)
+    model = TwoStacks(data)
+    model.config = HourglassConfig(num_stacks=2, N=8, M=16)
+    assert evaluate_model(model, data, batch_size=2).mpii.mean == pytest.approx(100.0)  # default: the last stack
+    assert evaluate_model(model, data, batch_size=2, stack=1).mpii.mean == pytest.approx(100.0)
+    assert evaluate_model(model, data, batch_size=2, stack=0).mpii.mean < 30.0
+    with pytest.raises(ValueError, match="stack: the model has 2 stack"):
+        evaluate_model(model, data, batch_size=2, stack=2)
 
 
 def test_evaluate_restores_train_mode_and_untrained_model_scores_low(tiny_model):
