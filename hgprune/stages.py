@@ -34,6 +34,7 @@ from hgprune.recipe import Recipe, TrainSection
 from hgprune.report import write_report
 from hgprune.rundir import METRIC_COLUMNS, MetricsRow, RunDir
 from hgprune.train import Trainer, evaluate_model
+from hgprune.train.checkpointing import check_finished
 from hgprune.train.losses import heatmap_loss
 
 EPOCHS_PER_STEP_SLOT = 1000  # fine-tuning epochs of step k are numbered k*1000+…, so every epoch has its own seed
@@ -94,7 +95,8 @@ def baseline(ctx: RunContext) -> tuple[Step, dict]:
         )
         epochs, loss = 0, math.nan
         if r.baseline.checkpoint:
-            model, _ = load_checkpoint(r.baseline.checkpoint, expect=expect)
+            model, info = load_checkpoint(r.baseline.checkpoint, expect=expect)
+            check_finished(r.baseline.checkpoint, info["meta"])
             # the recipe's input size, the checkpoint's normalisation (what its weights were trained with)
             model.config = dataclasses.replace(expect, normalization=model.config.normalization)
             ctx.normalization = model.config.normalization

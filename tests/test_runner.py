@@ -245,6 +245,33 @@ def test_sweep_parents_diagnose_scores_every_stack_and_training_images(tmp_path,
     assert row == f"| hg2 | {first:.2f} → {last:.2f} | {train:.2f} | {train - last:+.2f} |"
 
 
+def test_baseline_still_training_is_refused(tmp_path, cache, capsys):
+    """A sweep importing ``{arch}`` baselines while they train must not prune a half-trained checkpoint.pth.tar; a
+    finished one, or a model_best.pth.tar chosen from any epoch, loads."""
+    from hgprune.models import build_model
+    from hgprune.models.checkpoints import load_checkpoint
+    from hgprune.train.checkpointing import BEST, check_finished, save_training_checkpoint, training_payload
+
+    model = build_model("hg1", N=8, M=16, input_size=64)
+
+    def save(directory, epoch):
+        payload = training_payload(model, epoch=epoch, best_acc=1.0, trainer_state={}, train_config={"epochs": 3})
+        save_training_checkpoint(payload, tmp_path / directory, is_best=True)
+        return tmp_path / directory / "checkpoint.pth.tar"
+
+    partial = save("partial", 2)
+    argv = ["run", str(TINY), "--out", str(tmp_path / "run"), "--set", "prune.steps=1", "--set",
+            "finetune.final_epochs=0", "--set"]  # fmt: skip
+    assert main([*argv, f"baseline.checkpoint={partial}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and f"baseline.checkpoint {partial}: saved at epoch 2 of the 3" in err
+    assert not (tmp_path / "run" / "metrics.csv").exists()
+    best = partial.parent / BEST
+    check_finished(best, load_checkpoint(best)[1]["meta"])  # the same epoch-2 weights, chosen as the best: no error
+    finished = save("finished", 3)
+    assert main([*argv, f"baseline.checkpoint={finished}", "--out", str(tmp_path / "run2")]) == 0
+
+
 @pytest.mark.parametrize("legacy", [True, False])
 def test_run_feeds_a_baseline_checkpoint_its_own_normalisation(tmp_path, cache, legacy):
     """An old hgprune checkpoint (no normalisation field: ImageNet) and a seed-normalised one are each measured,

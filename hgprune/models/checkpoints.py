@@ -89,6 +89,9 @@ def load_checkpoint(
         info["source"] = "seed"
         state_dict = raw["state_dict"]
         info["meta"] = {k: _plain(v) for k, v in raw.items() if k in ("epoch", "arch", "best_acc")}
+        planned = raw.get("train_config", {}).get("epochs") if isinstance(raw.get("train_config"), dict) else None
+        if isinstance(planned, int) and not isinstance(planned, bool):
+            info["meta"]["planned_epochs"] = planned  # hgprune train's checkpoints: how many epochs the run asked for
         config = None
         if isinstance(raw.get("config"), dict):  # hgprune train writes the seed's layout plus its own config
             try:

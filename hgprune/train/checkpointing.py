@@ -64,6 +64,18 @@ def save_training_checkpoint(
     return written
 
 
+def check_finished(path: str | os.PathLike, meta: dict) -> None:
+    """Refuse the latest-epoch checkpoint of an ``hgprune train`` run that has not reached its last epoch (a baseline
+    still training, or one that crashed): pruning it would silently start from a half-trained model. A
+    ``model_best.pth.tar`` from any epoch is a deliberate choice and passes; ``meta`` is ``load_checkpoint``'s."""
+    epoch, planned = meta.get("epoch"), meta.get("planned_epochs")
+    if Path(path).name == CHECKPOINT and isinstance(epoch, int) and isinstance(planned, int) and epoch < planned:
+        raise HgpruneError(
+            f"baseline.checkpoint {path}: saved at epoch {epoch} of the {planned} its training run planned; finish "
+            f"that run (hgprune train ... --resume {path}) or point at a finished checkpoint"
+        )
+
+
 def load_training_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """A training checkpoint (seed's or hgprune's) for ``--resume``; the model itself comes from ``load_model``."""
     raw = safe_torch_load(path)
