@@ -318,6 +318,8 @@ def load_runs(paths: list[str | Path]) -> list[RunData]:
 # Recipe keys that vary *within* a series (one run per budget or per seed) or do not change the method.
 _SAME_SERIES = ("name", "seed", "prune.target.kept", "baseline.checkpoint", "output", "export", "profile", "eval")
 _SAME_SERIES += ("data.workers", "device", "sweep")
+# For scratch runs the widths *are* the budget: hg1 at N=10/M=22 and at N=8/M=14 is one series of the seed's approach.
+_SAME_SCRATCH_SERIES = ("model.N", "model.M")
 
 
 def default_series(run: RunData) -> str:
@@ -344,7 +346,8 @@ def _name_series(runs: list[RunData]) -> None:
         differing: set[str] = set()
         for other in with_recipe[1:]:
             _, changed = recipe_changes(with_recipe[0].recipe, other.recipe)
-            differing |= {p for p in changed if not any(p == k or p.startswith(k + ".") for k in _SAME_SERIES)}
+            same = _SAME_SERIES + (_SAME_SCRATCH_SERIES if other.role == SCRATCH else ())
+            differing |= {p for p in changed if not any(p == k or p.startswith(k + ".") for k in same)}
         for run in with_recipe if differing else []:
             values = run.recipe.to_dict()
             parts = []

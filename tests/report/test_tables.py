@@ -175,3 +175,26 @@ def test_series_are_named_by_what_differs_between_runs(tmp_path):
         "lin25": "hg2/l1 (schedule=linear)",
         "lin50": "hg2/l1 (schedule=linear)",
     }
+
+
+def test_scratch_runs_at_several_budgets_are_one_series(tmp_path):
+    """A sweep's scratch entries differ in N/M because N/M is their budget: one hg1/scratch line, not one per width."""
+    from pathlib import Path
+
+    from hgprune.recipe import dump_recipe, load_recipe
+    from hgprune.report.runs import load_runs
+    from hgprune.sweep import expand
+
+    tiny = Path(__file__).resolve().parents[1] / "recipes" / "tiny.yaml"
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(tiny.read_text() + "sweep: {arch: [hg1], criterion: [taylor], kept: [0.5, 0.25], scratch: true}\n")
+    entries = {n: r for n, r in expand(load_recipe(sweep)) if "scratch" in n}
+    assert len(entries) == 2 and len({(r.model.N, r.model.M) for r in entries.values()}) == 2
+    header = "run,step,arch,N,M,criterion,role,macs_fvcore,latency_ms,pckh_mean\n"
+    for name, recipe in entries.items():
+        run = tmp_path / "runs" / name
+        run.mkdir(parents=True)
+        (run / "recipe.yaml").write_text(dump_recipe(recipe, "test"))
+        row = f"{name},0,hg1,{recipe.model.N},{recipe.model.M},taylor,scratch,1e6,1.0,50.0\n"
+        (run / "metrics.csv").write_text(header + row)
+    assert {r.series for r in load_runs([tmp_path / "runs"])} == {"hg1/scratch"}
