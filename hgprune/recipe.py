@@ -220,7 +220,9 @@ class SweepSection:
     scratch: bool = False  # also train uniformly narrower N/M models from scratch at each budget (the seed's approach)
 
 
-ROLES = ("prune", "baseline", "scratch")
+# What a run is, for reports: a pruning run, a sweep's shared baseline-only entry, or the seed's approach (a narrower
+# model trained from scratch). The one home of these names.
+PRUNE, BASELINE, SCRATCH = ROLES = ("prune", "baseline", "scratch")
 MAX_SEED = 2**32 - 1  # the range every RNG hgprune seeds (NumPy's legacy seeding included) accepts
 MAX_NAME_CHARS = 128
 NAME_RULE = f"must be a plain directory name (1-{MAX_NAME_CHARS} printable characters, no / \\ : or NUL, not . or ..)"
@@ -248,7 +250,7 @@ class Recipe:
     name: str = field(default="run", metadata=_check(NAME_RULE, lambda v: is_safe_name(v)))
     # what the run is, for reports: prune (the default), baseline (a sweep's shared baseline-only entry) or scratch
     # (the seed's approach: a narrower model trained from scratch); sweeps set it, recipes rarely need to
-    role: Literal[ROLES] = "prune"
+    role: Literal[ROLES] = PRUNE
     seed: int = field(default=0, metadata=_check(f"must be in [0, {MAX_SEED}]", lambda v: 0 <= v <= MAX_SEED))
     device: str = field(default="cpu", metadata=_check("must be cpu, cuda, cuda:<index> or mps", _valid_device))
     model: ModelSection = field(default_factory=ModelSection)

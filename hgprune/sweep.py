@@ -13,7 +13,7 @@ from pathlib import Path
 from hgprune.errors import HgpruneError
 from hgprune.models import ARCHS, build_model
 from hgprune.profile import conv_macs
-from hgprune.recipe import Recipe
+from hgprune.recipe import BASELINE, SCRATCH, Recipe
 from hgprune.rundir import RunDir
 
 ARCH_FIELD = "{arch}"  # in a sweep's baseline.checkpoint: replaced by each architecture's name
@@ -49,7 +49,7 @@ def expand(recipe: Recipe, out: Path | None = None) -> list[tuple[str, Recipe]]:
             arch_base = replace(arch_base, baseline=replace(base.baseline, checkpoint=own))
         if base.baseline.checkpoint is None:
             name = f"{arch}-baseline"
-            entries.append((name, replace(arch_base, name=name, role="baseline", prune=replace(base.prune, steps=0))))
+            entries.append((name, replace(arch_base, name=name, role=BASELINE, prune=replace(base.prune, steps=0))))
             shared = replace(base.baseline, checkpoint=str(RunDir(out / name).final_model))
             arch_base = replace(arch_base, baseline=shared)
         for criterion in criteria:
@@ -108,6 +108,6 @@ def scratch_recipe(recipe: Recipe, kept: float, name: str) -> Recipe:
         name=name,
         model=replace(m, N=N, M=M),
         baseline=baseline,
-        role="scratch",
+        role=SCRATCH,
         prune=replace(recipe.prune, steps=0, target=replace(recipe.prune.target, kept=kept)),
     )

@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 from hgprune.data import limit_dataset
+from hgprune.errors import HgpruneError
 from hgprune.models import load_model
 from hgprune.pipeline import Pipeline
 from hgprune.recipe import load_recipe
@@ -83,20 +84,25 @@ TRAIN_SAMPLE = 1000  # training images scored by --diagnose (the first ones, nev
 def diagnose(recipe, archs: list[str]) -> str:
     """A Markdown table that tells under- from over-fitting when a deeper baseline scores lower: validation PCKh of
     every stack's heatmaps (the last is what counts) and the final stack's PCKh on the first TRAIN_SAMPLE training
-    images, scored exactly as validation is (no augmentation)."""
+    images, scored exactly as validation is (no augmentation, no flip test), of the checkpoint the sweep imports."""
     plain = dataclasses.replace(recipe, data=dataclasses.replace(recipe.data, augment=False))
     lines = [f"| arch | validation PCKh, stack 1 → last | train PCKh (first {TRAIN_SAMPLE:,}) | train − val |",
              "|---|---|---|---|"]  # fmt: skip
-    batch = recipe.eval.batch_size
+    batch, device = recipe.eval.batch_size, recipe.device
     for arch in archs:
         out = train_command(recipe, arch)[1]
         if epochs_done(out) < recipe.baseline.train.epochs:
             lines.append(f"| {arch} | not trained | | |")
             continue
-        model = load_model(out / "checkpoint.pth.tar")
+        try:
+            model = load_model(recipe.baseline.checkpoint.replace(ARCH_FIELD, arch))
+        except HgpruneError as exc:  # e.g. a diverged baseline with non-finite weights: say so in its row
+            lines.append(f"| {arch} | {str(exc).replace('|', '/')} | | |")
+            continue
         data = Pipeline.from_recipe(plain, model.config.normalization)
-        stacks = [evaluate_model(model, data.val_set, batch, stack=k).mpii.mean for k in range(model.config.num_stacks)]
-        train = evaluate_model(model, limit_dataset(data.train_set, TRAIN_SAMPLE), batch).mpii.mean
+        stacks = [evaluate_model(model, data.val_set, batch, device, stack=k).mpii.mean
+                  for k in range(model.config.num_stacks)]  # fmt: skip
+        train = evaluate_model(model, limit_dataset(data.train_set, TRAIN_SAMPLE), batch, device).mpii.mean
         per_stack = " → ".join(f"{v:.2f}" for v in stacks)
         lines.append(f"| {arch} | {per_stack} | {train:.2f} | {train - stacks[-1]:+.2f} |")
     return "\n".join(lines)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from pathlib import Path
 
 from hgprune.data import transforms
-from hgprune.data.dataset import MAX_BAD_FRACTION, TARGET_WEIGHTS, PoseDataset
+from hgprune.data.dataset import MAX_BAD_FRACTION, TARGET_WEIGHTS, PoseDataset, SampleSubset
 from hgprune.data.mpii import (
     JOINT_NAMES,
     GroundTruth,
@@ -144,18 +143,4 @@ def build_datasets(name: str, splits: tuple[str, ...] = ("train", "val"), *, dat
 
 def limit_dataset(dataset, limit: int):
     """The first ``limit`` samples of ``dataset`` as a dataset whose ``ground_truth()`` matches them."""
-    if len(dataset) <= limit:
-        return dataset
-    import torch
-
-    sub = torch.utils.data.Subset(dataset, range(limit))
-
-    def ground_truth():
-        gt = dataset.ground_truth()
-        return dataclasses.replace(gt, **{f.name: getattr(gt, f.name)[:limit] for f in dataclasses.fields(gt)})
-
-    sub.ground_truth = ground_truth
-    for attr in ("num_joints", "flip_pairs", "input_size", "output_size", "normalization"):
-        if hasattr(dataset, attr):
-            setattr(sub, attr, getattr(dataset, attr))
-    return sub
+    return dataset if len(dataset) <= limit else SampleSubset(dataset, range(limit))

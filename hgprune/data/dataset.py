@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import warnings
 from pathlib import Path
@@ -139,3 +140,22 @@ class PoseDataset(torch.utils.data.Dataset):
             torch.from_numpy(weights),
             meta,
         )
+
+
+class SampleSubset(torch.utils.data.Subset):
+    """Some samples of a pose dataset, still a pose dataset: ``ground_truth()`` matches the samples (as
+    :func:`hgprune.train.evaluate_model` needs) and the attributes evaluation reads are carried over."""
+
+    ATTRIBUTES = ("num_joints", "flip_pairs", "input_size", "output_size", "normalization")
+
+    def __init__(self, dataset, indices) -> None:
+        super().__init__(dataset, list(indices))
+        for attr in self.ATTRIBUTES:
+            if hasattr(dataset, attr):
+                setattr(self, attr, getattr(dataset, attr))
+
+    def ground_truth(self):
+        sliced = copy.copy(self.dataset.ground_truth())
+        for name in ("joints", "missing", "headboxes"):
+            setattr(sliced, name, np.asarray(getattr(sliced, name))[self.indices])
+        return sliced

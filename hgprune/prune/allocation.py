@@ -18,7 +18,6 @@ the target.
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from hgprune.data.dataset import SampleSubset
 from hgprune.errors import HgpruneError
 from hgprune.prune.targets import SearchResult, search_ratio
 
@@ -262,7 +262,7 @@ class TrainingSlice:
         """PCKh (MPII protocol) on the held-out training slice, without augmentation."""
         from hgprune.train import evaluate_model
 
-        subset = _Slice(self.train_set, self.holdout_indices)
+        subset = SampleSubset(self.train_set, self.holdout_indices)
         augment = getattr(self.train_set, "augment", None)
         try:
             if augment is not None:
@@ -273,19 +273,3 @@ class TrainingSlice:
             if augment is not None:
                 self.train_set.augment = augment
         return float(result.mpii.mean)
-
-
-class _Slice(torch.utils.data.Subset):
-    """A subset whose ``ground_truth()`` matches its samples, as :func:`evaluate_model` needs."""
-
-    def __init__(self, dataset, indices: list[int]) -> None:
-        super().__init__(dataset, indices)
-        for attr in ("num_joints", "flip_pairs", "input_size", "output_size"):
-            if hasattr(dataset, attr):
-                setattr(self, attr, getattr(dataset, attr))
-
-    def ground_truth(self):
-        sliced = copy.copy(self.dataset.ground_truth())
-        for name in ("joints", "missing", "headboxes"):
-            setattr(sliced, name, np.asarray(getattr(sliced, name))[self.indices])
-        return sliced

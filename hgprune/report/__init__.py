@@ -17,7 +17,6 @@ from hgprune.report import figures, markdown
 from hgprune.report.runs import RunData, load_runs
 from hgprune.report.tables import (
     all_steps_table,
-    baseline_references,
     csv_text,
     kept_channels,
     markdown_table,
@@ -59,10 +58,9 @@ def write_report(
     _write_table(out / "tables" / "all_steps", table, markdown=False)
     _write_table(out / "tables" / "summary", summary)
     steps = {}
-    references = baseline_references(runs)
     for run in runs:
         if not run.metrics.empty:
-            steps[run.slug] = steps_table(run, references.get(run.name))
+            steps[run.slug] = steps_table(run)
             _write_table(out / "tables" / f"steps_{run.slug}", steps[run.slug])
 
     figure_paths: dict[str, str] = {}

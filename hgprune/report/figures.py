@@ -25,7 +25,8 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
 from hgprune.fsutil import atomic_write_bytes
-from hgprune.report.runs import BASELINE_ONLY, GROUPS, SCRATCH, RunData
+from hgprune.recipe import BASELINE, PRUNE, SCRATCH
+from hgprune.report.runs import GROUPS, RunData
 
 RC = {
     "svg.hashsalt": "hgprune-report",
@@ -78,7 +79,7 @@ SCRATCH_MARKERS = ("o", "s", "D", "^", "v")  # drawn hollow
 def _series_style(table: pd.DataFrame) -> dict[str, dict]:
     """Per series: colour from the architecture; marker and line from its role and method (criterion or scratch
     variant), the same for every architecture so a legend of roles explains every line."""
-    methods: dict[str, list[str]] = {"prune": [], SCRATCH: []}
+    methods: dict[str, list[str]] = {PRUNE: [], SCRATCH: []}
     for series, role in sorted(set(zip(table["series"], table["role"]))):
         method = series.split("/", 1)[-1]
         if role in methods and method not in methods[role]:
@@ -86,14 +87,14 @@ def _series_style(table: pd.DataFrame) -> dict[str, dict]:
     styles = {}
     for series, rows in table.groupby("series", sort=False):
         arch, role = rows["arch"].iloc[0], rows["role"].iloc[0]
-        if role == BASELINE_ONLY:  # a sweep's shared baseline: shown by its star, not as a series
+        if role == BASELINE:  # a sweep's shared baseline: shown by its star, not as a series
             continue
         scratch = role == SCRATCH
         method = series.split("/", 1)[-1]
-        index = methods[SCRATCH if scratch else "prune"].index(method)
+        index = methods[SCRATCH if scratch else PRUNE].index(method)
         styles[series] = {
             "arch": arch,
-            "role": SCRATCH if scratch else "prune",
+            "role": SCRATCH if scratch else PRUNE,
             "method": method,
             "color": arch_color(arch),
             "marker": SCRATCH_MARKERS[index % len(SCRATCH_MARKERS)] if scratch else MARKERS[index % len(MARKERS)],

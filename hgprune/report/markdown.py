@@ -62,7 +62,8 @@ def render(
         lines += [markdown_table(summary), "★ = Pareto-optimal among these final rows (no other final row has fewer "
                   "or equal MACs and higher or equal PCKh). MACs kept, speedup and ΔPCKh are against the run's step 0; "
                   "a scratch run's are against the unpruned baseline of its architecture (step 0 of a pruned run "
-                  "with the same architecture and input size), since its own step 0 is its result. "
+                  "with the same architecture and input size, named in its notes), since its own step 0 is its "
+                  "result. "
                   "Speedup efficiency = measured speedup ÷ MACs reduction. "
                   "CSV: [tables/summary.csv](tables/summary.csv); every step of every run: "
                   "[tables/all_steps.csv](tables/all_steps.csv).", ""]  # fmt: skip

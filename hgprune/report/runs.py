@@ -18,7 +18,7 @@ import pandas as pd
 
 from hgprune.errors import HgpruneError
 from hgprune.metrics import GROUPS  # noqa: F401 (re-exported for the report)
-from hgprune.recipe import Recipe, recipe_changes, recipe_from_resolved
+from hgprune.recipe import BASELINE, PRUNE, SCRATCH, Recipe, recipe_changes, recipe_from_resolved
 from hgprune.rundir import METRIC_COLUMNS, RunDir
 
 REQUIRED_COLUMNS = ("step", "arch", "criterion", "macs_fvcore", "pckh_mean")
@@ -121,11 +121,6 @@ def _loads(path: Path, key: str, value: object) -> list[float]:
     raise HgpruneError(f"{path}: {key!r} must be the 1/5/15-minute load average, got {str(value)[:40]!r}")
 
 
-# Roles (``metrics.csv``'s ``role`` column, :data:`hgprune.recipe.ROLES`) the report treats specially.
-SCRATCH = "scratch"  # the seed's approach: a narrower model trained from scratch
-BASELINE_ONLY = "baseline"  # the baseline entries a sweep trains once per architecture
-
-
 @dataclass
 class RunData:
     """One run directory as the report sees it."""
@@ -140,6 +135,8 @@ class RunData:
     recipe: Recipe | None = None  # the resolved recipe.yaml, when readable
     series: str = ""  # the line this run belongs to in the figures: arch/criterion (+ what else tells runs apart)
     latency: LatencyPass | None = None  # RUN/latency.json, when the run's latency was measured afterwards
+    # a scratch run's unpruned baseline: the pruned run whose step 0 it is measured against (see link_baselines)
+    reference: RunData | None = None
 
     @property
     def role(self) -> str:
@@ -147,10 +144,12 @@ class RunData:
         return "" if self.metrics.empty else str(self.metrics["role"].iloc[0])
 
     @property
-    def model_key(self) -> tuple:
-        """What makes two runs' unpruned models comparable: architecture and input size (None when unknown)."""
-        arch = "" if self.metrics.empty else str(self.metrics["arch"].iloc[0])
-        return arch, self.recipe.model.input_size if self.recipe is not None else None
+    def model_key(self) -> tuple[str, int] | None:
+        """What makes two runs' unpruned models comparable: architecture and the input size MACs and latency were
+        measured at (``profile.input_size``, else ``model.input_size``); None without rows or a readable recipe."""
+        if self.metrics.empty or self.recipe is None:
+            return None
+        return str(self.metrics["arch"].iloc[0]), self.recipe.profile.input_size or self.recipe.model.input_size
 
     @property
     def command(self) -> str | None:
@@ -221,7 +220,7 @@ def read_metrics(path: Path) -> pd.DataFrame:
         raise HgpruneError(f"{path}: column 'step' must hold whole numbers on every row")
     frame["step"] = steps.astype(int)
     if "role" not in raw.columns:  # written before the role column: sweeps marked it in the criterion
-        frame["role"] = [c if c in ("baseline", "scratch") else "prune" for c in frame["criterion"]]
+        frame["role"] = [c if c in (BASELINE, SCRATCH) else PRUNE for c in frame["criterion"]]
     frame = frame.drop_duplicates("step", keep="last").sort_values("step").reset_index(drop=True)
     return frame
 
@@ -304,6 +303,7 @@ def load_runs(paths: list[str | Path]) -> list[RunData]:
         run.name = name
         run.metrics["run"] = name
     _name_series(runs)
+    link_baselines(runs)
     taken: set[str] = set()
     for run in runs:
         base = _slug(run.name).lower()
@@ -313,6 +313,26 @@ def load_runs(paths: list[str | Path]) -> list[RunData]:
         taken.add(slug)
         run.slug = slug
     return runs
+
+
+def link_baselines(runs: list[RunData]) -> None:
+    """Give every ``scratch`` run the unpruned baseline it stands in for: step 0 of a pruned run with the same
+    architecture and measured input size, from the same directory (sweep) when there is one, else the first such run
+    of the report. Its own step 0 is its result, so measured against itself its MACs kept, speedup and ΔPCKh would
+    always read 1.0, 1.0× and 0; with no such run they are left empty, and a note says which it is."""
+    pruned = [r for r in runs if r.role == PRUNE and r.model_key is not None and 0 in set(r.metrics["step"])]
+    for run in runs:
+        if run.role != SCRATCH:
+            continue
+        matches = [r for r in pruned if r.model_key == run.model_key]
+        near = [r for r in matches if r.path.resolve().parent == run.path.resolve().parent]
+        run.reference = (near or matches or [None])[0]
+        if run.reference is None:
+            run.notes.append("no pruned run of the same architecture and input size in this report: MACs kept, "
+                             "speedup and ΔPCKh are left empty (a scratch run's own step 0 is its result)")  # fmt: skip
+        else:
+            run.notes.append(f"MACs kept, speedup and ΔPCKh are against step 0 of `{run.reference.name}`, the "
+                             f"unpruned {run.model_key[0]} at {run.model_key[1]} px")  # fmt: skip
 
 
 # Recipe keys that vary *within* a series (one run per budget or per seed) or do not change the method.

@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hgprune.report.runs import GROUPS, SCRATCH, RunData, default_series
+from hgprune.recipe import SCRATCH
+from hgprune.report.runs import GROUPS, RunData, default_series
 
 
 def pareto_mask(cost: np.ndarray | list[float], score: np.ndarray | list[float]) -> np.ndarray:
@@ -80,40 +81,25 @@ def with_latency(run: RunData) -> pd.DataFrame:
     return frame
 
 
-def baseline_references(runs: list[RunData]) -> dict[str, pd.Series]:
-    """For every ``scratch`` run, the unpruned baseline it stands in for: step 0 of a pruned run of the same
-    architecture and input size, keyed by run name. A scratch model's own step 0 is its result, so measured against
-    itself its MACs kept, speedup and ΔPCKh would always read 1.0, 1.0× and 0."""
-    baselines: dict[tuple, pd.Series] = {}
-    for run in runs:
-        if run.metrics.empty or run.role == SCRATCH:
-            continue
-        first = run.metrics[run.metrics["step"] == 0]
-        if len(first):
-            baselines.setdefault(run.model_key, with_latency(run).loc[first.index[0]])
-    return {run.name: baselines[run.model_key] for run in runs if run.role == SCRATCH and run.model_key in baselines}
-
-
-def with_derived(run: RunData, reference: pd.Series | None = None) -> pd.DataFrame:
-    """A run's metrics (latency pass merged in) plus ``series``, ``macs_reduction``, ``pckh_delta`` and per backend
-    (eager PyTorch, ``ort_`` = ONNX Runtime) ``speedup`` and ``speedup_efficiency`` vs the run's step 0, or vs
-    ``reference`` (a row of another run, see :func:`baseline_references`), which then also sets ``macs_ratio`` and
-    ``params_ratio``."""
+def with_derived(run: RunData) -> pd.DataFrame:
+    """A run's metrics (latency pass merged in) plus ``series``, ``macs_kept``, ``macs_reduction``, ``pckh_delta``
+    and per backend (eager PyTorch, ``ort_`` = ONNX Runtime) ``speedup`` and ``speedup_efficiency``, all against the
+    unpruned baseline: the run's step 0, or for a scratch run step 0 of ``run.reference`` (none: left empty). The
+    columns the run wrote, ``macs_ratio`` included, are kept as written."""
     frame = with_latency(run)
     frame["run"] = run.name
     frame.insert(1, "series", run.series or default_series(run))
-    base = frame[frame["step"] == 0]
+    if run.role == SCRATCH:
+        reference = with_latency(run.reference) if run.reference is not None else frame.iloc[0:0]
+    else:
+        reference = frame
+    base = reference[reference["step"] == 0]
 
     def at_step_0(column: str) -> float:
-        if reference is not None:
-            value = reference.get(column, math.nan)
-            return math.nan if value is None or pd.isna(value) else float(value)
-        return float(base[column].iloc[0]) if len(base) else math.nan
+        return float(base[column].iloc[0]) if len(base) and column in base else math.nan
 
     base_macs = at_step_0("macs_fvcore")
-    if reference is not None:
-        frame["macs_ratio"] = frame["macs_fvcore"] / base_macs
-        frame["params_ratio"] = frame["params"] / at_step_0("params")
+    frame["macs_kept"] = frame["macs_fvcore"] / base_macs
     frame["macs_reduction"] = base_macs / frame["macs_fvcore"]
     for backend in ("", "ort_"):
         base_latency = at_step_0(f"{backend}latency_ms")
@@ -128,8 +114,7 @@ def with_derived(run: RunData, reference: pd.Series | None = None) -> pd.DataFra
 
 def all_steps_table(runs: list[RunData]) -> pd.DataFrame:
     """Every row of every run; ``pareto`` marks the PCKh-vs-MACs front across all of them."""
-    references = baseline_references(runs)
-    frames = [with_derived(r, references.get(r.name)) for r in runs if not r.metrics.empty]
+    frames = [with_derived(r) for r in runs if not r.metrics.empty]
     if not frames:
         return pd.DataFrame(columns=[*with_derived(runs[0]).columns, "pareto"]) if runs else pd.DataFrame()
     table = pd.concat(frames, ignore_index=True)
@@ -144,7 +129,7 @@ STEP_COLUMNS = (
     "params",
     "macs_fvcore",
     "macs_thop",
-    "macs_ratio",
+    "macs_kept",
     "latency_ms",
     "latency_p90_ms",
     "speedup",
@@ -169,7 +154,7 @@ SUMMARY_COLUMNS = (
     "step",
     "params",
     "macs_fvcore",
-    "macs_ratio",
+    "macs_kept",
     "latency_ms",
     "speedup",
     "speedup_efficiency",
@@ -183,17 +168,16 @@ SUMMARY_COLUMNS = (
 OPTIONAL_SUMMARY_COLUMNS = ("ort_latency_ms", "ort_speedup_efficiency")
 
 
-def steps_table(run: RunData, reference: pd.Series | None = None) -> pd.DataFrame:
+def steps_table(run: RunData) -> pd.DataFrame:
     """One run, one row per step; columns the run never filled (all NaN) are left out."""
-    frame = with_derived(run, reference)
+    frame = with_derived(run)
     keep = [c for c in STEP_COLUMNS if c in ("step", "pckh_mean", "macs_fvcore") or frame[c].notna().any()]
     return frame[keep].reset_index(drop=True)
 
 
 def summary_table(runs: list[RunData]) -> pd.DataFrame:
     """The last row of every run; ``pareto`` marks the rows no other final row beats on both MACs and PCKh."""
-    references = baseline_references(runs)
-    rows = [with_derived(r, references.get(r.name)).iloc[[-1]] for r in runs if not r.metrics.empty]
+    rows = [with_derived(r).iloc[[-1]] for r in runs if not r.metrics.empty]
     if not rows:
         return pd.DataFrame(columns=list(SUMMARY_COLUMNS))
     table = pd.concat(rows, ignore_index=True)
@@ -237,7 +221,8 @@ DISPLAY: dict[str, tuple[str, Callable[[object], str]]] = {
     "params": ("params (M)", lambda v: _sig(v, 1e6)),
     "macs_fvcore": ("GMACs", lambda v: _sig(v, 1e9)),
     "macs_thop": ("GMACs (thop)", lambda v: _sig(v, 1e9)),
-    "macs_ratio": ("MACs kept", _num(3)),
+    "macs_ratio": ("MACs ratio (as the run wrote it)", _num(3)),
+    "macs_kept": ("MACs kept", _num(3)),
     "latency_ms": ("latency (ms)", _num(2)),
     "latency_p90_ms": ("p90 (ms)", _num(2)),
     "speedup": ("speedup", lambda v: "–" if pd.isna(v) else f"{v:.2f}×"),

@@ -72,7 +72,8 @@ def evaluate_model(
     the predictions are gathered, so every rank returns the PCKh of the whole set. The model's train/eval mode is
     restored afterwards. ``decode="seed"`` reproduces the seed's ``final_preds`` numbers instead of hgprune's exact
     decoding (see :func:`hgprune.metrics.decode_to_image`). ``stack`` picks the stack whose heatmaps are scored
-    (default the last, as the seed does; 0 = the first, for per-stack diagnostics); the loss covers every stack.
+    (default the last, as the seed does; 0 = the first, for per-stack diagnostics; the flip test needs the last);
+    the loss covers every stack.
     """
 
     if decode not in DECODERS:
@@ -81,6 +82,8 @@ def evaluate_model(
     stacks = getattr(getattr(module, "config", None), "num_stacks", None)
     if stacks is not None and not -stacks <= stack < stacks:
         raise ValueError(f"stack: the model has {stacks} stack(s), got {stack}")
+    if flip_test and stack not in (-1, (stacks or 0) - 1):
+        raise ValueError(f"stack: the flip test averages only the last stack's heatmaps; got stack={stack}")
     was_training = module.training
     module.to(device).eval()
     use_ddp = ddp.is_distributed() if distributed is None else distributed

@@ -83,23 +83,41 @@ def test_summary_marks_pareto_among_final_rows(tmp_path):
     assert table["pareto"].tolist() == [True, False]
 
 
+def _write_run(directory, csv: str, arch: str, input_size: int = 64) -> None:
+    from hgprune.recipe import ModelSection, Recipe, dump_recipe
+
+    directory.mkdir(parents=True)
+    (directory / "metrics.csv").write_text(csv)
+    recipe = Recipe(name=directory.name, model=ModelSection(arch=arch, input_size=input_size))
+    (directory / "recipe.yaml").write_text(dump_recipe(recipe, "test"))
+
+
 def test_scratch_runs_are_measured_against_their_architectures_baseline(tmp_path):
     # A sweep's scratch entry has one row (its own step 0 is its result): MACs kept, speedup and ΔPCKh must read
     # against the unpruned baseline of the same architecture (step 0 of a pruned run), not 1.0 / 1.0× / 0.
-    for name in ("a", "s", "t"):
-        (tmp_path / name).mkdir()
-    pruned = _run(tmp_path / "a", CSV, "a")
-    scratch_csv = "run,step,arch,N,M,criterion,role,macs_fvcore,params,latency_ms,pckh_mean\n"
-    scratch = _run(tmp_path / "s", scratch_csv + "s,0,hg2,10,22,l1,scratch,2e9,1000,20.0,70.0\n", "s")
-    other_arch = _run(tmp_path / "t", scratch_csv + "t,0,hg3,10,22,l1,scratch,3e9,1000,30.0,60.0\n", "t")
-    table = summary_table([pruned, scratch, other_arch]).set_index("run")
-    assert table.loc["s", "macs_ratio"] == pytest.approx(0.25)
-    assert table.loc["s", "speedup"] == pytest.approx(2.0)  # 40 ms baseline / 20 ms
+    from hgprune.report.runs import load_runs
+
+    head = "run,step,arch,N,M,criterion,role,macs_fvcore,params,latency_ms,pckh_mean\n"
+    for sweep, base_latency in (("A", 50.0), ("B", 40.0)):  # two sweeps of hg2, each with its own parent
+        _write_run(tmp_path / sweep / "p", CSV.replace("40.0", str(base_latency)).replace("a,", "p,"), "hg2")
+    _write_run(tmp_path / "B" / "s", head + "s,0,hg2,10,22,l1,scratch,2e9,1000,20.0,70.0\n", "hg2")
+    _write_run(tmp_path / "B" / "t", head + "t,0,hg3,10,22,l1,scratch,3e9,1000,30.0,60.0\n", "hg3")
+    _write_run(tmp_path / "B" / "u", head + "u,0,hg2,10,22,l1,scratch,2e9,1000,20.0,70.0\n", "hg2", 128)
+    runs = load_runs([tmp_path / "A", tmp_path / "B"])
+    table = summary_table(runs).set_index("run")
+    s = next(r for r in runs if r.name == "s")
+    assert s.reference.path == tmp_path / "B" / "p"  # the parent of its own sweep, not the first hg2 in the list
+    assert table.loc["s", "macs_kept"] == pytest.approx(0.25)
+    assert table.loc["s", "speedup"] == pytest.approx(2.0)  # sweep B's 40 ms baseline / 20 ms
     assert table.loc["s", "speedup_efficiency"] == pytest.approx(0.5)
     assert table.loc["s", "pckh_delta"] == pytest.approx(-10.0)
-    # no pruned run of hg3: nothing to compare with, so its own step 0 stays the reference
-    assert table.loc["t", "speedup"] == pytest.approx(1.0) and table.loc["t", "pckh_delta"] == 0.0
-    assert table.loc["a", "speedup"] == pytest.approx(2.5)  # pruned runs are unchanged
+    assert any("against step 0 of `p@B`" in note for note in s.notes)
+    # no pruned hg3, and no hg2 measured at 128 px: nothing to compare with, so empty (never the run itself)
+    for name in ("t", "u"):
+        assert table.loc[name, ["macs_kept", "speedup", "pckh_delta"]].isna().all()
+        assert any("no pruned run of the same architecture" in n for n in next(r for r in runs if r.name == name).notes)
+    assert table.loc["p@B", "speedup"] == pytest.approx(2.5)  # pruned runs: against their own step 0
+    assert table.loc["p@B", "macs_kept"] == pytest.approx(0.25)
 
 
 def test_read_metrics_sorts_types_and_fills_optional_columns(tmp_path):

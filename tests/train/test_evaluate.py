@@ -58,6 +58,8 @@ def test_stack_picks_which_stacks_heatmaps_are_scored():
     assert evaluate_model(model, data, batch_size=2, stack=0).mpii.mean < 30.0
     with pytest.raises(ValueError, match="stack: the model has 2 stack"):
         evaluate_model(model, data, batch_size=2, stack=2)
+    with pytest.raises(ValueError, match="flip test averages only the last stack"):
+        evaluate_model(model, data, batch_size=2, stack=0, flip_test=True)
 
 
 def test_evaluate_restores_train_mode_and_untrained_model_scores_low(tiny_model):
