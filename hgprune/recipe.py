@@ -25,6 +25,7 @@ from hgprune.models.hourglass import ARCHS, CONFIG_LIMITS, check_input_size
 from hgprune.prune.allocation import resolve_allocation
 
 MAX_INPUT, MAX_JOINTS = CONFIG_LIMITS["input_size"], CONFIG_LIMITS["num_joints"]  # the model's own bounds
+MAX_DEPTH = CONFIG_LIMITS["depth"]
 
 
 def _check(rule: str, test) -> dict:
@@ -65,6 +66,9 @@ class ModelSection:
     input_size: int = field(
         default=256, metadata=_check(f"must be a positive multiple of 64, at most {MAX_INPUT}", _valid_input_size)
     )
+    # levels per hourglass (the seed: 4). Each halves the resolution: a 64-px input's 16x16 features reach 1x1 at
+    # depth 4, where BatchNorm sees one value per image; depth 3 stops at 2x2. Depth d needs input_size % 2**(d+2) = 0.
+    depth: int = field(default=4, metadata=_check(f"must be in [1, {MAX_DEPTH}]", lambda v: 1 <= v <= MAX_DEPTH))
     # input normalisation of a baseline trained here (a baseline checkpoint brings its own): see models/normalization
     normalization: Literal["seed", "imagenet"] = "seed"
 

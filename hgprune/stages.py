@@ -90,6 +90,7 @@ def baseline(ctx: RunContext) -> tuple[Step, dict]:
             N=r.model.N,
             M=r.model.M,
             num_joints=r.model.num_joints,
+            depth=r.model.depth,
             input_size=r.model.input_size,
             normalization=r.model.normalization,
         )
@@ -279,7 +280,7 @@ def finish(ctx: RunContext, model: HourglassNet, rows: list[dict]) -> dict[str, 
 def plan(recipe: Recipe) -> list[dict]:
     """Planned steps with their target MACs / params, computed without data or training (``--dry-run``)."""
     m = recipe.model
-    model = build_model(m.arch, N=m.N, M=m.M, num_joints=m.num_joints, input_size=m.input_size)
+    model = build_model(m.arch, N=m.N, M=m.M, num_joints=m.num_joints, input_size=m.input_size, depth=m.depth)
     macs, params = conv_macs(model, m.input_size), count_params(model)
     kind = recipe.prune.target.kind
     rows = [{"step": 0, "kept": 1.0, "macs": macs, "params": params, "note": "baseline"}]

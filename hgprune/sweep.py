@@ -86,7 +86,8 @@ def scratch_recipe(recipe: Recipe, kept: float, name: str) -> Recipe:
 
     def macs(width: float) -> tuple[int, int, int]:
         N, M = max(2, 2 * round(m.N * width / 2)), max(2, 2 * round(m.M * width / 2))
-        return conv_macs(build_model(m.arch, N=N, M=M, num_joints=m.num_joints, input_size=64), size), N, M
+        model = build_model(m.arch, N=N, M=M, num_joints=m.num_joints, input_size=size, depth=m.depth)
+        return conv_macs(model, size), N, M
 
     reference, _, _ = macs(1.0)
     low, high = 0.05, 1.0

@@ -272,6 +272,28 @@ def test_baseline_still_training_is_refused(tmp_path, cache, capsys):
     assert main([*argv, f"baseline.checkpoint={finished}", "--out", str(tmp_path / "run2")]) == 0
 
 
+def test_model_depth_reaches_every_stage(tmp_path, cache, capsys):
+    """model.depth (levels per hourglass) builds, prunes, fine-tunes and checkpoints a depth-3 model; the dry run and
+    the sweep's scratch widths use it too; a depth the input size cannot carry is a one-line error naming the key."""
+    out = tmp_path / "run"
+    argv = ["run", str(TINY), "--out", str(out), "--set", "model.depth=3", "--set", "prune.steps=1"]
+    assert main([*argv, "--dry-run"]) == 0
+    assert main(argv) == 0
+    for path in (out / "checkpoints" / "step_000.pt", out / "final" / "model.pt"):
+        assert load_model(path).config.depth == 3
+    assert len(load_model(out / "final" / "model.pt").hg[0].hg) == 3
+    recipe = load_recipe(TINY, ["model.depth=3", "model.arch=hg2"])
+    deep = load_recipe(TINY, ["model.arch=hg2"])
+    from hgprune.sweep import scratch_recipe
+
+    assert scratch_recipe(recipe, 0.5, "s").model.depth == 3
+    capsys.readouterr()
+    assert main(["run", str(TINY), "--out", str(tmp_path / "bad"), "--set", "model.depth=5", "--dry-run"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "model.input_size" in err and "Traceback" not in err
+    assert deep.model.depth == 4  # the seed's depth stays the default
+
+
 @pytest.mark.parametrize("legacy", [True, False])
 def test_run_feeds_a_baseline_checkpoint_its_own_normalisation(tmp_path, cache, legacy):
     """An old hgprune checkpoint (no normalisation field: ImageNet) and a seed-normalised one are each measured,

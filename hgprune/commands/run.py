@@ -19,7 +19,7 @@ from hgprune.launch import (
     plan_entries,
     status,
 )
-from hgprune.models import build_model, model_parts
+from hgprune.models import build_model, model_parts, probe_size
 from hgprune.prune import get_criterion, prune_to_target
 from hgprune.recipe import load_recipe
 from hgprune.report import write_report
@@ -206,13 +206,15 @@ def _allocation_lines(entry, previews: dict[tuple, str] | None) -> list[str]:
         lines.append(f"BatchNorm statistics re-estimated after every prune on {p.search.batches} training batches")
     if previews is None:
         return lines
-    key = (m.arch, m.N, m.M, m.num_joints, m.input_size, p.target.kind, p.target.kept, p.round_to, p.round_mode,
-           p.max_layer_ratio, p.prune_trunk, tuple(sorted(p.part_ratios.items())), p.tolerance)  # fmt: skip
+    key = (m.arch, m.N, m.M, m.num_joints, m.depth, m.input_size, p.target.kind, p.target.kept, p.round_to,
+           p.round_mode, p.max_layer_ratio, p.prune_trunk, tuple(sorted(p.part_ratios.items())),
+           p.tolerance)  # fmt: skip
     if key not in previews:
         # every conv's MACs scale with the input area alike, so the smallest valid size gives the same fractions
-        model = build_model(m.arch, N=m.N, M=m.M, num_joints=m.num_joints, input_size=64)
+        size = probe_size(m.depth)
+        model = build_model(m.arch, N=m.N, M=m.M, num_joints=m.num_joints, input_size=size, depth=m.depth)
         result = prune_to_target(
-            model, criterion="l1", kind=p.target.kind, kept=p.target.kept, input_size=64,
+            model, criterion="l1", kind=p.target.kind, kept=p.target.kept, input_size=size,
             allocation="uniform", part_ratios=dict(p.part_ratios) or None, max_layer_ratio=p.max_layer_ratio,
             round_to=p.round_to, round_mode=p.round_mode, prune_trunk=p.prune_trunk, tolerance=p.tolerance,
         )  # fmt: skip

@@ -53,6 +53,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--snapshot", type=int, default=0, help="also keep checkpoint_{E}.pth.tar every E epochs")
     parser.add_argument("--N", type=int, default=128, help="stem width (default 128, as the seed)")
     parser.add_argument("--M", type=int, default=128, help="trunk width (default 128, as the seed)")
+    parser.add_argument("--depth", type=int, default=4,
+                        help="levels per hourglass (default 4, as the seed: a 256-px input bottoms out at 4x4, a "
+                        "64-px one at 1x1)")  # fmt: skip
     parser.add_argument(
         "--normalization", choices=tuple(NORMALIZATIONS), default="seed",
         help="input normalisation the new model is trained with and carries (default seed: the seed's mean, no "
@@ -109,8 +112,9 @@ def _train(args: argparse.Namespace, input_size: int, device: str) -> int:
     else:
         torch.manual_seed(args.seed)  # the initial weights are part of what --seed reproduces
         model = build_model(
-            args.arch or "hg8", N=args.N, M=args.M, input_size=input_size, normalization=args.normalization
-        )
+            args.arch or "hg8", N=args.N, M=args.M, input_size=input_size, depth=args.depth,
+            normalization=args.normalization,
+        )  # fmt: skip
     datasets = datasets_from_args(args, input_size, ("train", "val"), model.config.normalization)
     trainer = Trainer(model, datasets["train"], datasets["val"], cfg)
     start_epoch, best_acc = 0, 0.0
