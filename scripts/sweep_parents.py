@@ -62,20 +62,30 @@ def epochs_done(out: Path) -> int:
         return sum(1 for _ in csv.DictReader(handle))
 
 
+def loss_ratio(out: Path) -> float:
+    """Validation loss (eval mode, BatchNorm running statistics) ÷ training loss (batch statistics) of the last epoch:
+    about 1 for a healthy model; far above 1 when BatchNorm's running statistics do not describe what the layers see,
+    as at 1×1 hourglass bottoms (a depth-4 hourglass on 64-px inputs)."""
+    with open(out / "log.csv") as handle:
+        last = list(csv.DictReader(handle))[-1]
+    return float(last["val_loss"]) / float(last["loss"])
+
+
 def summary(recipe, archs: list[str]) -> str:
-    """A Markdown table: every baseline's epochs, final PCKh and the plateau rule (the last 20 % of epochs add less
-    than PLATEAU_GAIN)."""
-    lines = [f"| arch | epochs (of {recipe.baseline.train.epochs}) | final PCKh | gain over last 20 % | at plateau |",
-             "|---|---|---|---|---|"]  # fmt: skip
+    """A Markdown table: every baseline's epochs, final PCKh, the plateau rule (the last 20 % of epochs add less
+    than PLATEAU_GAIN) and the last epoch's validation ÷ training loss."""
+    lines = [f"| arch | epochs (of {recipe.baseline.train.epochs}) | final PCKh | gain over last 20 % | at plateau "
+             "| val ÷ train loss |", "|---|---|---|---|---|---|"]  # fmt: skip
     for arch in archs:
         out = train_command(recipe, arch)[1]
         if epochs_done(out) == 0:
-            lines.append(f"| {arch} | 0 | | | not trained |")
+            lines.append(f"| {arch} | 0 | | | not trained | |")
             continue
         p = plateau(out / "log.csv")
         done = p.epochs >= recipe.baseline.train.epochs
         verdict = ("yes" if p.at_plateau else f"**no** (≥ {PLATEAU_GAIN})") if done else "still training"
-        lines.append(f"| {arch} | {p.epochs} | {p.final:.2f} | {p.gain_last_20pct:+.2f} | {verdict} |")
+        ratio = loss_ratio(out)
+        lines.append(f"| {arch} | {p.epochs} | {p.final:.2f} | {p.gain_last_20pct:+.2f} | {verdict} | {ratio:.2f} |")
     return "\n".join(lines)
 
 

@@ -213,7 +213,7 @@ def test_sweep_imports_one_baseline_per_architecture(tmp_path):
     assert flags["--arch"] == "hg2" and flags["--epochs"] == "3" and flags["--lr"] == "0.002"
     assert (flags["--N"], flags["--M"]) == (str(recipe.model.N), str(recipe.model.M))
     assert cmd[cmd.index("--schedule") + 1] == "2" and flags["--checkpoint"] == "parents/hg2"
-    assert "| hg2 | 0 | | | not trained |" in script.summary(recipe, ["hg2"])
+    assert "| hg2 | 0 | | | not trained | |" in script.summary(recipe, ["hg2"])
     assert "| hg2 | not trained | | |" in script.diagnose(recipe, ["hg2"])
 
 
@@ -233,7 +233,7 @@ def test_sweep_parents_diagnose_scores_every_stack_and_training_images(tmp_path,
     torch.manual_seed(0)
     model = build_model("hg2", N=8, M=16, input_size=64)
     save_model(model, tmp_path / "parents" / "hg2" / "checkpoint.pth.tar")
-    (tmp_path / "parents" / "hg2" / "log.csv").write_text("epoch,pckh\n1,10.0\n")  # baseline.train.epochs = 1
+    (tmp_path / "parents" / "hg2" / "log.csv").write_text("epoch,loss,val_loss,pckh\n1,0.5,2.0,10.0\n")  # 1 epoch
     spec = importlib.util.spec_from_file_location("sweep_parents", ROOT / "scripts" / "sweep_parents.py")
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
@@ -243,6 +243,7 @@ def test_sweep_parents_diagnose_scores_every_stack_and_training_images(tmp_path,
     first, last = (evaluate_model(model, data.val_set, 16, stack=k).mpii.mean for k in (0, 1))
     train = evaluate_model(model, limit_dataset(data.train_set, 1000), 16).mpii.mean
     assert row == f"| hg2 | {first:.2f} → {last:.2f} | {train:.2f} | {train - last:+.2f} |"
+    assert script.summary(recipe, ["hg2"]).splitlines()[-1] == "| hg2 | 1 | 10.00 | +0.00 | yes | 4.00 |"
 
 
 def test_baseline_still_training_is_refused(tmp_path, cache, capsys):
