@@ -26,6 +26,7 @@ from hgprune.fsutil import atomic_write_text
 from hgprune.metrics import GROUPS
 from hgprune.models import HourglassConfig, HourglassNet, build_model, parse_arch, save_model
 from hgprune.models.checkpoints import load_checkpoint
+from hgprune.models.hourglass import bottom_warning
 from hgprune.models.normalization import Normalization
 from hgprune.pipeline import Pipeline
 from hgprune.profile import conv_macs, count_params, profile_model
@@ -105,6 +106,8 @@ def baseline(ctx: RunContext) -> tuple[Step, dict]:
         else:
             torch.manual_seed(r.seed)
             model = HourglassNet(expect)
+            if warning := bottom_warning(expect):
+                log(f"[baseline] warning: {warning}")
             ctx.normalization = model.config.normalization
             epochs = r.baseline.train.epochs
             log(f"[baseline] training {expect.arch} N={expect.N} M={expect.M} from scratch for {epochs} epoch(s)")

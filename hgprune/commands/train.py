@@ -16,6 +16,7 @@ import torch
 from hgprune.commands.common import add_data_arguments, check_device, datasets_from_args, parse_input_shape
 from hgprune.errors import HgpruneError
 from hgprune.models import ARCHS, build_model, load_model
+from hgprune.models.hourglass import bottom_warning
 from hgprune.models.normalization import NORMALIZATIONS
 from hgprune.tracking import require_tensorboard, train_tracker
 from hgprune.train import TrainConfig, Trainer
@@ -115,6 +116,8 @@ def _train(args: argparse.Namespace, input_size: int, device: str) -> int:
             args.arch or "hg8", N=args.N, M=args.M, input_size=input_size, depth=args.depth,
             normalization=args.normalization,
         )  # fmt: skip
+        if (warning := bottom_warning(model.config)) and ddp.is_main():
+            print(f"warning: {warning}", flush=True)
     datasets = datasets_from_args(args, input_size, ("train", "val"), model.config.normalization)
     trainer = Trainer(model, datasets["train"], datasets["val"], cfg)
     start_epoch, best_acc = 0, 0.0

@@ -123,6 +123,20 @@ def probe_size(depth: int = 4) -> int:
     return 4 * 2**depth
 
 
+def bottom_warning(config: HourglassConfig) -> str | None:
+    """A warning when a multi-stack model's hourglasses bottom out at 1×1 (e.g. depth 4 at 64 px): there BatchNorm
+    normalises each channel over one value per image, its running statistics stop describing what the layer sees in
+    training, and the mismatch compounds across stacks (measured: reports/sweep_hg1_hg8/STATUS.md). None otherwise."""
+    side = config.input_size // probe_size(config.depth)
+    if side > 1 or config.num_stacks < 2:
+        return None
+    return (
+        f"{config.arch} at {config.input_size} px with hourglass depth {config.depth} bottoms out at 1x1, where "
+        f"BatchNorm's train/eval mismatch compounds over the stacks; depth {config.depth - 1} stops at 2x2 "
+        "(--depth / model.depth)"
+    )
+
+
 def check_input_size(size: int, depth: int = 4) -> int:
     """The input-size rule, stated once: a positive multiple of :func:`probe_size` (64 for depth 4)."""
     multiple = probe_size(depth)

@@ -89,3 +89,14 @@ def test_parts_cover_every_parameter():
     assert set(parts) >= {"stem", "hg0", "res2", "fc1", "merge1", "score2"} and "merge2" not in parts
     for name, _ in model.named_parameters():
         assert part_of(name.rsplit(".", 1)[0], parts) is not None, name
+
+
+def test_bottom_warning_only_for_stacked_hourglasses_that_reach_1x1():
+    from hgprune.models.hourglass import HourglassConfig, bottom_warning
+
+    warning = bottom_warning(HourglassConfig(num_stacks=3, N=8, M=16, depth=4, input_size=64))
+    assert warning is not None and "hg3 at 64 px with hourglass depth 4 bottoms out at 1x1" in warning
+    assert "depth 3 stops at 2x2" in warning
+    assert bottom_warning(HourglassConfig(num_stacks=3, N=8, M=16, depth=3, input_size=64)) is None  # 2x2
+    assert bottom_warning(HourglassConfig(num_stacks=3, N=8, M=16, depth=4, input_size=128)) is None  # 2x2
+    assert bottom_warning(HourglassConfig(num_stacks=1, N=8, M=16, depth=4, input_size=64)) is None  # nothing compounds
