@@ -21,8 +21,9 @@ from pathlib import Path
 
 from hgprune.data import limit_dataset
 from hgprune.errors import HgpruneError
-from hgprune.models import load_model
+from hgprune.models import build_model, load_model
 from hgprune.pipeline import Pipeline
+from hgprune.profile import conv_macs
 from hgprune.recipe import load_recipe
 from hgprune.sweep import ARCH_FIELD
 from hgprune.train import evaluate_model
@@ -74,18 +75,23 @@ def loss_ratio(out: Path) -> float:
 def summary(recipe, archs: list[str]) -> str:
     """A Markdown table: every baseline's epochs, final PCKh, the plateau rule (the last 20 % of epochs add less
     than PLATEAU_GAIN) and the last epoch's validation ÷ training loss."""
-    lines = [f"| arch | epochs (of {recipe.baseline.train.epochs}) | final PCKh | gain over last 20 % | at plateau "
-             "| val ÷ train loss |", "|---|---|---|---|---|---|"]  # fmt: skip
+    lines = [f"| arch | MMACs | epochs (of {recipe.baseline.train.epochs}) | final PCKh | gain over last 20 % "
+             "| at plateau | val ÷ train loss |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+    m = recipe.model
     for arch in archs:
         out = train_command(recipe, arch)[1]
+        model = build_model(arch, N=m.N, M=m.M, num_joints=m.num_joints, input_size=m.input_size, depth=m.depth)
+        mmacs = f"{conv_macs(model, m.input_size) / 1e6:.1f}"
         if epochs_done(out) == 0:
-            lines.append(f"| {arch} | 0 | | | not trained | |")
+            lines.append(f"| {arch} | {mmacs} | 0 | | | not trained | |")
             continue
         p = plateau(out / "log.csv")
         done = p.epochs >= recipe.baseline.train.epochs
         verdict = ("yes" if p.at_plateau else f"**no** (≥ {PLATEAU_GAIN})") if done else "still training"
         ratio = loss_ratio(out)
-        lines.append(f"| {arch} | {p.epochs} | {p.final:.2f} | {p.gain_last_20pct:+.2f} | {verdict} | {ratio:.2f} |")
+        lines.append(
+            f"| {arch} | {mmacs} | {p.epochs} | {p.final:.2f} | {p.gain_last_20pct:+.2f} | {verdict} | {ratio:.2f} |"
+        )
     return "\n".join(lines)
 
 
