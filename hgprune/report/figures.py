@@ -302,6 +302,7 @@ def pckh_groups_figure(runs: list[RunData], table: pd.DataFrame) -> Figure | Non
         ax.plot(rows["step"], rows["pckh_mean"], color="black", linewidth=2.2, marker="o", markersize=4, label="mean")
         ax.set_title(f"{name}  ({rows['series'].iloc[0]})", fontsize=9)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlim(-0.25, max(1, int(rows["step"].max())) + 0.25)  # a one-row run (scratch) gets whole-step ticks too
         ax.grid(True, alpha=0.25)
     for index, ax in enumerate(axes):
         if index >= len(names):
