@@ -11,7 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from hgprune.errors import HgpruneError
-from hgprune.models import ARCHS, build_model
+from hgprune.models import ARCHS, build_model, probe_size
 from hgprune.profile import conv_macs
 from hgprune.recipe import BASELINE, SCRATCH, Recipe
 from hgprune.rundir import RunDir
@@ -82,7 +82,7 @@ def scratch_recipe(recipe: Recipe, kept: float, name: str) -> Recipe:
     even. Expressed as an ordinary recipe with zero pruning steps.
     """
     m = recipe.model
-    size = m.input_size
+    size = probe_size(m.depth)  # every conv's MACs scale with the input area alike: the ratio is the same at any size
 
     def macs(width: float) -> tuple[int, int, int]:
         N, M = max(2, 2 * round(m.N * width / 2)), max(2, 2 * round(m.M * width / 2))

@@ -347,7 +347,7 @@ def default_series(run: RunData) -> str:
     if run.metrics.empty:
         return run.name
     first = run.metrics.iloc[0]
-    return f"{first['arch']}/{SCRATCH if first['role'] == SCRATCH else first['criterion']}"
+    return f"{first['arch']}/{SCRATCH if run.role == SCRATCH else first['criterion']}"
 
 
 def _name_series(runs: list[RunData]) -> None:

@@ -96,7 +96,7 @@ def with_derived(run: RunData) -> pd.DataFrame:
     base = reference[reference["step"] == 0]
 
     def at_step_0(column: str) -> float:
-        return float(base[column].iloc[0]) if len(base) and column in base else math.nan
+        return float(base[column].iloc[0]) if len(base) else math.nan
 
     base_macs = at_step_0("macs_fvcore")
     frame["macs_kept"] = frame["macs_fvcore"] / base_macs
