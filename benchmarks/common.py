@@ -24,6 +24,8 @@ REPORT_DIR = ROOT / "reports" / "benchmarks"
 PACKAGES = ("hgprune", "torch", "torch-pruning", "numpy", "fvcore", "thop", "onnx", "onnxruntime")
 
 
+# How the speed benchmarks prune (latency.py, gpu_latency.py): the measured speedup, not the accuracy, is the point.
+PRUNING = "prune_to_target(criterion='l1', kind='macs', global_ranking=False, prune_trunk=True, round_to=8)"
 THREAD_ENV = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "MKL_NUM_THREADS")
 
 
@@ -112,3 +114,18 @@ def write_report(name: str, data: dict, markdown: str, out_dir: str | os.PathLik
     atomic_write_text(json_path, json.dumps(data, indent=2, default=str) + "\n")
     atomic_write_text(md_path, markdown)
     return json_path, md_path
+
+
+def prune_copy(base, kept: float, size: int, round_to: int | None) -> tuple:
+    """A pruned copy of ``base`` keeping ``kept`` of its conv MACs (see ``PRUNING``), in eval mode, and its facts."""
+    import copy
+
+    from hgprune.prune import prune_to_target
+
+    model = copy.deepcopy(base)
+    res = prune_to_target(
+        model, criterion="l1", kind="macs", kept=kept, input_size=size, global_ranking=False, prune_trunk=True,
+        round_to=round_to, tolerance=0.01,
+    )  # fmt: skip
+    info = {"kept_conv_macs": res.kept_macs, "channel_ratio": res.channel_ratio, "round_to": round_to}
+    return model.eval(), info

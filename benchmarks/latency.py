@@ -35,7 +35,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import environment, environment_md, md_table, write_report  # noqa: E402
+from common import PRUNING, environment, environment_md, md_table, prune_copy, write_report  # noqa: E402
 
 from hgprune import build_model  # noqa: E402
 from hgprune.data.synthpose import SynthConfig, render_sample  # noqa: E402
@@ -44,24 +44,12 @@ from hgprune.export import runtime as rt  # noqa: E402
 from hgprune.export.quantize import QUANTIZED_OPS, int8_onnx_bytes  # noqa: E402
 from hgprune.predict import Predictor  # noqa: E402
 from hgprune.profile import conv_macs, count_params, fvcore_macs  # noqa: E402
-from hgprune.prune import prune_to_target  # noqa: E402
 
-PRUNING = "prune_to_target(criterion='l1', kind='macs', global_ranking=False, prune_trunk=True, round_to=8)"
 # Passive OpenMP waiting (set before start-up) implies the same for ORT's pool: spinning threads on shared cores
 # made hg8 5-10x slower at 2 threads on this machine while other jobs ran.
 SPIN = os.environ.get("OMP_WAIT_POLICY", "").upper() != "PASSIVE"
 GOALS = {"eager_efficiency": 0.85, "ort_efficiency": 0.95, "end_to_end_at_25": 7.0, "end_to_end_int8_at_25": 12.0}
 CALIBRATION_BATCHES = 4  # random batch-1 inputs: INT8 timing does not depend on the calibrated ranges
-
-
-def prune_copy(base: torch.nn.Module, kept: float, size: int, round_to: int | None) -> tuple[torch.nn.Module, dict]:
-    model = copy.deepcopy(base)
-    res = prune_to_target(
-        model, criterion="l1", kind="macs", kept=kept, input_size=size, global_ranking=False, prune_trunk=True,
-        round_to=round_to, tolerance=0.01,
-    )  # fmt: skip
-    info = {"kept_conv_macs": res.kept_macs, "channel_ratio": res.channel_ratio, "round_to": round_to}
-    return model.eval(), info
 
 
 def _eager(model: torch.nn.Module, channels_last: bool = False) -> Callable:

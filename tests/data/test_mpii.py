@@ -102,7 +102,7 @@ def test_hrnet_format_is_read(tmp_path):
     "content, message",
     [
         (b"{not json", "not valid JSON"),
-        (gzip.compress(json.dumps([_record()]).encode())[:-12], "truncated or corrupt gzip"),
+        (gzip.compress(json.dumps([_record()]).encode(), mtime=0)[:-12], "truncated or corrupt gzip"),
         (json.dumps([_record(), {k: v for k, v in _record().items() if k != "scale_provided"}]).encode(),
          "record 1: missing field 'scale_provided'"),
         (json.dumps([_record(joint_self=[[5000.0, 80.0, 1.0]] + JOINTS[1:])]).encode(), "record 0: joint .* far"),

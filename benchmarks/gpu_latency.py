@@ -1,0 +1,214 @@
+"""GPU latency and throughput: hg8 unpruned vs pruned to 50 % / 25 % of its MACs, fp32 and fp16, eager and CUDA graphs.
+
+The models are pruned as in ``benchmarks/latency.py`` (L1, one uniform channel ratio for every group including the
+trunk, widths rounded to multiples of 8). Each model is timed at batch 1 (latency) and ``--batch`` (throughput) in
+three forms:
+
+* ``fp32``: eager PyTorch, float32 weights and inputs (cuDNN's default TF32 convolutions on Ampere and later);
+* ``fp16``: eager, half-precision weights, channels_last;
+* ``fp16+graph``: the same captured once as a CUDA graph and replayed (no per-kernel launch cost).
+
+Timing: CUDA events around ``--inner`` back-to-back calls give one sample (ms per call); every configuration takes
+one sample per round, round-robin, so they share whatever the GPU is doing; medians over ``--repeats`` rounds after
+``--warmup`` rounds. The GPU's utilisation and the host's load are read before timing and recorded. fp16 parity:
+the largest heatmap difference to fp32, as a fraction of the fp32 heatmaps' range, and how often the fp16 peak is
+the fp32 peak. All ratios come from this one run. Writes ``reports/benchmarks/gpu_latency.{json,md}``.
+
+Usage (on a machine with a CUDA GPU): ``python benchmarks/gpu_latency.py [--repeats 30 --warmup 5 --batch 32]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import environment, environment_md, md_table, prune_copy, write_report  # noqa: E402
+
+from hgprune import build_model  # noqa: E402
+from hgprune.profile import fvcore_macs  # noqa: E402
+
+FORMS = ("fp32", "fp16", "fp16+graph")
+
+
+def gpu_utilisation() -> str | None:
+    """``nvidia-smi``'s utilisation and memory in use, or None where it is missing."""
+    try:
+        query = ["nvidia-smi", "--query-gpu=utilization.gpu,memory.used", "--format=csv,noheader"]
+        return subprocess.run(query, capture_output=True, text=True, timeout=20, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def make_form(model: torch.nn.Module, form: str, batch: int, size: int) -> Callable[[], torch.Tensor]:
+    """A no-argument callable running ``model`` in ``form`` on a fixed input (the last stack's heatmaps)."""
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(batch, 3, size, size, generator=gen).cuda()
+    if form == "fp32":
+        return lambda: model(x)[-1]
+    half = model  # already half precision and channels_last
+    xh = x.half().contiguous(memory_format=torch.channels_last)
+    if form == "fp16":
+        return lambda: half(xh)[-1]
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        for _ in range(3):  # warm up cuDNN's algorithm choice outside the capture
+            half(xh)
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        static_out = half(xh)[-1]
+
+    def replay(inputs: torch.Tensor = xh) -> torch.Tensor:  # holds the graph's static input alive
+        graph.replay()
+        return static_out
+
+    return replay
+
+
+def time_rounds(configs: dict[str, Callable], inner: dict[str, int], warmup: int, repeats: int) -> dict[str, list]:
+    times: dict[str, list[float]] = {k: [] for k in configs}
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    began = time.perf_counter()
+    for round_index in range(warmup + repeats):
+        for key, fn in configs.items():
+            torch.cuda.synchronize()
+            start.record()
+            for _ in range(inner[key]):
+                fn()
+            end.record()
+            end.synchronize()
+            if round_index >= warmup:
+                times[key].append(start.elapsed_time(end) / inner[key])
+        if round_index % 5 == 4 or round_index == warmup + repeats - 1:
+            print(f"  round {round_index + 1}/{warmup + repeats} at {time.perf_counter() - began:.0f} s", flush=True)
+    return times
+
+
+def fp16_parity(model32: torch.nn.Module, model16: torch.nn.Module, size: int) -> dict[str, float]:
+    x = torch.rand(8, 3, size, size, generator=torch.Generator().manual_seed(2)).cuda()
+    ref = model32(x)[-1].float()
+    out = model16(x.half().contiguous(memory_format=torch.channels_last))[-1].float()
+    span = float(ref.max() - ref.min()) or 1.0
+    same_peak = (ref.flatten(2).argmax(-1) == out.flatten(2).argmax(-1)).float().mean()
+    return {"max_abs_diff_of_range": float((out - ref).abs().max()) / span, "same_peak_fraction": float(same_peak)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--arch", default="hg8")
+    parser.add_argument("--N", type=int, default=128)
+    parser.add_argument("--M", type=int, default=256)
+    parser.add_argument("--input-size", type=int, default=256)
+    parser.add_argument("--targets", type=float, nargs="+", default=[0.5, 0.25], help="kept MACs fractions")
+    parser.add_argument("--batch", type=int, default=32, help="the throughput batch size (latency is batch 1)")
+    parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--inner", type=int, default=10, help="calls per sample at batch 1 (2 at the large batch)")
+    parser.add_argument("--out-dir", default=None)
+    args = parser.parse_args()
+    if not torch.cuda.is_available():
+        print("gpu_latency.py: no CUDA device here", file=sys.stderr)
+        return 2
+    torch.backends.cudnn.benchmark = True
+    torch.manual_seed(0)
+    env = environment("cuda")
+    env["machine"]["gpu_before"] = gpu_utilisation()
+    env["cudnn"] = {"benchmark": True, "allow_tf32": torch.backends.cudnn.allow_tf32}
+    wall = time.perf_counter()
+    size = args.input_size
+    base = build_model(args.arch, N=args.N, M=args.M, input_size=size).eval()
+    models = {"unpruned": base}
+    for kept in args.targets:
+        print(f"pruning to {kept:.0%} MACs …", flush=True)
+        models[f"kept{round(kept * 100)}"] = prune_copy(base, kept, size, 8)[0]
+    macs = {k: fvcore_macs(m, size) for k, m in models.items()}
+    print(f"pruned and counted in {time.perf_counter() - wall:.0f} s", flush=True)
+
+    configs, inner, parity = {}, {}, {}
+    with torch.inference_mode():
+        for key, model in models.items():
+            model32 = model.cuda().eval()
+            model16 = copy.deepcopy(model32).half().to(memory_format=torch.channels_last)
+            parity[key] = fp16_parity(model32, model16, size)
+            for batch in (1, args.batch):
+                for form in FORMS:
+                    name = f"{key}/b{batch}/{form}"
+                    configs[name] = make_form(model32 if form == "fp32" else model16, form, batch, size)
+                    inner[name] = args.inner if batch == 1 else 2
+        print(f"timing {len(configs)} configurations, {args.warmup} + {args.repeats} rounds …", flush=True)
+        times = time_rounds(configs, inner, args.warmup, args.repeats)
+    median = {k: statistics.median(v) for k, v in times.items()}
+    rows = []
+    for name, ms in median.items():
+        key, batch, form = name.split("/")
+        b = int(batch[1:])
+        unpruned = median[f"unpruned/{batch}/{form}"]
+        speedup = unpruned / ms
+        mac_ratio = macs["unpruned"] / macs[key]
+        rows.append(
+            {
+                "model": key,
+                "batch": b,
+                "form": form,
+                "gmacs_per_image": macs[key] / 1e9,
+                "median_ms": ms,
+                "p90_ms": sorted(times[name])[int(0.9 * (len(times[name]) - 1))],
+                "images_per_s": b * 1e3 / ms,
+                "speedup_vs_unpruned": speedup,
+                "speedup_efficiency": speedup / mac_ratio,
+            }
+        )
+    env["machine"]["gpu_after"] = gpu_utilisation()
+    report = {
+        "environment": env,
+        "settings": vars(args),
+        "macs_fvcore": macs,
+        "fp16_parity": parity,
+        "rows": rows,
+        "samples_ms": times,
+        "wall_s": time.perf_counter() - wall,
+    }
+    write_report("gpu_latency", report, to_markdown(report), args.out_dir)
+    print(to_markdown(report))
+    return 0
+
+
+def to_markdown(report: dict) -> str:
+    env, s = report["environment"], report["settings"]
+    headers = ["model", "batch", "form", "GMACs/image", "median ms", "p90 ms", "images/s", "speedup", "efficiency"]
+    table = md_table(
+        headers,
+        [
+            (r["model"], r["batch"], r["form"], r["gmacs_per_image"], r["median_ms"], r["p90_ms"], r["images_per_s"])
+            + (r["speedup_vs_unpruned"], r["speedup_efficiency"])
+            for r in report["rows"]
+        ],
+    )
+    parity = md_table(
+        ["model", "max |fp16 − fp32| ÷ fp32 range", "same peak"],
+        [(k, v["max_abs_diff_of_range"], v["same_peak_fraction"]) for k, v in report["fp16_parity"].items()],
+    )
+    return (
+        f"# GPU latency: {s['arch']} N={s['N']} M={s['M']} at {s['input_size']} px, pruned vs unpruned\n\n"
+        f"{environment_md(env)}- GPU before / after timing (utilisation, memory used): {env['machine']['gpu_before']}"
+        f" / {env['machine']['gpu_after']}\n- cuDNN: {env['cudnn']}\n- Wall time: {report['wall_s']:.0f} s\n\n"
+        f"Median of {s['repeats']} interleaved rounds after {s['warmup']} warm-up rounds; each sample is the mean of "
+        f"{s['inner']} back-to-back calls at batch 1 and of 2 at batch {s['batch']}, timed with CUDA events. "
+        "Speedup = unpruned ÷ pruned at the same batch and form; efficiency = speedup ÷ (unpruned MACs ÷ pruned "
+        "MACs), fvcore MACs. Pruning: L1, uniform channel ratio including the trunk, widths rounded to 8.\n\n"
+        f"{table}\n## fp16 parity (8 random inputs)\n\n{parity}"
+    )
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
