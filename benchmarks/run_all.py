@@ -1,6 +1,6 @@
 """``make bench``: run every benchmark in turn; each writes JSON + Markdown into reports/benchmarks/.
 
-Not part of ``make test``. Usage: ``python benchmarks/run_all.py [--only NAME ...] [--device cuda]``.
+Not part of ``make test``. Usage: ``python benchmarks/run_all.py [--only NAME ...] [--device cuda]`` (with cuda, gpu_latency too).
 """
 
 from __future__ import annotations
@@ -13,18 +13,20 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 BENCHMARKS = ["profile", "engine", "data", "latency", "accuracy"]
+GPU_ONLY = ["gpu_latency"]  # run (without --device) when --device names a GPU
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", nargs="+", choices=BENCHMARKS, default=BENCHMARKS)
+    parser.add_argument("--only", nargs="+", choices=BENCHMARKS + GPU_ONLY)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
+    names = args.only or BENCHMARKS + (GPU_ONLY if args.device.startswith("cuda") else [])
     failures = []
-    for name in args.only:
+    for name in names:
         script = HERE / f"{name}.py"
         command = [sys.executable, str(script)]
-        if args.device != "cpu":
+        if args.device != "cpu" and name not in GPU_ONLY:
             command += ["--device", args.device]
         print(f"=== {name}: {' '.join(command)}", flush=True)
         started = time.perf_counter()
