@@ -1,6 +1,7 @@
 """``make bench``: run every benchmark in turn; each writes JSON + Markdown into reports/benchmarks/.
 
-Not part of ``make test``. Usage: ``python benchmarks/run_all.py [--only NAME ...] [--device cuda]`` (with cuda, gpu_latency too).
+Not part of ``make test``. Usage: ``python benchmarks/run_all.py [--only NAME ...] [--device cuda]``
+(with cuda, gpu_latency runs too).
 """
 
 from __future__ import annotations
