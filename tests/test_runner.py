@@ -277,6 +277,38 @@ def test_baseline_still_training_is_refused(tmp_path, cache, capsys):
     assert main([*argv, f"baseline.checkpoint={finished}", "--out", str(tmp_path / "run2")]) == 0
 
 
+def test_sweep_refuses_an_unfinished_imported_baseline_before_any_entry_starts(tmp_path, cache, capsys):
+    """With ``{arch}`` baselines, one still training (its checkpoint.pth.tar short of its planned epochs) stops the
+    whole sweep at launch with a one-line error naming it: no entry directory, no log, sequential or launched."""
+    from hgprune.models import build_model
+    from hgprune.train.checkpointing import save_training_checkpoint, training_payload
+
+    for arch, epoch in (("hg1", 3), ("hg2", 1)):
+        model = build_model(arch, N=8, M=16, input_size=64)
+        payload = training_payload(model, epoch=epoch, best_acc=1.0, trainer_state={}, train_config={"epochs": 3})
+        save_training_checkpoint(payload, tmp_path / "parents" / arch, is_best=True)
+    path = tmp_path / "sweep.yaml"
+    path.write_text(TINY.read_text() + "sweep: {arch: [hg1, hg2], criterion: [l1], kept: [0.5]}\n")
+    parent = tmp_path / "parents" / "hg2" / "checkpoint.pth.tar"
+    out = tmp_path / "sweep"
+    base = [
+        "run",
+        str(path),
+        "--out",
+        str(out),
+        "--set",
+        f"baseline.checkpoint={tmp_path}/parents/{{arch}}/checkpoint.pth.tar",
+    ]
+    for extra in ([], ["--launcher", "local", "--jobs", "2"], ["--only", "hg2-l1-50"]):
+        assert main([*base, *extra]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and f"baseline.checkpoint {parent}: saved at epoch 1 of the 3" in err
+        assert not out.exists()
+    # hg1's parent is finished: an entry that only needs it is not held back by hg2's
+    assert main([*base, "--only", "hg1-l1-50", "--set", "prune.steps=1", "--set", "finetune.final_epochs=0"]) == 0
+    assert (out / "hg1-l1-50" / "final" / "model.pt").is_file() and not (out / "hg2-l1-50").exists()
+
+
 def test_model_depth_reaches_every_stage(tmp_path, cache, capsys):
     """model.depth (levels per hourglass) builds, prunes, fine-tunes and checkpoints a depth-3 model; the dry run and
     the sweep's scratch widths use it too; a depth the input size cannot carry is a one-line error naming the key."""

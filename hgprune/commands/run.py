@@ -20,12 +20,14 @@ from hgprune.launch import (
     status,
 )
 from hgprune.models import build_model, model_parts, probe_size
+from hgprune.models.checkpoints import load_checkpoint
 from hgprune.prune import get_criterion, prune_to_target
 from hgprune.recipe import load_recipe
 from hgprune.report import write_report
 from hgprune.runner import Runner
 from hgprune.stages import plan
 from hgprune.sweep import expand
+from hgprune.train.checkpointing import CHECKPOINT, check_finished
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -82,18 +84,33 @@ def main(args: argparse.Namespace) -> int:
     if args.status:
         return _status(out)
     command = "hgprune " + shlex.join(sys.argv[1:]) if sys.argv[1:] else None
+    selected = [(n, r) for n, r in entries if not args.only or n in args.only]
+    if recipe.sweep is not None:
+        check_imported_baselines(selected)
     if args.launcher:
         return _launch(args, recipe, entries, out, command)
     if recipe.sweep is None:
         Runner(recipe, out, resume=args.resume, command=command).execute()
         return 0
-    selected = [(n, r) for n, r in entries if not args.only or n in args.only]
     for i, (name, entry) in enumerate(selected, 1):
         print(f"=== sweep entry {i}/{len(selected)}: {name} ===", flush=True)
         Runner(entry, out / name, resume=args.resume, command=command).execute()
     if not args.no_report and not args.only:
         _combined_report(recipe, entries, out, command)
     return 0
+
+
+def check_imported_baselines(selected: list) -> None:
+    """Refuse a sweep before its first entry starts when an imported baseline is an unfinished ``hgprune train``
+    checkpoint (``check_finished``), rather than hours later when that entry's turn comes. Files made by the sweep
+    itself, and missing ones, are left to their entries."""
+    checked = set()
+    for _, entry in selected:
+        path = entry.baseline.checkpoint
+        if not path or path in checked or Path(path).name != CHECKPOINT or not Path(path).is_file():
+            continue
+        checked.add(path)
+        check_finished(path, load_checkpoint(path)[1]["meta"])
 
 
 def _combined_report(recipe, entries, out: Path, command: str | None) -> None:
