@@ -7,8 +7,9 @@ ever pruned or deep-copied. Only the chosen plan is applied, with explicit indic
 gives full control over rounding (torch-pruning only rounds down and skips small groups) and leaves the model in the
 training mode it had. Final numbers are measured on the pruned model with :mod:`hgprune.profile`.
 
-Which group keeps how many channels (uniform, global or searched) is :mod:`hgprune.prune.allocation`'s concern; the
-engine hands it analytic plans and, for ``search``, a way to score a plan on a pruned copy.
+Plans and their analytic costs live in :mod:`hgprune.prune.planning`. Which group keeps how many channels (uniform,
+global or searched) is :mod:`hgprune.prune.allocation`'s concern; the engine hands it analytic plans and, for
+``search``, a way to score a plan on a pruned copy.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import logging
-import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
@@ -43,7 +43,8 @@ from hgprune.profile import conv_macs, conv_pair_macs, count_params
 from hgprune.prune import allocation as alloc
 from hgprune.prune.bn import recalibrate_bn as _recalibrate_bn
 from hgprune.prune.criteria import Criterion, get_criterion, group_layers
-from hgprune.prune.targets import ROUND_MODES, SearchResult, round_keep
+from hgprune.prune.planning import Group, Planner, describe_keep, ratio_plan, search_unit, step_down, step_priority
+from hgprune.prune.targets import ROUND_MODES, SearchResult
 
 log = logging.getLogger(__name__)
 
@@ -86,64 +87,6 @@ def model_size(model: nn.Module, input_size: int = 256) -> dict[str, int]:
         "params": count_params(model),
         "channels": sum(m.out_channels for m in model.modules() if isinstance(m, nn.Conv2d)),
     }
-
-
-@dataclass
-class _Group:
-    root: nn.Conv2d
-    name: str
-    part: str
-    width: int
-    base_width: int
-    order: np.ndarray  # channel indices, least important first
-    normalized: np.ndarray  # scores / mean, for global ranking
-
-
-class _Planner:
-    """Counts MACs / params / channels of a plan (kept width per group) without touching the model."""
-
-    def __init__(self, model: nn.Module, groups: list[tuple[_Group, Any]], pair_macs: dict[nn.Module, int]) -> None:
-        convs = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
-        bns = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-        conv_index = {m: i for i, (_, m) in enumerate(convs)}
-        bn_index = {m: i for i, (_, m) in enumerate(bns)}
-        self.out0 = np.array([m.out_channels for _, m in convs], dtype=np.int64)
-        self.in0 = np.array([m.in_channels for _, m in convs], dtype=np.int64)
-        if any(m.groups != 1 for _, m in convs):
-            raise HgpruneError("grouped convolutions are not supported by the pruning engine")
-        self.kernel = np.array([math.prod(m.kernel_size) for _, m in convs], dtype=np.int64)
-        self.bias = np.array([m.bias is not None for _, m in convs], dtype=np.int64)
-        self.mac_unit = np.array([pair_macs.get(m, 0) for _, m in convs], dtype=np.float64)
-        self.bn0 = np.array([m.num_features for _, m in bns], dtype=np.int64)
-        self.bn_params = np.array([2 if m.affine else 0 for _, m in bns], dtype=np.int64)
-        self.out_group = np.full(len(convs), -1)
-        self.in_group = np.full(len(convs), -1)
-        self.bn_group = np.full(len(bns), -1)
-        self.widths = np.array([g.width for g, _ in groups], dtype=np.int64)
-        for gi, (info, group) in enumerate(groups):
-            for role, layer, idxs, _ in group_layers(group):
-                if len(idxs) != info.width:
-                    raise HgpruneError(f"{info.name}: coupled layer with a non 1:1 channel mapping is not supported")
-                if role == "bn":
-                    self.bn_group[bn_index[layer]] = gi
-                elif role == "conv_out":
-                    self.out_group[conv_index[layer]] = gi
-                else:
-                    self.in_group[conv_index[layer]] = gi
-        conv_param = int(np.sum(self.in0 * self.out0 * self.kernel + self.out0 * self.bias))
-        self.other_params = count_params(model) - conv_param - int(np.sum(self.bn0 * self.bn_params))
-
-    def size(self, keep: np.ndarray) -> dict[str, float]:
-        removed = np.append(self.widths - keep, 0)  # index -1 → no group → nothing removed
-        out = self.out0 - removed[self.out_group]
-        inp = self.in0 - removed[self.in_group]
-        bn = self.bn0 - removed[self.bn_group]
-        return {
-            "macs": float(np.sum(self.mac_unit * inp * out)),
-            "params": float(np.sum(inp * out * self.kernel + out * self.bias) + np.sum(bn * self.bn_params))
-            + self.other_params,
-            "channels": float(np.sum(out)),
-        }
 
 
 def prune_to_target(
@@ -215,7 +158,7 @@ def prune_to_target(
         groups = _describe_groups(model, raw_groups, criterion)
         watch.lap("score_s")
 
-        planner = _Planner(model, groups, pair_macs)
+        planner = Planner(model, groups, pair_macs)
         infos = [info for info, _ in groups]
         mult = np.array([multipliers.get(g.part, multipliers["*"]) for g in infos], dtype=np.float64)
 
@@ -224,52 +167,28 @@ def prune_to_target(
 
         def plan_for(group_mult: np.ndarray, ranking: str, aim: float = tolerance) -> tuple[np.ndarray, SearchResult]:
             """Kept widths within ``aim`` of the target if reachable; ``met`` is judged against ``tolerance``."""
-            plan = _plan_fn(infos, group_mult, ranking == "global", max_layer_ratio, round_to, round_mode)
-            step_down = partial(_step_down, infos, group_mult, max_layer_ratio, round_to)
-            keep, found = alloc.plan_to_target(plan, fraction_of, kept, aim, partial(_step_priority, infos), step_down)
+            plan = ratio_plan(infos, group_mult, ranking == "global", max_layer_ratio, round_to, round_mode)
+            down = partial(step_down, infos, group_mult, max_layer_ratio, round_to)
+            keep, found = alloc.plan_to_target(plan, fraction_of, kept, aim, partial(step_priority, infos), down)
             return keep, dataclasses.replace(found, met=abs(found.fraction - kept) <= tolerance)
 
         record: dict = {"method": allocation}
         if ratio is not None:
             if not 0 <= ratio <= 1:
                 raise HgpruneError(f"prune ratio: must be in [0, 1], got {ratio}")
-            keep = _plan_fn(infos, mult, allocation == "global", max_layer_ratio, round_to, round_mode)(ratio)
+            keep = ratio_plan(infos, mult, allocation == "global", max_layer_ratio, round_to, round_mode)(ratio)
             at = fraction_of(keep)
             found = SearchResult(ratio, at, 1, abs(at - kept) <= tolerance)
         elif allocation == "search":
-            units = [_search_unit(g) if m > 0 else None for g, m in zip(infos, mult)]
-            prunable = sorted({u for u in units if u is not None})
-            bias = alloc.sensitivity_bias(search.sensitivity, prunable) if search.sensitivity else {}
-
-            def candidate_plan(candidate: alloc.Candidate) -> tuple[np.ndarray, SearchResult]:
-                """Planned to a quarter of the tolerance: the proxy favours more MACs, so candidates must not differ
-                in size by up to 2 × tolerance (measured: the search otherwise picked plans at the upper edge)."""
-                factors = np.array([candidate.factors.get(u, 1.0) if u else 0.0 for u in units])
-                group_mult = mult * factors if candidate.ranking == "uniform" else mult
-                return plan_for(group_mult, candidate.ranking, aim=tolerance / 4)
-
-            def score(keep: np.ndarray) -> float:
-                clone = _pruned_copy(model, groups, keep, input_size)
-                torch.set_num_threads(threads)  # scoring is real convolution work
-                try:
-                    _recalibrate_bn(clone, data.bn_batches())
-                    return data.holdout_pckh(clone)
-                finally:
-                    torch.set_num_threads(1)
-
-            outcome = alloc.search_allocation(
-                alloc.sample_candidates(prunable, search, seed, bias),
-                candidate_plan,
-                score,
-                partial(_describe_keep, infos),
-                progress=progress,
-            )
-            keep, found = outcome.keep, outcome.found
-            settings = {f.name: getattr(search, f.name) for f in dataclasses.fields(alloc.SearchSettings)}
-            record.update(chosen=outcome.chosen, candidates=outcome.candidates, settings=settings)
+            # candidates are planned to a quarter of the tolerance: the proxy favours more MACs, so candidates must
+            # not differ in size by up to 2 × tolerance (measured: the search otherwise picked plans at the upper edge)
+            near = partial(plan_for, aim=tolerance / 4)
+            searched = _search_plan(model, groups, mult, near, search, data, seed, input_size, threads, progress)
+            keep, found, details = searched
+            record.update(details)
         else:
             keep, found = plan_for(mult, allocation)
-        record["parts"] = _describe_keep(infos, keep)
+        record["parts"] = describe_keep(infos, keep)
         watch.lap("search_s")
 
         removed = groups_pruned = 0
@@ -318,6 +237,51 @@ def prune_to_target(
         bn_recalibrated=bool(recalibrate_bn),
         timings=timings,
     )
+
+
+def _search_plan(
+    model: nn.Module,
+    groups: list[tuple[Group, Any]],
+    mult: np.ndarray,
+    plan_for: Callable[..., tuple[np.ndarray, SearchResult]],
+    search: alloc.SearchSettings,
+    data: alloc.TrainingSlice,
+    seed: int,
+    input_size: int,
+    threads: int,
+    progress: bool = True,
+) -> tuple[np.ndarray, SearchResult, dict]:
+    """``allocation: search``: sampled per-unit allocations, each planned by ``plan_for(mult, ranking)``, scored on a
+    pruned copy (BatchNorm re-estimated, PCKh on the held-out training slice) with ``threads`` threads; returns the
+    best plan, its search result and what the run directory records."""
+    infos = [info for info, _ in groups]
+    units = [search_unit(g) if m > 0 else None for g, m in zip(infos, mult)]
+    prunable = sorted({u for u in units if u is not None})
+    bias = alloc.sensitivity_bias(search.sensitivity, prunable) if search.sensitivity else {}
+
+    def candidate_plan(candidate: alloc.Candidate) -> tuple[np.ndarray, SearchResult]:
+        factors = np.array([candidate.factors.get(u, 1.0) if u else 0.0 for u in units])
+        group_mult = mult * factors if candidate.ranking == "uniform" else mult
+        return plan_for(group_mult, candidate.ranking)
+
+    def score(keep: np.ndarray) -> float:
+        clone = _pruned_copy(model, groups, keep, input_size)
+        torch.set_num_threads(threads)  # scoring is real convolution work; planning runs on one thread
+        try:
+            _recalibrate_bn(clone, data.bn_batches())
+            return data.holdout_pckh(clone)
+        finally:
+            torch.set_num_threads(1)
+
+    outcome = alloc.search_allocation(
+        alloc.sample_candidates(prunable, search, seed, bias),
+        candidate_plan,
+        score,
+        partial(describe_keep, infos),
+        progress=progress,
+    )
+    settings = {f.name: getattr(search, f.name) for f in dataclasses.fields(alloc.SearchSettings)}
+    return outcome.keep, outcome.found, dict(chosen=outcome.chosen, candidates=outcome.candidates, settings=settings)
 
 
 class _Stopwatch:
@@ -439,7 +403,7 @@ def _measured_size(model: nn.Module, pair_macs: dict[nn.Module, int]) -> dict[st
     }
 
 
-def _prune_group(graph: Any, info: _Group, group: Any, channels: np.ndarray) -> None:
+def _prune_group(graph: Any, info: Group, group: Any, channels: np.ndarray) -> None:
     """Remove root ``channels`` from every member of the group, reusing the group already built for scoring.
 
     Asking the graph again (``get_pruning_group``) would re-walk all of it for every group; groups are disjoint, so
@@ -462,7 +426,7 @@ def _base_width(name: str, model: nn.Module, width: int) -> int:
     return base_width(name, config) if isinstance(model, HourglassNet) and config is not None else width
 
 
-def _describe_groups(model: nn.Module, raw_groups: list, criterion: Criterion) -> list[tuple[_Group, Any]]:
+def _describe_groups(model: nn.Module, raw_groups: list, criterion: Criterion) -> list[tuple[Group, Any]]:
     names = {m: n for n, m in model.named_modules()}
     parts = model_parts(model) if isinstance(model, HourglassNet) else {}
     described = []
@@ -483,7 +447,7 @@ def _describe_groups(model: nn.Module, raw_groups: list, criterion: Criterion) -
             raise HgpruneError(f"criterion {type(criterion).__name__} returned non-finite scores for {name}")
         values = scores.numpy().astype(np.float64)
         mean = float(values.mean())
-        info = _Group(
+        info = Group(
             root=root,
             name=name,
             part=part,
@@ -496,85 +460,7 @@ def _describe_groups(model: nn.Module, raw_groups: list, criterion: Criterion) -
     return described
 
 
-def _plan_fn(
-    infos: list[_Group],
-    mult: np.ndarray,
-    global_ranking: bool,
-    max_layer_ratio: float,
-    round_to: int | None,
-    round_mode: str,
-) -> Callable[[float], np.ndarray]:
-    """``ratio → kept width per group`` for per-group multipliers ``mult``; monotone in ``ratio``, which is what
-    makes bisection valid. Under ``global_ranking`` the groups with multiplier 1 pool their normalised scores."""
-    widths = np.array([g.width for g in infos], dtype=np.int64)
-    min_keep = [_min_keep(g, max_layer_ratio) for g in infos]
-    pooled = [i for i, m in enumerate(mult) if m == 1.0] if global_ranking else []
-    if pooled:
-        scores = np.concatenate([infos[i].normalized for i in pooled])
-        owners = np.concatenate([np.full(infos[i].width, k) for k, i in enumerate(pooled)])
-        ranked_owners = owners[np.argsort(scores, kind="stable")]
-    pooled_set = set(pooled)
-
-    def plan(ratio: float) -> np.ndarray:
-        raw = widths * (1.0 - np.minimum(ratio * mult, 1.0))
-        if pooled:
-            n = int(math.floor(ratio * len(ranked_owners) + 1e-9))
-            removed = np.bincount(ranked_owners[:n], minlength=len(pooled))
-            for k, i in enumerate(pooled):
-                raw[i] = widths[i] - removed[k]
-        keep = np.empty(len(infos), dtype=np.int64)
-        for i, g in enumerate(infos):
-            if mult[i] == 0.0 and i not in pooled_set:
-                keep[i] = g.width
-            else:
-                keep[i] = round_keep(float(raw[i]), g.width, round_to, round_mode, min_keep[i])
-        return keep
-
-    return plan
-
-
-def _min_keep(info: _Group, max_layer_ratio: float) -> int:
-    """Fewest channels a group may keep: ``max_layer_ratio`` is relative to the unpruned architecture."""
-    return max(1, math.ceil(info.base_width * (1 - max_layer_ratio) - 1e-9))
-
-
-def _step_down(
-    infos: list[_Group], mult: np.ndarray, max_layer_ratio: float, round_to: int | None, index: int, keep: int
-) -> int | None:
-    """The next smaller width group ``index`` may take (a multiple of ``round_to``), or None (left alone / floor)."""
-    if mult[index] == 0.0:
-        return None
-    step = max(int(round_to or 1), 1)
-    smaller = (keep - 1) // step * step
-    return smaller if smaller >= max(_min_keep(infos[index], max_layer_ratio), 1) else None
-
-
-def _step_priority(infos: list[_Group], index: int, keep_from: int, keep_to: int) -> float:
-    """Mean normalised score of the channels group ``index`` loses going from ``keep_from`` to ``keep_to``."""
-    g = infos[index]
-    lost = g.order[g.width - keep_from : g.width - keep_to]
-    return float(np.mean(g.normalized[lost])) if len(lost) else math.inf
-
-
-def _search_unit(info: _Group) -> str:
-    """What the search varies together: a part, with each hourglass level on its own (hg0.level3 is full size)."""
-    fields = info.name.split(".")
-    if info.part.startswith("hg") and len(fields) > 3 and fields[0] == "hg" and fields[2] == "hg":
-        return f"{info.part}.level{fields[3]}"
-    return info.part
-
-
-def _describe_keep(infos: list[_Group], keep: np.ndarray) -> dict[str, dict[str, int]]:
-    """Kept / original channels per search unit: what a reader needs to see where a plan cut."""
-    parts: dict[str, dict[str, int]] = {}
-    for info, k in zip(infos, keep):
-        entry = parts.setdefault(_search_unit(info), {"kept": 0, "width": 0})
-        entry["kept"] += int(k)
-        entry["width"] += info.width
-    return parts
-
-
-def _pruned_copy(model: nn.Module, groups: list[tuple[_Group, Any]], keep: np.ndarray, input_size: int) -> nn.Module:
+def _pruned_copy(model: nn.Module, groups: list[tuple[Group, Any]], keep: np.ndarray, input_size: int) -> nn.Module:
     """A deep copy of ``model`` pruned to ``keep``; ``model`` is untouched. The copy gets its own graph (groups hold
     module references), and the original's channel order, so it is exactly what pruning ``model`` would give."""
     clone = copy.deepcopy(model)
