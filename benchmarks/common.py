@@ -25,7 +25,8 @@ PACKAGES = ("hgprune", "torch", "torch-pruning", "numpy", "fvcore", "thop", "onn
 
 
 # How the speed benchmarks prune (latency.py, gpu_latency.py): the measured speedup, not the accuracy, is the point.
-PRUNING = "prune_to_target(criterion='l1', kind='macs', global_ranking=False, prune_trunk=True, round_to=8)"
+PRUNE_OPTIONS = {"criterion": "l1", "kind": "macs", "global_ranking": False, "prune_trunk": True, "tolerance": 0.01}
+PRUNING = "prune_to_target(" + ", ".join(f"{k}={v!r}" for k, v in PRUNE_OPTIONS.items()) + ", round_to=8)"
 THREAD_ENV = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "MKL_NUM_THREADS")
 
 
@@ -123,9 +124,6 @@ def prune_copy(base, kept: float, size: int, round_to: int | None) -> tuple:
     from hgprune.prune import prune_to_target
 
     model = copy.deepcopy(base)
-    res = prune_to_target(
-        model, criterion="l1", kind="macs", kept=kept, input_size=size, global_ranking=False, prune_trunk=True,
-        round_to=round_to, tolerance=0.01,
-    )  # fmt: skip
+    res = prune_to_target(model, kept=kept, input_size=size, round_to=round_to, **PRUNE_OPTIONS)
     info = {"kept_conv_macs": res.kept_macs, "channel_ratio": res.channel_ratio, "round_to": round_to}
     return model.eval(), info

@@ -14,7 +14,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 BENCHMARKS = ["profile", "engine", "data", "latency", "accuracy"]
-GPU_ONLY = ["gpu_latency"]  # run (without --device) when --device names a GPU
+GPU_ONLY = ["gpu_latency"]  # run when --device names a GPU
 
 
 def main() -> int:
@@ -27,7 +27,7 @@ def main() -> int:
     for name in names:
         script = HERE / f"{name}.py"
         command = [sys.executable, str(script)]
-        if args.device != "cpu" and name not in GPU_ONLY:
+        if args.device != "cpu":
             command += ["--device", args.device]
         print(f"=== {name}: {' '.join(command)}", flush=True)
         started = time.perf_counter()

@@ -83,6 +83,7 @@ def test_pruning_a_cuda_model_gives_the_cpu_structure_and_outputs():
         )
         models[device] = model
     cpu, gpu = models["cpu"], models["cuda"]
+    assert results["cuda"].widths == results["cpu"].widths and results["cuda"].target_met
     assert all(p.is_cuda for p in gpu.parameters())
     assert {k: v.shape for k, v in gpu.state_dict().items()} == {k: v.shape for k, v in cpu.state_dict().items()}
     assert conv_macs(gpu, 64) == conv_macs(cpu, 64) < 0.52 * conv_macs(base, 64)
@@ -105,12 +106,14 @@ def test_profiling_a_cuda_model_counts_like_cpu_and_times_it():
 def test_a_recipe_runs_on_cuda_and_its_checkpoints_load_on_cpu(tmp_path, monkeypatch):
     monkeypatch.setenv("HGPRUNE_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "run"
+    torch.cuda.reset_peak_memory_stats()
     assert main(["run", str(TINY), "--out", str(out), "--set", "device=cuda", "--set", "profile.latency=true"]) == 0
+    assert torch.cuda.max_memory_allocated() > 0  # it ran on the GPU, not on a silent CPU fallback
     assert json.loads((out / "run.json").read_text())["status"] == "finished"
     rows = pd.read_csv(out / "metrics.csv")
     assert list(rows["step"]) == [0, 1, 2]
     assert (rows["latency_ms"] > 0).all() and rows["pckh_mean"].between(0, 100).all()
-    assert rows["macs_fvcore"].is_monotonic_decreasing
+    assert (rows["macs_fvcore"].diff().dropna() < 0).all()
     model = load_model(out / "final" / "model.pt")  # saved from GPU tensors, loads on a CPU-only reader
     assert all(not p.is_cuda for p in model.parameters())
     assert model(torch.zeros(1, 3, 64, 64))[-1].shape == (1, 16, 16, 16)
@@ -162,7 +165,7 @@ def test_one_rank_nccl_group_runs_the_ddp_training_path(tmp_path):
     mp.spawn(_nccl_worker, args=(1, free_port(), str(tmp_path)), nprocs=1, join=True)
     result = torch.load(tmp_path / "rank0.pt", weights_only=True)
     assert result["wrapped"] == "DistributedDataParallel"
-    assert result["summed"] == [1.0, 0.0]  # reduced over NCCL on the GPU
+    assert result["summed"] == [1.0, 0.0]  # went through NCCL's all_reduce (one rank: the values are its own)
     rows = result["rows"]
     assert [r["epoch"] for r in rows] == [1, 2] and all(np.isfinite(r["loss"]) for r in rows)
     model = build_preset("tiny")

@@ -102,8 +102,9 @@ def main(args: argparse.Namespace) -> int:
 
 def check_imported_baselines(selected: list) -> None:
     """Refuse a sweep before its first entry starts when an imported baseline is an unfinished ``hgprune train``
-    checkpoint (``check_finished``), rather than hours later when that entry's turn comes. Files made by the sweep
-    itself, and missing ones, are left to their entries."""
+    checkpoint (``check_finished``), rather than hours later when that entry's turn comes. Only files named
+    ``checkpoint.pth.tar`` can be unfinished; the sweep's own baselines (``final/model.pt``) and missing files are
+    left to their entries."""
     checked = set()
     for _, entry in selected:
         path = entry.baseline.checkpoint

@@ -25,6 +25,8 @@ from hgprune.prune.targets import round_keep
 
 @dataclass
 class Group:
+    """One coupled channel group as the planner sees it: its root conv, part, width and channel ranking."""
+
     root: nn.Conv2d
     name: str
     part: str
