@@ -117,6 +117,14 @@ def write_report(name: str, data: dict, markdown: str, out_dir: str | os.PathLik
     return json_path, md_path
 
 
+def add_model_arguments(parser, arch: str = "hg8", N: int = 128, M: int = 256, input_size: int = 256) -> None:
+    """``--arch --N --M --input-size``: the model a speed benchmark measures (default the seed's hg8, M=256, 256 px)."""
+    parser.add_argument("--arch", default=arch)
+    parser.add_argument("--N", type=int, default=N)
+    parser.add_argument("--M", type=int, default=M)
+    parser.add_argument("--input-size", type=int, default=input_size)
+
+
 def prune_copy(base, kept: float, size: int, round_to: int | None) -> tuple:
     """A pruned copy of ``base`` keeping ``kept`` of its conv MACs (see ``PRUNING``), in eval mode, and its facts."""
     import copy

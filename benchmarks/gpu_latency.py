@@ -34,7 +34,15 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import PRUNING, environment, environment_md, md_table, prune_copy, write_report  # noqa: E402
+from common import (  # noqa: E402
+    PRUNING,
+    add_model_arguments,
+    environment,
+    environment_md,
+    md_table,
+    prune_copy,
+    write_report,
+)
 
 from hgprune import build_model  # noqa: E402
 from hgprune.profile import fvcore_macs  # noqa: E402
@@ -144,10 +152,7 @@ def summarise(times: dict[str, list[float]], macs: dict[str, int]) -> list[dict]
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--arch", default="hg8")
-    parser.add_argument("--N", type=int, default=128)
-    parser.add_argument("--M", type=int, default=256)
-    parser.add_argument("--input-size", type=int, default=256)
+    add_model_arguments(parser)
     parser.add_argument("--targets", type=float, nargs="+", default=[0.5, 0.25], help="kept MACs fractions")
     parser.add_argument("--batch", type=int, default=32, help="the throughput batch size (latency is batch 1)")
     parser.add_argument("--repeats", type=int, default=30)

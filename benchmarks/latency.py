@@ -35,7 +35,15 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import PRUNING, environment, environment_md, md_table, prune_copy, write_report  # noqa: E402
+from common import (  # noqa: E402
+    PRUNING,
+    add_model_arguments,
+    environment,
+    environment_md,
+    md_table,
+    prune_copy,
+    write_report,
+)
 
 from hgprune import build_model  # noqa: E402
 from hgprune.data.synthpose import SynthConfig, render_sample  # noqa: E402
@@ -143,10 +151,7 @@ def time_round_robin(configs: dict, size: int, warmup: int, repeats: int) -> dic
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--arch", default="hg8")
-    parser.add_argument("--N", type=int, default=128)
-    parser.add_argument("--M", type=int, default=256)
-    parser.add_argument("--input-size", type=int, default=256)
+    add_model_arguments(parser)
     parser.add_argument("--targets", type=float, nargs="+", default=[0.25, 0.5], help="kept MACs fractions")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)

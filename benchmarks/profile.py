@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, environment, environment_md, md_table, write_report  # noqa: E402
+from common import ROOT, add_model_arguments, environment, environment_md, md_table, write_report  # noqa: E402
 
 from hgprune import build_model  # noqa: E402
 from hgprune.profile import (  # noqa: E402
@@ -42,10 +42,7 @@ def timed(fn):
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--arch", default="hg8")
-    parser.add_argument("--N", type=int, default=128)
-    parser.add_argument("--M", type=int, default=256)
-    parser.add_argument("--input-size", type=int, default=256)
+    add_model_arguments(parser)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=10, help="latency repeats (the CLI default)")
     parser.add_argument("--warmup", type=int, default=2, help="latency warm-up runs (the CLI default)")
