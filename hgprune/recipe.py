@@ -21,7 +21,7 @@ from typing import Any, Literal
 import yaml
 
 from hgprune.errors import HgpruneError
-from hgprune.models.hourglass import ARCHS, CONFIG_LIMITS, check_input_size
+from hgprune.models.hourglass import ARCHS, CONFIG_LIMITS, HourglassConfig, check_input_size, parse_arch
 from hgprune.prune.allocation import resolve_allocation
 
 MAX_INPUT, MAX_JOINTS = CONFIG_LIMITS["input_size"], CONFIG_LIMITS["num_joints"]  # the model's own bounds
@@ -71,6 +71,18 @@ class ModelSection:
     depth: int = field(default=4, metadata=_check(f"must be in [1, {MAX_DEPTH}]", lambda v: 1 <= v <= MAX_DEPTH))
     # input normalisation of a baseline trained here (a baseline checkpoint brings its own): see models/normalization
     normalization: Literal["seed", "imagenet"] = "seed"
+
+    def hourglass_config(self) -> HourglassConfig:
+        """The architecture this section describes: what a new baseline is built as and an imported one must be."""
+        return HourglassConfig(
+            num_stacks=parse_arch(self.arch),
+            N=self.N,
+            M=self.M,
+            num_joints=self.num_joints,
+            depth=self.depth,
+            input_size=self.input_size,
+            normalization=self.normalization,
+        )
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from hgprune.console import kept_text, log, row_line, summary_table
 from hgprune.export import SUFFIXES, export_model, quantize_model
 from hgprune.fsutil import atomic_write_text
 from hgprune.metrics import GROUPS
-from hgprune.models import HourglassConfig, HourglassNet, build_model, parse_arch, save_model
+from hgprune.models import HourglassNet, save_model
 from hgprune.models.checkpoints import load_checkpoint
 from hgprune.models.hourglass import bottom_warning
 from hgprune.models.normalization import Normalization
@@ -86,15 +86,7 @@ def baseline(ctx: RunContext) -> tuple[Step, dict]:
         log(f"[baseline] already done: PCKh {row['pckh_mean']:.2f} (resumed)")
     else:
         started = time.perf_counter()
-        expect = HourglassConfig(
-            num_stacks=parse_arch(r.model.arch),
-            N=r.model.N,
-            M=r.model.M,
-            num_joints=r.model.num_joints,
-            depth=r.model.depth,
-            input_size=r.model.input_size,
-            normalization=r.model.normalization,
-        )
+        expect = r.model.hourglass_config()
         epochs, loss = 0, math.nan
         if r.baseline.checkpoint:
             model, info = load_checkpoint(r.baseline.checkpoint, expect=expect)
@@ -282,9 +274,8 @@ def finish(ctx: RunContext, model: HourglassNet, rows: list[dict]) -> dict[str, 
 
 def plan(recipe: Recipe) -> list[dict]:
     """Planned steps with their target MACs / params, computed without data or training (``--dry-run``)."""
-    m = recipe.model
-    model = build_model(m.arch, N=m.N, M=m.M, num_joints=m.num_joints, input_size=m.input_size, depth=m.depth)
-    macs, params = conv_macs(model, m.input_size), count_params(model)
+    model = HourglassNet(recipe.model.hourglass_config())
+    macs, params = conv_macs(model, recipe.model.input_size), count_params(model)
     kind = recipe.prune.target.kind
     rows = [{"step": 0, "kept": 1.0, "macs": macs, "params": params, "note": "baseline"}]
     steps = recipe.prune.steps

@@ -304,6 +304,14 @@ def test_sweep_refuses_an_unfinished_imported_baseline_before_any_entry_starts(t
         err = capsys.readouterr().err.strip()
         assert err.count("\n") == 0 and f"baseline.checkpoint {parent}: saved at epoch 1 of the 3" in err
         assert not out.exists()
+    # a parent of another width than the recipe's is refused at launch too, naming the file and the mismatch
+    wide = build_model("hg2", N=8, M=32, input_size=64)
+    payload = training_payload(wide, epoch=3, best_acc=1.0, trainer_state={}, train_config={"epochs": 3})
+    save_training_checkpoint(payload, tmp_path / "parents" / "hg2", is_best=True)
+    assert main([*base, "--launcher", "local"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and f"{parent}: checkpoint is hg2 N=8 M=32" in err and "(mismatch in M)" in err
+    assert not out.exists()
     # hg1's parent is finished: an entry that only needs it is not held back by hg2's
     assert main([*base, "--only", "hg1-l1-50", "--set", "prune.steps=1", "--set", "finetune.final_epochs=0"]) == 0
     assert (out / "hg1-l1-50" / "final" / "model.pt").is_file() and not (out / "hg2-l1-50").exists()

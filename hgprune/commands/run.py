@@ -102,7 +102,8 @@ def main(args: argparse.Namespace) -> int:
 
 def check_imported_baselines(selected: list) -> None:
     """Refuse a sweep before its first entry starts when an imported baseline is an unfinished ``hgprune train``
-    checkpoint (``check_finished``), rather than hours later when that entry's turn comes. Only files named
+    checkpoint (``check_finished``) or another architecture than its entry's, rather than hours later when that
+    entry's turn comes. Only files named
     ``checkpoint.pth.tar`` can be unfinished; the sweep's own baselines (``final/model.pt``) and missing files are
     left to their entries."""
     checked = set()
@@ -111,7 +112,7 @@ def check_imported_baselines(selected: list) -> None:
         if not path or path in checked or Path(path).name != CHECKPOINT or not Path(path).is_file():
             continue
         checked.add(path)
-        check_finished(path, load_checkpoint(path)[1]["meta"])
+        check_finished(path, load_checkpoint(path, expect=entry.model.hourglass_config())[1]["meta"])
 
 
 def _combined_report(recipe, entries, out: Path, command: str | None) -> None:
