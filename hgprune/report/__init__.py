@@ -21,6 +21,7 @@ from hgprune.report.tables import (
     kept_channels,
     markdown_table,
     pareto_mask,
+    pruned_vs_scratch_table,
     speedup_efficiency,
     steps_table,
     summary_table,
@@ -57,6 +58,9 @@ def write_report(
     summary = summary_table(runs)
     _write_table(out / "tables" / "all_steps", table, markdown=False)
     _write_table(out / "tables" / "summary", summary)
+    pairs = pruned_vs_scratch_table(runs)
+    if len(pairs):
+        _write_table(out / "tables" / "pruned_vs_scratch", pairs)
     steps = {}
     for run in runs:
         if not run.metrics.empty:
@@ -83,7 +87,7 @@ def write_report(
 
     listed = [r.command for r in runs if r.command] + list(commands or [report_command(run_dirs, out_dir, given_title)])
     commands_listed = list(dict.fromkeys(listed))
-    text = markdown.render(title, runs, summary, steps, figure_paths, commands_listed, out, __version__, table)
+    text = markdown.render(title, runs, summary, steps, figure_paths, commands_listed, out, __version__, table, pairs)
     report = out / "report.md"
     atomic_write_text(report, text)
     return report

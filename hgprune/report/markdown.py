@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from hgprune.report.runs import RunData
-from hgprune.report.tables import LATENCY_SOURCES, markdown_table
+from hgprune.report.tables import LATENCY_SOURCES, PAIR_TOLERANCE, markdown_table
 from hgprune.rundir import RunDir
 
 PARETO_LEGEND = (
@@ -42,9 +42,11 @@ def render(
     out_dir: Path,
     version: str,
     all_steps: pd.DataFrame | None = None,
+    pairs: pd.DataFrame | None = None,
 ) -> str:
     """The whole report as Markdown; ``figures`` maps a figure key to its PNG path relative to ``out_dir``;
-    ``all_steps`` (every row, with ``latency_source``) says where the latencies came from."""
+    ``all_steps`` (every row, with ``latency_source``) says where the latencies came from; ``pairs`` is
+    :func:`~hgprune.report.tables.pruned_vs_scratch_table`."""
     lines = [f"# {title}", ""]
     lines += [f"Made by hgprune {version} from {len(runs)} run director{'y' if len(runs) == 1 else 'ies'}. "
               "MACs are counted by fvcore (one multiply-add = 1); PCKh@0.5 is the MPII protocol, in %; "
@@ -67,6 +69,12 @@ def render(
                   "Speedup efficiency = measured speedup ÷ MACs reduction. "
                   "CSV: [tables/summary.csv](tables/summary.csv); every step of every run: "
                   "[tables/all_steps.csv](tables/all_steps.csv).", ""]  # fmt: skip
+    if pairs is not None and len(pairs):
+        lines += ["## Pruned vs scratch (the seed's approach) at matching MACs", ""]
+        lines += [markdown_table(pairs), "Each pruned run's final step beside the scratch run (a narrower N/M trained "
+                  "from scratch) of the same architecture whose MACs kept is nearest, within "
+                  f"{PAIR_TOLERANCE:.2f}; both are measured against the same unpruned baseline. One run each: no "
+                  "interval. CSV: [tables/pruned_vs_scratch.csv](tables/pruned_vs_scratch.csv).", ""]  # fmt: skip
     if "latency" in figures:
         lines += ["## Latency and speedup efficiency", ""]
         lines += _figure(figures, "latency", "Latency vs MACs and speedup efficiency")

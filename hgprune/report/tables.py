@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hgprune.recipe import SCRATCH
+from hgprune.recipe import PRUNE, SCRATCH
 from hgprune.report.runs import GROUPS, RunData, default_series
 
 
@@ -186,6 +186,47 @@ def summary_table(runs: list[RunData]) -> pd.DataFrame:
     return table[keep]
 
 
+PAIR_TOLERANCE = 0.05  # a scratch run stands beside a pruned one when their MACs kept differ by at most this
+
+
+def pruned_vs_scratch_table(runs: list[RunData]) -> pd.DataFrame:
+    """The seed's approach beside pruning: every pruned run's final step next to the scratch run of the same
+    architecture and input size whose MACs kept (both against the same unpruned baseline) is nearest, within
+    ``PAIR_TOLERANCE``; ``pckh_gain`` = pruned − scratch. Pruned runs without such a scratch run are left out."""
+    finals = {r.name: with_derived(r).iloc[-1] for r in runs if not r.metrics.empty}
+    scratch = [r for r in runs if r.role == SCRATCH and r.reference is not None and r.name in finals]
+    rows = []
+    for run in runs:
+        if run.role != PRUNE or run.name not in finals or run.model_key is None:
+            continue
+        pruned = finals[run.name]
+        candidates = [s for s in scratch if s.model_key == run.model_key]
+        if not candidates:
+            continue
+        best = min(candidates, key=lambda s: abs(finals[s.name]["macs_kept"] - pruned["macs_kept"]))
+        other = finals[best.name]
+        if not abs(other["macs_kept"] - pruned["macs_kept"]) <= PAIR_TOLERANCE:
+            continue
+        rows.append(
+            {
+                "arch": run.model_key[0],
+                "baseline_pckh": pruned["pckh_mean"] - pruned["pckh_delta"],
+                "pruned_run": run.name,
+                "pruned_macs_kept": pruned["macs_kept"],
+                "pruned_pckh": pruned["pckh_mean"],
+                "scratch_run": best.name,
+                "scratch_macs_kept": other["macs_kept"],
+                "scratch_pckh": other["pckh_mean"],
+                "pckh_gain": pruned["pckh_mean"] - other["pckh_mean"],
+            }
+        )
+    return pd.DataFrame(rows, columns=PAIR_COLUMNS)
+
+
+PAIR_COLUMNS = ("arch", "baseline_pckh", "pruned_run", "pruned_macs_kept", "pruned_pckh", "scratch_run")
+PAIR_COLUMNS += ("scratch_macs_kept", "scratch_pckh", "pckh_gain")
+
+
 # Markdown ------------------------------------------------------------------------------------------------------
 
 
@@ -235,6 +276,14 @@ DISPLAY: dict[str, tuple[str, Callable[[object], str]]] = {
     "finetune_epochs": ("epochs", lambda v: "–" if pd.isna(v) else str(int(v))),
     "train_loss": ("loss", lambda v: _sig(v, 1.0)),
     "pareto": ("Pareto", lambda v: "★" if bool(v) else ""),
+    "baseline_pckh": ("unpruned PCKh", _num(1)),
+    "pruned_run": ("pruned run", str),
+    "scratch_run": ("scratch run", str),
+    "pruned_macs_kept": ("pruned: MACs kept", _num(3)),
+    "pruned_pckh": ("pruned: PCKh", _num(1)),
+    "scratch_macs_kept": ("scratch: MACs kept", _num(3)),
+    "scratch_pckh": ("scratch: PCKh", _num(1)),
+    "pckh_gain": ("pruned − scratch", lambda v: "–" if pd.isna(v) else f"{v:+.1f}"),
 }
 
 
@@ -243,7 +292,7 @@ def markdown_table(frame: pd.DataFrame) -> str:
     headers, cells = [], []
     for column in frame.columns:
         header, fmt = DISPLAY.get(column, (column, None))
-        if column.startswith("pckh_"):
+        if column.startswith("pckh_") and column not in DISPLAY:
             header, fmt = _pckh_header(column), _num(1)
         fmt = fmt or (lambda v: "–" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v))
         headers.append(header)

@@ -47,6 +47,7 @@ def _files(directory: Path) -> set[str]:
 def test_exact_files_written(report):
     slugs = ["hg1-l1", "hg1-scratch", "hg2-taylor"]
     expected = {"report.md", "tables/all_steps.csv", "tables/summary.csv", "tables/summary.md"}
+    expected |= {"tables/pruned_vs_scratch.csv", "tables/pruned_vs_scratch.md"}  # hg1-l1 beside hg1-scratch
     expected |= {f"tables/steps_{s}.{ext}" for s in slugs for ext in ("csv", "md")}
     expected |= {f"tables/kept_channels_{s}.csv" for s in slugs}
     expected |= {f"figures/{f}.{ext}" for f in [*SHARED_FIGURES, *(f"kept_channels_{s}" for s in slugs)]

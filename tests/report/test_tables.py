@@ -120,6 +120,34 @@ def test_scratch_runs_are_measured_against_their_architectures_baseline(tmp_path
     assert table.loc["p@B", "macs_kept"] == pytest.approx(0.25)
 
 
+def test_pruned_runs_stand_beside_the_scratch_run_at_the_nearest_macs(tmp_path):
+    """Issue 12's comparison: each pruned run next to the scratch run of its architecture with the nearest MACs kept
+    (within PAIR_TOLERANCE), PCKh gained by pruning; runs with no scratch run near enough are left out."""
+    from hgprune.report import write_report
+    from hgprune.report.runs import load_runs
+    from hgprune.report.tables import pruned_vs_scratch_table
+
+    head = "run,step,arch,N,M,criterion,role,macs_fvcore,params,latency_ms,pckh_mean\n"
+    base = "{n},0,{a},16,32,taylor,prune,8e9,1000,40.0,80.0\n"
+    for name, arch, macs, pckh in (("p50", "hg2", 4e9, 79.0), ("p25", "hg2", 2e9, 75.0), ("p75", "hg2", 6e9, 79.5),
+                                   ("q50", "hg3", 4e9, 79.0)):  # fmt: skip
+        _write_run(tmp_path / name, head + base.format(n=name, a=arch) + f"{name},1,{arch},16,32,taylor,prune,"
+                   f"{macs},500,20.0,{pckh}\n", arch)  # fmt: skip
+    for name, macs, pckh in (("s50", 4.2e9, 76.0), ("s25", 2.2e9, 70.0)):
+        _write_run(tmp_path / name, head + f"{name},0,hg2,10,22,taylor,scratch,{macs},400,20.0,{pckh}\n", "hg2")
+    runs = load_runs([tmp_path])
+    pairs = pruned_vs_scratch_table(runs).set_index("pruned_run")
+    assert sorted(pairs.index) == ["p25", "p50"]  # p75: nearest scratch is 0.225 away; q50: no scratch hg3
+    assert pairs.loc["p50", "scratch_run"] == "s50" and pairs.loc["p25", "scratch_run"] == "s25"
+    assert pairs.loc["p50", "pckh_gain"] == pytest.approx(3.0) and pairs.loc["p25", "pckh_gain"] == pytest.approx(5.0)
+    assert pairs.loc["p25", "scratch_macs_kept"] == pytest.approx(0.275)
+    assert pairs.loc["p25", "pruned_macs_kept"] == pytest.approx(0.25)
+    assert (pairs["baseline_pckh"] == 80.0).all()
+    report = write_report([tmp_path], tmp_path / "report").read_text()
+    assert "## Pruned vs scratch (the seed's approach) at matching MACs" in report
+    assert "| hg2 | 80.0 | p25 | 0.250 | 75.0 | s25 | 0.275 | 70.0 | +5.0 |" in report
+
+
 def test_read_metrics_sorts_types_and_fills_optional_columns(tmp_path):
     lines = CSV.splitlines()
     frame = _run(tmp_path, "\n".join([lines[0], lines[3], lines[1], lines[2]]) + "\n").metrics
