@@ -158,6 +158,14 @@ class RunDir:
     def step_checkpoint(self, step: int) -> Path:
         return self.checkpoints / f"step_{step:03d}.pt"
 
+    def partial_checkpoint(self, step: int) -> Path:
+        """Step ``step`` part-way through its training: the model and optimizer after its last finished epoch, so a
+        run stopped mid-step resumes at the next epoch. Removed once the step checkpoint is written."""
+        return self.checkpoints / f"partial_step_{step:03d}.pt"
+
+    def partial_steps(self) -> list[int]:
+        return sorted(int(p.stem.rsplit("_", 1)[1]) for p in self.checkpoints.glob("partial_step_[0-9][0-9][0-9].pt"))
+
     def allocation_file(self, step: int) -> Path:
         return self.root / f"allocation_step_{step:03d}.json"
 

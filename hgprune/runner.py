@@ -56,8 +56,9 @@ class Runner:
         except KeyboardInterrupt:
             done = self.run.completed_steps()
             self.run.write_state(status="interrupted")
+            part_way = "".join(f" and step {s}'s finished epochs" for s in self.run.partial_steps())
             raise HgpruneError(
-                f"interrupted; {len(done)} completed step(s) kept in {self.run.root}; continue with --resume"
+                f"interrupted; {len(done)} completed step(s){part_way} kept in {self.run.root}; continue with --resume"
             ) from None
         except HgpruneError as exc:
             done = self.run.completed_steps()
@@ -77,11 +78,12 @@ class Runner:
         device = self.recipe.device
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise HgpruneError(f"device: {device!r} but no CUDA device is available here; use device: cpu")
-        done = self.run.completed_steps()
-        if self.run.recipe.exists() and done:
+        done, partial = self.run.completed_steps(), self.run.partial_steps()
+        if self.run.recipe.exists() and (done or partial):
             if not self.resume:
+                part_way = f" and step {partial[0]} part-way" if partial else ""
                 raise HgpruneError(
-                    f"{self.run.root}: already holds a run with {len(done)} completed step(s); "
+                    f"{self.run.root}: already holds a run with {len(done)} completed step(s){part_way}; "
                     "pass --resume to continue it or choose another --out"
                 )
             _, refused = recipe_changes(recipe_from_resolved(self.run.recipe.read_text()), self.recipe)

@@ -21,11 +21,12 @@ import torch
 
 from hgprune import __version__
 from hgprune.console import kept_text, log, row_line, summary_table
+from hgprune.errors import HgpruneError
 from hgprune.export import SUFFIXES, export_model, quantize_model
 from hgprune.fsutil import atomic_write_text
 from hgprune.metrics import GROUPS
 from hgprune.models import HourglassNet, save_model
-from hgprune.models.checkpoints import load_checkpoint
+from hgprune.models.checkpoints import load_checkpoint, load_trainer_state
 from hgprune.models.hourglass import bottom_warning
 from hgprune.models.normalization import Normalization
 from hgprune.pipeline import Pipeline
@@ -74,6 +75,33 @@ class Step:
     row: dict
 
 
+@dataclass
+class Partial:
+    """A step stopped part-way through its training (:meth:`RunDir.partial_checkpoint`): the model and optimizer
+    after ``epochs_done`` epochs of the step's training phase, the last epoch's loss and the wall time spent so far.
+    Every epoch reseeds from (seed, epoch), so training on from here repeats an uninterrupted run exactly on CPU."""
+
+    model: HourglassNet
+    trainer_state: dict
+    epochs_done: int
+    loss: float
+    wall_s: float
+
+    @classmethod
+    def read(cls, ctx: RunContext, step: int) -> Partial | None:
+        path = ctx.run.partial_checkpoint(step)
+        if not path.exists():
+            return None
+        model, info = load_checkpoint(path)
+        meta = info["meta"]
+        done = meta.get("epochs_done")
+        if not isinstance(done, int) or isinstance(done, bool) or done < 1:
+            raise HgpruneError(f"{path}: 'epochs_done' must be a positive integer, found {done!r}; delete the file")
+        loss = meta.get("loss")
+        return cls(model, load_trainer_state(path), done, math.nan if loss is None else float(loss),
+                   float(meta.get("wall_s") or 0.0))  # fmt: skip
+
+
 def baseline(ctx: RunContext) -> tuple[Step, dict]:
     """Step 0: load the recorded baseline, or train / import it and measure it. Returns it and the reference sizes
     (MACs, params, channels of the unpruned model) every later step is a fraction of."""
@@ -96,17 +124,24 @@ def baseline(ctx: RunContext) -> tuple[Step, dict]:
             ctx.normalization = model.config.normalization
             log(f"[baseline] loaded {r.baseline.checkpoint} (input normalisation {ctx.normalization.describe()})")
         else:
-            torch.manual_seed(r.seed)
-            model = HourglassNet(expect)
+            epochs = r.baseline.train.epochs
+            partial = Partial.read(ctx, 0)
+            if partial is not None:
+                model = partial.model
+                started -= partial.wall_s
+                log(f"[baseline] resuming {expect.arch} training at epoch {partial.epochs_done + 1} of {epochs}")
+            else:
+                torch.manual_seed(r.seed)
+                model = HourglassNet(expect)
+                log(f"[baseline] training {expect.arch} N={expect.N} M={expect.M} from scratch for {epochs} epoch(s)")
             if warning := bottom_warning(expect):
                 log(f"[baseline] warning: {warning}")
             ctx.normalization = model.config.normalization
-            epochs = r.baseline.train.epochs
-            log(f"[baseline] training {expect.arch} N={expect.N} M={expect.M} from scratch for {epochs} epoch(s)")
-            loss = fine_tune(ctx, model, r.baseline.train, epochs, start_epoch=0)
+            loss = fine_tune(ctx, model, r.baseline.train, epochs, 0, step=0, partial=partial, started=started)
         row = measure(ctx, model, step=0, target=1.0, reference=None, epochs=epochs, loss=loss)
         row["wall_s"] = round(time.perf_counter() - started, 3)
         save_model(model, path, meta={"step": 0, "row": row, "recipe": r.name})
+        ctx.run.partial_checkpoint(0).unlink(missing_ok=True)
         write_metrics(ctx, [row])
         log(row_line("baseline", row))
     reference = {**model_size(model, r.model.input_size), "macs_fvcore": row["macs_fvcore"]}
@@ -131,40 +166,59 @@ def prune_step(
     """Prune ``model`` in place to ``kept`` of the reference, fine-tune it, measure it and record the step."""
     r = ctx.recipe
     started = time.perf_counter()
-    step_seed = r.seed * 1_000_003 + step
-    torch.manual_seed(step_seed)
-    criterion = get_criterion(r.prune.criterion)
-    criterion.reseed(step_seed)
-    result = prune_with(
-        model,
-        r.prune,
-        kept=kept,
-        criterion=criterion,
-        reference=reference,
-        input_size=r.model.input_size,
-        calibration=ctx.pipeline.calibration_batches(step),
-        loss_fn=heatmap_loss,
-        train_set=ctx.pipeline.train_set,
-        seed=step_seed,
-    )
-    ctx.run.write_allocation(step, result.allocation)
-    log(
-        f"[step {step}/{total}] pruned with {r.prune.criterion} to kept {r.prune.target.kind} "
-        f"{kept_text(result, r.prune.target.kind)} (target {kept:.3f})"
-    )
     epochs = r.finetune.epochs_per_step + (r.finetune.final_epochs if step == total else 0)
-    loss = fine_tune(ctx, model, r.finetune.train, epochs, start_epoch=step * EPOCHS_PER_STEP_SLOT, teacher=teacher)
+    partial = Partial.read(ctx, step)
+    if partial is not None:  # pruned before the stop: its fine-tuning goes on from the last finished epoch
+        model = partial.model
+        started -= partial.wall_s
+        log(f"[step {step}/{total}] resuming fine-tuning at epoch {partial.epochs_done + 1} of {epochs}")
+    else:
+        step_seed = r.seed * 1_000_003 + step
+        torch.manual_seed(step_seed)
+        criterion = get_criterion(r.prune.criterion)
+        criterion.reseed(step_seed)
+        result = prune_with(
+            model,
+            r.prune,
+            kept=kept,
+            criterion=criterion,
+            reference=reference,
+            input_size=r.model.input_size,
+            calibration=ctx.pipeline.calibration_batches(step),
+            loss_fn=heatmap_loss,
+            train_set=ctx.pipeline.train_set,
+            seed=step_seed,
+        )
+        ctx.run.write_allocation(step, result.allocation)
+        log(
+            f"[step {step}/{total}] pruned with {r.prune.criterion} to kept {r.prune.target.kind} "
+            f"{kept_text(result, r.prune.target.kind)} (target {kept:.3f})"
+        )
+    start_epoch = step * EPOCHS_PER_STEP_SLOT
+    loss = fine_tune(ctx, model, r.finetune.train, epochs, start_epoch, teacher, step, partial, started)
     row = measure(ctx, model, step=step, target=kept, reference=reference, epochs=epochs, loss=loss)
     row["wall_s"] = round(time.perf_counter() - started, 3)
     save_model(model, ctx.run.step_checkpoint(step), meta={"step": step, "row": row, "recipe": r.name})
+    ctx.run.partial_checkpoint(step).unlink(missing_ok=True)
     log(row_line(f"step {step}/{total}", row))
     return Step(model, row)
 
 
 def fine_tune(
-    ctx: RunContext, model: HourglassNet, section: TrainSection, epochs: int, start_epoch: int, teacher=None
+    ctx: RunContext,
+    model: HourglassNet,
+    section: TrainSection,
+    epochs: int,
+    start_epoch: int,
+    teacher=None,
+    step: int | None = None,
+    partial: Partial | None = None,
+    started: float | None = None,
 ) -> float:
-    """Train ``model`` in place for ``epochs``; the last epoch's training loss (NaN when nothing was trained)."""
+    """Train ``model`` in place for ``epochs``; the last epoch's training loss (NaN when nothing was trained).
+
+    With ``step``, every finished epoch is saved to the step's partial checkpoint (model, optimizer, epochs done,
+    wall time since ``started``), and ``partial`` (read from it) continues the phase where it stopped."""
     if epochs <= 0:
         return math.nan
     r = ctx.recipe
@@ -176,10 +230,22 @@ def fine_tune(
         distill=r.finetune.distill.weight if teacher is not None else 0.0,
     )
     # no per-epoch validation: every step is measured once, after its fine-tuning
-    history = Trainer(model, ctx.pipeline.train_set, None, cfg, teacher=teacher).fit(start_epoch=start_epoch)
+    trainer = Trainer(model, ctx.pipeline.train_set, None, cfg, teacher=teacher)
+    done, loss = 0, math.nan
+    if partial is not None:
+        trainer.load_state_dict(partial.trainer_state)
+        done, loss = partial.epochs_done, partial.loss
+    clock = time.perf_counter() if started is None else started
+
+    def keep(row: dict) -> None:
+        meta = {"step": step, "epochs_done": row["epoch"] - start_epoch, "loss": row["loss"],
+                "wall_s": round(time.perf_counter() - clock, 3), "recipe": r.name}  # fmt: skip
+        save_model(model, ctx.run.partial_checkpoint(step), meta=meta, trainer_state=trainer.state_dict())
+
+    history = trainer.fit(start_epoch=start_epoch + done, on_epoch_end=keep if step is not None else None)
     model.eval()
     losses = [h["loss"] for h in history if "loss" in h]
-    return float(losses[-1]) if losses else math.nan
+    return float(losses[-1]) if losses else loss
 
 
 def measure(

@@ -12,8 +12,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 from hgprune.cli import main
+from hgprune.models.checkpoints import load_checkpoint
+from hgprune.train import Trainer
 
 TINY = Path(__file__).resolve().parent / "recipes" / "tiny.yaml"
 
@@ -62,3 +65,48 @@ def test_ctrl_c_stops_at_a_resumable_point(tmp_path, cache):
     assert not list(out.rglob("*.tmp"))
     assert main(["run", str(TINY), "--out", str(out), "--resume"]) == 0
     assert list(pd.read_csv(out / "metrics.csv")["step"]) == [0, 1, 2]
+
+
+def _stop_at_epoch(monkeypatch, call: int) -> None:
+    """Make the ``call``-th training epoch of this process stop the run as Ctrl-C would, before it finishes."""
+    original, calls = Trainer.train_epoch, [0]
+
+    def train_epoch(self, epoch):
+        calls[0] += 1
+        if calls[0] == call:
+            raise KeyboardInterrupt
+        return original(self, epoch)
+
+    monkeypatch.setattr(Trainer, "train_epoch", train_epoch)
+
+
+def test_a_step_stopped_mid_training_resumes_at_its_next_epoch(tmp_path, cache, monkeypatch, capsys):
+    # epochs in order: baseline 1-2 (trained from scratch, as a sweep's scratch entries are), step 1: 1, step 2: 1-3
+    longer = ["--set", "baseline.train.epochs=2", "--set", "finetune.final_epochs=2"]
+    reference = tmp_path / "uninterrupted"
+    assert main(["run", str(TINY), "--out", str(reference), *longer]) == 0
+    out = tmp_path / "stopped"
+    checkpoints = out / "checkpoints"
+
+    _stop_at_epoch(monkeypatch, 2)  # during the baseline's second epoch
+    assert main(["run", str(TINY), "--out", str(out), *longer]) == 2
+    assert "step 0's finished epochs kept" in capsys.readouterr().err
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["partial_step_000.pt"]
+    assert load_checkpoint(checkpoints / "partial_step_000.pt")[1]["meta"]["epochs_done"] == 1
+    assert main(["run", str(TINY), "--out", str(out), *longer]) == 2  # part-way is progress: --resume is needed
+
+    _stop_at_epoch(monkeypatch, 4)  # resumed: baseline epoch 2, step 1, then step 2's second epoch
+    assert main(["run", str(TINY), "--out", str(out), *longer, "--resume"]) == 2
+    assert "[baseline] resuming hg1 training at epoch 2 of 2" in capsys.readouterr().out
+    names = sorted(p.name for p in checkpoints.iterdir())
+    assert names == ["partial_step_002.pt", "step_000.pt", "step_001.pt"]
+    assert load_checkpoint(checkpoints / "partial_step_002.pt")[1]["meta"]["epochs_done"] == 1
+
+    monkeypatch.undo()
+    assert main(["run", str(TINY), "--out", str(out), *longer, "--resume"]) == 0
+    assert "[step 2/2] resuming fine-tuning at epoch 2 of 3" in capsys.readouterr().out
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["step_000.pt", "step_001.pt", "step_002.pt"]
+    got, want = (pd.read_csv(d / "metrics.csv").drop(columns=["wall_s"]) for d in (out, reference))
+    pd.testing.assert_frame_equal(got, want)  # the same numbers as a run that never stopped
+    resumed, uninterrupted = (load_checkpoint(d / "final" / "model.pt")[0].state_dict() for d in (out, reference))
+    assert all(torch.equal(resumed[k], uninterrupted[k]) for k in uninterrupted)

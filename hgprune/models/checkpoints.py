@@ -31,8 +31,13 @@ def _version() -> str:
     return __version__
 
 
-def save_model(model: nn.Module, path: str | os.PathLike, meta: dict | None = None) -> None:
-    """Write ``model`` (pruned or not) atomically in hgprune's format; ``meta`` must be JSON-able."""
+def save_model(
+    model: nn.Module, path: str | os.PathLike, meta: dict | None = None, trainer_state: dict | None = None
+) -> None:
+    """Write ``model`` (pruned or not) atomically in hgprune's format; ``meta`` must be JSON-able.
+
+    ``trainer_state`` (:meth:`hgprune.train.Trainer.state_dict`: tensors and plain values) is stored under
+    ``"trainer"`` for a file that training resumes from; :func:`load_trainer_state` reads it back."""
     model = unwrap(model)
     if not isinstance(model, HourglassNet):
         raise TypeError(f"save_model expects an HourglassNet, got {type(model).__name__}")
@@ -49,7 +54,29 @@ def save_model(model: nn.Module, path: str | os.PathLike, meta: dict | None = No
         "meta": meta,
         "state_dict": {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()},
     }
+    if trainer_state is not None:
+        payload["trainer"] = to_cpu(trainer_state)
     atomic_torch_save(payload, path)
+
+
+def load_trainer_state(path: str | os.PathLike) -> dict:
+    """The ``trainer_state`` :func:`save_model` stored in ``path`` (an empty dict when it stored none)."""
+    raw = safe_torch_load(Path(path))
+    state = raw.get("trainer") if isinstance(raw, dict) else None
+    if state is not None and not isinstance(state, dict):
+        raise HgpruneError(f"{path}: 'trainer' must be a mapping, found a {type(state).__name__}")
+    return state or {}
+
+
+def to_cpu(obj: Any) -> Any:
+    """``obj`` (nested dicts, lists, tuples) with every tensor detached and copied to CPU."""
+    if torch.is_tensor(obj):
+        return obj.detach().cpu().clone()
+    if isinstance(obj, dict):
+        return {k: to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(to_cpu(v) for v in obj)
+    return obj
 
 
 def load_model(

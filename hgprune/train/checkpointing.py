@@ -13,12 +13,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
 from hgprune.errors import HgpruneError
 from hgprune.fsutil import atomic_torch_save, atomic_write_text, safe_torch_load
-from hgprune.models.checkpoints import strip_prefix, unwrap
+from hgprune.models.checkpoints import strip_prefix, to_cpu, unwrap
 
 CHECKPOINT = "checkpoint.pth.tar"
 BEST = "model_best.pth.tar"
@@ -38,7 +37,7 @@ def training_payload(
         "arch": module.config.arch,
         "state_dict": state,
         "best_acc": float(best_acc),
-        "optimizer": _to_cpu(trainer_state.get("optimizer", {})),
+        "optimizer": to_cpu(trainer_state.get("optimizer", {})),
         "config": module.config.to_dict(),
         "train_config": dict(train_config or {}),
         "hgprune_version": __version__,
@@ -88,16 +87,6 @@ def load_training_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         "scaler": raw.get("scaler"),
         "state_dict": strip_prefix(raw["state_dict"]),
     }
-
-
-def _to_cpu(obj: Any) -> Any:
-    if torch.is_tensor(obj):
-        return obj.detach().cpu()
-    if isinstance(obj, dict):
-        return {k: _to_cpu(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_to_cpu(v) for v in obj]
-    return obj
 
 
 def read_log(path: str | os.PathLike, before_epoch: int) -> list[dict]:
