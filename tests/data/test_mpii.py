@@ -185,3 +185,30 @@ def test_augmentation_is_reproducible_from_torch_seed(tmp_path):
     torch.manual_seed(5)
     b = ds[0]
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) and a[3]["rotation"] == b[3]["rotation"]
+
+
+def test_samples_without_augmentation_are_read_once_and_handed_out_as_copies(tmp_path, monkeypatch):
+    records = [_record(img_paths=f"{i}.jpg") for i in range(3)]
+    ann = _write(tmp_path / "ann.json", records)
+    for i in range(3):
+        cv2.imwrite(str(tmp_path / f"{i}.jpg"), np.random.default_rng(i).integers(0, 255, (240, 320, 3), np.uint8))
+    ds = build_dataset("mpii", "val", input_size=64, annotations=ann, image_path=tmp_path)
+    fresh = build_dataset("mpii", "val", input_size=64, annotations=ann, image_path=tmp_path)
+    first = ds[1]
+    first[0].zero_()  # changing what was handed out changes nothing later
+    first[3]["center"].zero_()
+    reads = []
+    monkeypatch.setattr(type(ds), "_read", lambda self, i: reads.append(i) or pytest.fail("read twice"))
+    again = ds[1]
+    assert reads == []
+    monkeypatch.undo()
+    want = fresh[1]
+    for got, expected in zip(again[:3], want[:3]):
+        assert torch.equal(got, expected)
+    assert torch.equal(again[3]["center"], want[3]["center"]) and again[3]["index"] == 1
+    # with augmentation every read is a new draw, never the cache
+    train = build_dataset("mpii", "train", input_size=64, annotations=ann, image_path=tmp_path)
+    torch.manual_seed(0)
+    a = train[0][0]
+    torch.manual_seed(1)
+    assert not torch.equal(a, train[0][0])
