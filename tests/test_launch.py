@@ -131,7 +131,8 @@ def test_without_submitit_the_slurm_launcher_names_the_install_command(tmp_path,
 
 
 def test_slurm_jobs_carry_resources_and_afterok_dependencies(tmp_path, monkeypatch):
-    """Through submitit's SlurmExecutor with a stand-in ``sbatch`` that records each submission script."""
+    """Through submitit's SlurmExecutor with a stand-in ``sbatch`` that records each submission script (and a stand-in
+    ``srun``, so the test needs no Slurm on the machine)."""
     submitit = pytest.importorskip("submitit")
     bin_dir, scripts = tmp_path / "bin", tmp_path / "submitted"
     bin_dir.mkdir()
@@ -141,6 +142,9 @@ def test_slurm_jobs_carry_resources_and_afterok_dependencies(tmp_path, monkeypat
         f'#!/bin/sh\nn=$(( $(ls {scripts} | wc -l) + 100 ))\ncp "$1" {scripts}/$n.sh\necho "Submitted batch job $n"\n'
     )
     sbatch.chmod(0o755)
+    srun = bin_dir / "srun"  # SlurmExecutor looks for srun on PATH when built (the job scripts call it on the node)
+    srun.write_text("#!/bin/sh\nexit 1\n")
+    srun.chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     recipe_path = _sweep(tmp_path, ["hg1", "hg2"])
     out = tmp_path / "out"
