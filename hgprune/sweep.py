@@ -7,6 +7,7 @@ different machines with ``--only NAME`` and ``hgprune report`` can merge their r
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import replace
 from pathlib import Path
 
@@ -75,6 +76,16 @@ def _slug(criterion: str) -> str:
     return criterion.rsplit(":", 1)[-1].replace(".", "_").lower()
 
 
+@functools.lru_cache(maxsize=4096)
+def _width_macs(arch: str, N: int, M: int, num_joints: int, depth: int) -> int:
+    """Conv MACs of one width, at the smallest valid input (every conv's MACs scale with the input area alike, so the
+    ratio between widths is the same at any size). Cached: the width search of every budget and architecture of a
+    sweep, which each ``--only`` launch expands in full, meets the same few (N, M) pairs again and again."""
+    size = probe_size(depth)
+    model = build_model(arch, N=N, M=M, num_joints=num_joints, input_size=size, depth=depth)
+    return conv_macs(model, size)
+
+
 def scratch_recipe(recipe: Recipe, kept: float, name: str) -> Recipe:
     """The seed's approach for a budget: a uniformly narrower N/M model trained from scratch, same total epochs.
 
@@ -82,12 +93,10 @@ def scratch_recipe(recipe: Recipe, kept: float, name: str) -> Recipe:
     even. Expressed as an ordinary recipe with zero pruning steps.
     """
     m = recipe.model
-    size = probe_size(m.depth)  # every conv's MACs scale with the input area alike: the ratio is the same at any size
 
     def macs(width: float) -> tuple[int, int, int]:
         N, M = max(2, 2 * round(m.N * width / 2)), max(2, 2 * round(m.M * width / 2))
-        model = build_model(m.arch, N=N, M=M, num_joints=m.num_joints, input_size=size, depth=m.depth)
-        return conv_macs(model, size), N, M
+        return _width_macs(m.arch, N, M, m.num_joints, m.depth), N, M
 
     reference, _, _ = macs(1.0)
     low, high = 0.05, 1.0
