@@ -317,6 +317,25 @@ def test_sweep_refuses_an_unfinished_imported_baseline_before_any_entry_starts(t
     assert (out / "hg1-l1-50" / "final" / "model.pt").is_file() and not (out / "hg2-l1-50").exists()
 
 
+def test_the_sweeps_committed_baselines_are_finished_and_match_its_recipe():
+    """``recipes/sweep_hg1_hg8.yaml`` imports one committed baseline per architecture (``reports/sweep_hg1_hg8/
+    parents``): each is there, of its architecture and the recipe's widths and depth, trained for every planned epoch
+    (what the launch check would otherwise refuse hours into a sweep), and its log has a row per epoch."""
+    from hgprune.models.checkpoints import load_checkpoint
+    from hgprune.sweep import ARCH_FIELD
+    from hgprune.train.checkpointing import check_finished
+
+    recipe = load_recipe(ROOT / "recipes" / "sweep_hg1_hg8.yaml")
+    assert recipe.sweep.arch == [f"hg{k}" for k in range(1, 9)]
+    for arch in recipe.sweep.arch:
+        path = ROOT / recipe.baseline.checkpoint.replace(ARCH_FIELD, arch)  # relative to the repository
+        meta = load_checkpoint(path, expect=dataclasses.replace(recipe.model, arch=arch).hourglass_config())[1]["meta"]
+        check_finished(path, meta)
+        assert meta["epoch"] == meta["planned_epochs"] == recipe.baseline.train.epochs, path
+        log = pd.read_csv(path.parent / "log.csv")
+        assert list(log["epoch"]) == list(range(1, recipe.baseline.train.epochs + 1)), path
+
+
 def test_model_depth_reaches_every_stage(tmp_path, cache, capsys):
     """model.depth (levels per hourglass) builds, prunes, fine-tunes and checkpoints a depth-3 model; the dry run and
     the sweep's scratch widths use it too; a depth the input size cannot carry is a one-line error naming the key."""
