@@ -318,22 +318,27 @@ def test_sweep_refuses_an_unfinished_imported_baseline_before_any_entry_starts(t
 
 
 def test_the_sweeps_committed_baselines_are_finished_and_match_its_recipe():
-    """``recipes/sweep_hg1_hg8.yaml`` imports one committed baseline per architecture (``reports/sweep_hg1_hg8/
-    parents``): each is there, of its architecture and the recipe's widths and depth, trained for every planned epoch
-    (what the launch check would otherwise refuse hours into a sweep), and its log has a row per epoch."""
+    """``recipes/sweep_hg1_hg8.yaml`` imports one baseline per architecture (``reports/sweep_hg1_hg8/parents``): each
+    committed log has a row per planned epoch, and where the (git-ignored) checkpoints are present, each is of its
+    architecture and the recipe's widths and depth and trained for every planned epoch (what the launch check would
+    otherwise refuse hours into a sweep)."""
     from hgprune.models.checkpoints import load_checkpoint
     from hgprune.sweep import ARCH_FIELD
     from hgprune.train.checkpointing import check_finished
 
     recipe = load_recipe(ROOT / "recipes" / "sweep_hg1_hg8.yaml")
     assert recipe.sweep.arch == [f"hg{k}" for k in range(1, 9)]
-    for arch in recipe.sweep.arch:
-        path = ROOT / recipe.baseline.checkpoint.replace(ARCH_FIELD, arch)  # relative to the repository
+    paths = {arch: ROOT / recipe.baseline.checkpoint.replace(ARCH_FIELD, arch) for arch in recipe.sweep.arch}
+    for path in paths.values():  # the committed training logs
+        log = pd.read_csv(path.parent / "log.csv")
+        assert list(log["epoch"]) == list(range(1, recipe.baseline.train.epochs + 1)), path
+    missing = [str(p) for p in paths.values() if not p.is_file()]
+    if missing:  # model files are generated outputs, git-ignored: present only where they were trained
+        pytest.skip(f"sweep baselines not trained on this machine ({missing[0]}; scripts/sweep_parents.py)")
+    for arch, path in paths.items():
         meta = load_checkpoint(path, expect=dataclasses.replace(recipe.model, arch=arch).hourglass_config())[1]["meta"]
         check_finished(path, meta)
         assert meta["epoch"] == meta["planned_epochs"] == recipe.baseline.train.epochs, path
-        log = pd.read_csv(path.parent / "log.csv")
-        assert list(log["epoch"]) == list(range(1, recipe.baseline.train.epochs + 1)), path
 
 
 def test_model_depth_reaches_every_stage(tmp_path, cache, capsys):
