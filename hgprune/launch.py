@@ -253,7 +253,8 @@ def get_launcher(name: str) -> Callable[[list[Entry], Path, LaunchOptions], dict
 
 def status(out: Path) -> list[dict[str, str]]:
     """Per entry: launcher state (Slurm's own for Slurm jobs), the run's ``run.json``
-    status, its last completed step and its log."""
+    status, how many steps it completed, the step it stopped part-way through (``--resume`` goes on from that
+    step's last finished epoch) and its log."""
     path = Path(out) / STATE_FILE
     if not path.exists():
         raise HgpruneError(f"{path}: no launch record here; launch the sweep into this directory first")
@@ -269,6 +270,7 @@ def status(out: Path) -> list[dict[str, str]]:
             scheduler = _slurm_state(str(record["job_id"]))
         run = RunDir(Path(out) / name)
         done = run.completed_steps() if run.root.exists() else []
+        part_way = run.partial_steps() if run.checkpoints.is_dir() else []
         rows.append(
             {
                 "entry": name,
@@ -276,6 +278,7 @@ def status(out: Path) -> list[dict[str, str]]:
                 "scheduler": scheduler,
                 "run": run.read_state().get("status", "not started"),
                 "steps_done": str(len(done)),
+                "part_way": ", ".join(f"step {s}" for s in part_way) or "-",
                 "log": record.get("log", "-"),
             }
         )

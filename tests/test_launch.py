@@ -89,9 +89,14 @@ def test_local_launcher_equals_the_sequential_run(tmp_path, cache, capsys):
 
     assert main(["run", str(recipe), "--out", str(launched), "--status"]) == 0
     table = capsys.readouterr().out.splitlines()
-    assert table[0].split() == ["entry", "job", "scheduler", "run", "steps_done", "log"]
+    assert table[0].split() == ["entry", "job", "scheduler", "run", "steps_done", "part_way", "log"]
     first = table[1].split()
-    assert first[0] == "hg1-baseline" and first[2:5] == ["finished", "finished", "1"]
+    assert first[0] == "hg1-baseline" and first[2:6] == ["finished", "finished", "1", "-"]
+    # a step stopped part-way keeps its finished epochs in checkpoints/partial_step_XXX.pt; --status names it
+    (launched / "hg1-l1-60" / "checkpoints" / "partial_step_002.pt").write_bytes(b"")
+    assert main(["run", str(recipe), "--out", str(launched), "--status"]) == 0
+    rows = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines()[1:]}
+    assert rows["hg1-l1-60"][4:7] == ["2", "step", "2"] and rows["hg2-l1-60"][5] == "-"
 
 
 def test_a_failed_baseline_skips_its_dependants_and_exits_non_zero(tmp_path, cache, capsys):
