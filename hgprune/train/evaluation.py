@@ -134,5 +134,20 @@ def evaluate_model(
     return EvalResult(mpii=results["mpii"], seed=results["seed"], preds=all_preds, loss=loss, maxvals=all_maxvals)
 
 
+def sides_swapped(result: EvalResult, dataset: Dataset, protocol: str = "mpii"):
+    """PCKh of ``result``'s predictions with every left joint exchanged for its right twin (``dataset.flip_pairs``).
+
+    A diagnostic for side confusion: a model that tells left from right loses the paired joints (shoulders, elbows,
+    ... fall towards 0 when the sides are far apart), one that cannot scores about the same either way, since it
+    puts each pair on the same spot or picks a side by chance. Unpaired joints (head, pelvis) are unchanged.
+    """
+    num_joints = result.preds.shape[1]
+    perm = flip_permutation(getattr(dataset, "flip_pairs", None), num_joints)
+    if perm == list(range(num_joints)):
+        raise ValueError(f"{type(dataset).__name__}: no left/right joint pairs (flip_pairs) to exchange")
+    gt = dataset.ground_truth()
+    return pckh(result.preds[:, perm], gt.joints, gt.missing, gt.headboxes, protocol=protocol)
+
+
 def _numpy(value: Any) -> Any:
     return value.detach().cpu().numpy() if torch.is_tensor(value) else value

@@ -10,9 +10,10 @@ import scipy.io
 import torch
 from torch import nn
 
+from hgprune.data import FLIP_PAIRS
 from hgprune.models import build_preset
 from hgprune.models.hourglass import HourglassConfig
-from hgprune.train import evaluate_model
+from hgprune.train import evaluate_model, sides_swapped
 from hgprune.train.evaluation import flip_permutation
 from tests.train.fakes import TinyPoseDataset
 
@@ -111,3 +112,30 @@ def test_evaluate_command_writes_one_based_preds_mat_and_images(tmp_path, monkey
     assert sorted(p.name for p in (tmp_path / "vis").iterdir()) == [f"{i:06d}.png" for i in range(4)]
     assert evaluate_cmd.parse_bool("False") is False
     assert main(argv[:3] + ["--arch", "hg2"]) == 2  # checkpoint/flag mismatch is a user error
+
+
+class SideBlind(Oracle):
+    """The oracle's heatmaps with each left/right pair replaced by their sum: both sides land on one of the two."""
+
+    def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
+        heatmaps = super().forward(images)[0]
+        perm = flip_permutation(FLIP_PAIRS, 16)
+        return [heatmaps + heatmaps[:, perm] * torch.tensor([float(p != j) for j, p in enumerate(perm)])[:, None, None]]
+
+
+def test_sides_swapped_tells_a_model_that_knows_left_from_right_from_one_that_does_not():
+    data = TinyPoseDataset(6, augment=False)
+    knows = evaluate_model(Oracle(data), data, batch_size=3)
+    swapped = sides_swapped(knows, data)
+    assert knows.mpii.mean == pytest.approx(100.0)
+    assert swapped.groups["Head"] == pytest.approx(100.0)  # unpaired joints stay where they were
+    assert swapped.groups["Shoulder"] < 50 and swapped.mean < 70  # random joints: the twin is far away
+    blind = evaluate_model(SideBlind(data), data, batch_size=3)
+    assert blind.mpii.mean < 90  # one side of each pair is wrong...
+    assert sides_swapped(blind, data).mean == pytest.approx(blind.mpii.mean)  # ...and exchanging them changes nothing
+
+    class Unpaired(TinyPoseDataset):
+        flip_pairs = ()
+
+    with pytest.raises(ValueError, match="Unpaired: no left/right joint pairs"):
+        sides_swapped(knows, Unpaired(6, augment=False))

@@ -1,0 +1,51 @@
+"""benchmarks/sweep_sides.py: left/right diagnostic of finished runs and checkpoints, written with its command."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+
+import pytest
+
+from tests.conftest import ROOT
+from tests.report.fabricate import make_run
+
+TINY = ROOT / "tests" / "recipes" / "tiny.yaml"
+
+
+@pytest.fixture(scope="module")
+def script():
+    """benchmarks/sweep_sides.py as a module (benchmarks/ is not a package); sys.path is left as it was."""
+    path_before = list(sys.path)
+    spec = importlib.util.spec_from_file_location("sweep_sides", ROOT / "benchmarks" / "sweep_sides.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path[:] = path_before
+    yield module
+    sys.modules.pop(spec.name, None)
+
+
+def test_scores_each_final_model_and_checkpoint_as_made_and_with_sides_exchanged(tmp_path, script, capsys):
+    run = make_run(tmp_path / "sweep", "hg1-l1-50", steps=2, N=8, M=16)
+    parent = run / "checkpoints" / "step_000.pt"
+    out = tmp_path / "out"
+    assert script.main([str(run), str(parent), "--recipe", str(TINY), "--out", str(out)]) == 0
+    data = json.loads((out / "sides.json").read_text())
+    rows = {r["model"]: r for r in data["rows"]}
+    assert list(rows) == ["hg1-l1-50", "checkpoints (parent)"]
+    assert rows["hg1-l1-50"]["path"] == str(run / "final" / "model.pt")
+    for row in rows.values():
+        assert 0 <= row["pckh"] <= 100 and 0 <= row["pckh_sides_exchanged"] <= 100
+    assert data["environment"]["command"].endswith(f"--out {out}")
+    table = (out / "sides.md").read_text()
+    assert f"| hg1-l1-50 | {rows['hg1-l1-50']['pckh']:.2f} | {rows['hg1-l1-50']['pckh_sides_exchanged']:.2f} |" in table
+
+    missing = tmp_path / "sweep" / "not-finished"
+    (missing / "checkpoints").mkdir(parents=True)
+    assert script.main([str(missing), "--recipe", str(TINY), "--out", str(tmp_path / "out2")]) == 2
+    assert capsys.readouterr().err.strip() == f"error: {missing}: no final/model.pt (an unfinished run?)"
+    assert not (tmp_path / "out2").exists()
