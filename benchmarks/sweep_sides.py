@@ -45,8 +45,11 @@ def model_path(path: Path) -> Path:
 
 
 def label(path: Path) -> str:
-    """``hg3-scratch-50`` for a run directory, ``hg3 (parent)`` for ``parents/hg3/checkpoint.pth.tar``."""
-    return path.name if path.is_dir() else f"{path.parent.name} (parent)"
+    """``hg3-scratch-50`` for a run directory, ``hg3 (parent)`` for ``parents/hg3/checkpoint.pth.tar``, else the
+    file's folder and name."""
+    if path.is_dir():
+        return path.name
+    return f"{path.parent.name} (parent)" if path.parent.parent.name == "parents" else f"{path.parent.name}/{path.name}"
 
 
 def measure(paths: list[Path], recipe) -> list[dict]:
