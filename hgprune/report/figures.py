@@ -314,6 +314,7 @@ def pckh_groups_figure(runs: list[RunData], table: pd.DataFrame) -> Figure | Non
             ax.set_xlabel("pruning step (0 = unpruned)")
     handles, labels = axes[0].get_legend_handles_labels()
     fig.suptitle("PCKh per joint group across pruning steps")
-    fig.tight_layout(rect=(0, legend_height / height, 1, 1))
+    title_height = 0.45  # inches kept free for the title: tight_layout alone let it overlap the top row's titles
+    fig.tight_layout(rect=(0, legend_height / height, 1, 1 - title_height / height))
     fig.legend(handles, labels, loc="lower center", ncol=per_row, frameon=False, bbox_to_anchor=(0.5, 0.0))
     return fig
