@@ -56,7 +56,8 @@ def measure(paths: list[Path], recipe) -> list[dict]:
     plain = dataclasses.replace(recipe, data=dataclasses.replace(recipe.data, augment=False))
     rows, pipelines = [], {}
     for path in paths:
-        model = load_model(model_path(path))
+        file = model_path(path)
+        model = load_model(file)
         key = model.config.normalization.describe()  # the input normalisation its weights were trained with
         if key not in pipelines:
             pipelines[key] = Pipeline.from_recipe(plain, model.config.normalization)
@@ -68,7 +69,7 @@ def measure(paths: list[Path], recipe) -> list[dict]:
         rows.append(
             {
                 "model": label(path),
-                "path": str(model_path(path)),
+                "path": str(file),
                 "pckh": result.mpii.mean,
                 "pckh_sides_exchanged": swapped.mean,
                 "paired_joints": sum(paired) / len(paired),

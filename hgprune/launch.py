@@ -270,7 +270,7 @@ def status(out: Path) -> list[dict[str, str]]:
             scheduler = _slurm_state(str(record["job_id"]))
         run = RunDir(Path(out) / name)
         done = run.completed_steps() if run.root.exists() else []
-        part_way = run.partial_steps() if run.checkpoints.is_dir() else []
+        part_way = run.partial_steps()  # none where the run has no checkpoints folder yet
         rows.append(
             {
                 "entry": name,

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import torch
@@ -21,6 +24,22 @@ def shared() -> Path:
     if not path.is_dir():
         pytest.skip(f"shared material not found at {path} (set HGPRUNE_SHARED)")
     return path
+
+
+def load_script(relative: str) -> ModuleType:
+    """A script of the repository (``benchmarks/…``, ``scripts/…``: not packages) as a module, registered in
+    ``sys.modules`` under its stem (dataclasses need that) and with ``sys.path`` left as it was (benchmarks insert
+    their own folder to import ``common``)."""
+    path = ROOT / relative
+    path_before = list(sys.path)
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path[:] = path_before
+    return module
 
 
 # Tiny models run fastest on one thread, and a shared 2-core machine thrashes with more; subprocesses inherit this.

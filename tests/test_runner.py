@@ -21,6 +21,7 @@ from hgprune.cli import main
 from hgprune.models import load_model
 from hgprune.recipe import load_recipe
 from hgprune.sweep import expand
+from tests.conftest import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "tests" / "recipes" / "tiny.yaml"
@@ -188,7 +189,6 @@ def test_sweep_expansion_names_and_scratch_budget(tmp_path, capsys):
 def test_sweep_imports_one_baseline_per_architecture(tmp_path):
     """``{arch}`` in baseline.checkpoint: no baseline entries, each entry (scratch aside) loads its own parent, and
     scripts/sweep_parents.py trains exactly those files with the recipe's settings."""
-    import importlib.util
 
     from hgprune.models import build_model
     from hgprune.profile import conv_macs
@@ -206,9 +206,7 @@ def test_sweep_imports_one_baseline_per_architecture(tmp_path):
     assert scratch.baseline.checkpoint is None and scratch.model.arch == "hg2"
     assert scratch.baseline.train.epochs == 3 + 2 * 1 + 1 and scratch.baseline.train.schedule == [2]
 
-    spec = importlib.util.spec_from_file_location("sweep_parents", ROOT / "scripts" / "sweep_parents.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_script("scripts/sweep_parents.py")
     cmd, out = script.train_command(recipe, "hg2")
     assert out == Path("parents/hg2")
     flags = dict(zip(cmd[4::2], cmd[5::2]))
@@ -223,7 +221,6 @@ def test_sweep_imports_one_baseline_per_architecture(tmp_path):
 
 def test_sweep_parents_diagnose_scores_every_stack_and_training_images(tmp_path, cache, monkeypatch):
     """--diagnose: validation PCKh of each stack's heatmaps and the last stack's PCKh on training images."""
-    import importlib.util
 
     from hgprune.data import limit_dataset
     from hgprune.models import build_model, save_model
@@ -238,9 +235,7 @@ def test_sweep_parents_diagnose_scores_every_stack_and_training_images(tmp_path,
     model = build_model("hg2", N=8, M=16, input_size=64)
     save_model(model, tmp_path / "parents" / "hg2" / "checkpoint.pth.tar")
     (tmp_path / "parents" / "hg2" / "log.csv").write_text("epoch,loss,val_loss,pckh\n1,0.5,2.0,10.0\n")  # 1 epoch
-    spec = importlib.util.spec_from_file_location("sweep_parents", ROOT / "scripts" / "sweep_parents.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_script("scripts/sweep_parents.py")
     row = script.diagnose(recipe, ["hg2"]).splitlines()[-1]
     plain = dataclasses.replace(recipe, data=dataclasses.replace(recipe.data, augment=False))  # scored unaugmented
     data = Pipeline.from_recipe(plain, model.config.normalization)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import shutil
@@ -17,7 +16,7 @@ from hgprune.report import write_report
 from hgprune.report.runs import LATENCY_FIELDS, LatencyPass, load_runs
 from hgprune.report.tables import FROM_LATENCY_PASS, all_steps_table, summary_table
 from hgprune.rundir import RunDir
-from tests.conftest import ROOT
+from tests.conftest import load_script
 from tests.report.fabricate import make_run
 
 TIMING = ["--repeats", "3", "--warmup", "1"]
@@ -25,17 +24,8 @@ TIMING = ["--repeats", "3", "--warmup", "1"]
 
 @pytest.fixture(scope="module")
 def script():
-    """benchmarks/sweep_latency.py as a module (benchmarks/ is not a package); sys.path is left as it was."""
-    path_before = list(sys.path)
-    spec = importlib.util.spec_from_file_location("sweep_latency", ROOT / "benchmarks" / "sweep_latency.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.path[:] = path_before
-    yield module
-    sys.modules.pop(spec.name, None)
+    yield load_script("benchmarks/sweep_latency.py")
+    sys.modules.pop("sweep_latency", None)
 
 
 def _blank_latency(run_dir: Path, steps: list[int]) -> None:

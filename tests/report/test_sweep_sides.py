@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, load_script
 from tests.report.fabricate import make_run
 
 TINY = ROOT / "tests" / "recipes" / "tiny.yaml"
@@ -16,17 +15,8 @@ TINY = ROOT / "tests" / "recipes" / "tiny.yaml"
 
 @pytest.fixture(scope="module")
 def script():
-    """benchmarks/sweep_sides.py as a module (benchmarks/ is not a package); sys.path is left as it was."""
-    path_before = list(sys.path)
-    spec = importlib.util.spec_from_file_location("sweep_sides", ROOT / "benchmarks" / "sweep_sides.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.path[:] = path_before
-    yield module
-    sys.modules.pop(spec.name, None)
+    yield load_script("benchmarks/sweep_sides.py")
+    sys.modules.pop("sweep_sides", None)
 
 
 def test_scores_each_final_model_and_checkpoint_as_made_and_with_sides_exchanged(tmp_path, script, capsys):
