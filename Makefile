@@ -20,8 +20,11 @@ lint: $(STAMP)
 	$(BIN)/ruff check hgprune tests benchmarks
 	$(BIN)/ruff format --check hgprune tests benchmarks
 
+# Tests run on one thread each (tests/conftest.py), so two pytest workers use both cores of the CI machine;
+# loadfile keeps each file's module-scoped fixtures on one worker. `make test TEST_JOBS=0` runs in-process.
+TEST_JOBS ?= 2
 test: lint
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(TEST_JOBS) --dist loadfile
 
 # --resume: a second `make demo` (or one after Ctrl-C) continues / re-reports instead of refusing the directory
 demo: $(STAMP)
