@@ -251,18 +251,24 @@ def get_launcher(name: str) -> Callable[[list[Entry], Path, LaunchOptions], dict
     return LAUNCHERS[name]
 
 
-def status(out: Path) -> list[dict[str, str]]:
+def status(out: Path, names: list[str] | None = None) -> list[dict[str, str]]:
     """Per entry: launcher state (Slurm's own for Slurm jobs), the run's ``run.json``
     status, how many steps it completed, the step it stopped part-way through (``--resume`` goes on from that
-    step's last finished epoch) and its log."""
+    step's last finished epoch) and its log.
+
+    Without a launch record (entries run by hand, ``hgprune run RECIPE --only NAME``), ``names`` (the sweep's
+    entries) are listed with ``-`` for what only a launcher knows, as long as at least one of them was started."""
     path = Path(out) / STATE_FILE
-    if not path.exists():
-        raise HgpruneError(f"{path}: no launch record here; launch the sweep into this directory first")
-    try:
-        state = json.loads(path.read_text())
-        records = state["entries"]
-    except (ValueError, KeyError, TypeError):
-        raise HgpruneError(f"{path}: corrupt launch record (not the JSON hgprune writes)") from None
+    if path.exists():
+        try:
+            state = json.loads(path.read_text())
+            records = state["entries"]
+        except (ValueError, KeyError, TypeError):
+            raise HgpruneError(f"{path}: corrupt launch record (not the JSON hgprune writes)") from None
+    elif names and any((Path(out) / name).is_dir() for name in names):
+        state, records = {}, {name: {"state": "-"} for name in names}
+    else:
+        raise HgpruneError(f"{path}: no launch record here and no entry started; launch or run the sweep here first")
     rows = []
     for name, record in records.items():
         scheduler = record.get("state", "?")
@@ -276,13 +282,19 @@ def status(out: Path) -> list[dict[str, str]]:
                 "entry": name,
                 "job": record.get("job_id", "-"),
                 "scheduler": scheduler,
-                "run": run.read_state().get("status", "not started"),
+                "run": _run_state(run),
                 "steps_done": str(len(done)),
                 "part_way": ", ".join(f"step {s}" for s in part_way) or "-",
                 "log": record.get("log", "-"),
             }
         )
     return rows
+
+
+def _run_state(run: RunDir) -> str:
+    """``run.json``'s status, except that a run recorded as running whose process has ended reads ``stopped``."""
+    recorded = run.read_state().get("status", "not started")
+    return "stopped" if recorded == "running" and run.writer_gone() else recorded
 
 
 def _slurm_state(job_id: str) -> str:

@@ -103,6 +103,12 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _stale(holder: dict) -> bool:
+    """A lock left by a process of this host that no longer exists (another host's processes cannot be checked)."""
+    pid = holder.get("pid")
+    return holder.get("host") == socket.gethostname() and _is_pid(pid) and not _pid_alive(pid)
+
+
 @dataclass
 class RunDir:
     root: Path
@@ -213,8 +219,7 @@ class RunDir:
                     continue
                 holder = _parse_lock(seen)
                 pid = holder.get("pid")
-                stale = holder.get("host") == me["host"] and _is_pid(pid) and not _pid_alive(pid)
-                if not stale:
+                if not _stale(holder):
                     raise HgpruneError(
                         f"{self.root}: another hgprune run (pid {str(pid)[:20]} on {str(holder.get('host'))[:64]}) "
                         f"is writing here; wait for it or choose another --out (delete {self.lock_path.name} if that "
@@ -236,6 +241,12 @@ class RunDir:
     @property
     def _takeover_path(self) -> Path:
         return self.lock_path.with_name(self.lock_path.name + ".takeover")
+
+    def writer_gone(self) -> bool:
+        """True when no process holds the run lock: there is none, or its holder (a process of this host) has ended.
+        A ``run.json`` that says running is then a run that was stopped (killed, machine lost) and can be resumed."""
+        seen = self._read_lock_text()
+        return seen is None or _stale(_parse_lock(seen))
 
     def _take_over_stale(self, seen: str) -> bool:
         """Remove the lock if it still holds ``seen`` (content judged stale); True if this call removed it.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -124,7 +125,31 @@ def test_launcher_flag_errors_name_the_flag(tmp_path, capsys):
     assert main(["run", str(TINY), "--out", out, "--launcher", "local"]) == 2
     assert "has no sweep section" in capsys.readouterr().err
     assert main(["run", str(recipe), "--out", out, "--status"]) == 2
-    assert "no launch record here" in capsys.readouterr().err
+    assert "no launch record here and no entry started" in capsys.readouterr().err
+
+
+def test_status_without_a_launch_record_lists_the_entries_run_by_hand(tmp_path, capsys):
+    # entries run one by one (hgprune run RECIPE --only NAME --resume) leave no launch.json; --status still shows them
+    recipe = _sweep(tmp_path, ["hg1", "hg2"])
+    out = tmp_path / "out"
+    (out / "hg1-baseline" / "checkpoints").mkdir(parents=True)
+    (out / "hg1-baseline" / "run.json").write_text(json.dumps({"status": "finished"}))
+    (out / "hg1-baseline" / "checkpoints" / "step_000.pt").write_bytes(b"")
+    (out / "hg1-l1-60" / "checkpoints").mkdir(parents=True)
+    (out / "hg1-l1-60" / "run.json").write_text(json.dumps({"status": "running"}))
+    (out / "hg1-l1-60" / "checkpoints" / "partial_step_001.pt").write_bytes(b"")
+    assert main(["run", str(recipe), "--out", str(out), "--status"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["entry", "job", "scheduler", "run", "steps_done", "part_way", "log"]
+    rows = {line.split()[0]: line.split() for line in lines[1:]}
+    assert list(rows) == ["hg1-baseline", "hg1-l1-60", "hg2-baseline", "hg2-l1-60"]  # the recipe's order
+    assert rows["hg1-baseline"][1:] == ["-", "-", "finished", "1", "-", "-"]
+    assert rows["hg1-l1-60"][1:] == ["-", "-", "stopped", "0", "step", "1", "-"]  # no process holds its lock
+    (out / "hg1-l1-60" / ".lock").write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
+    assert main(["run", str(recipe), "--out", str(out), "--status"]) == 0
+    assert capsys.readouterr().out.splitlines()[2].split()[3] == "running"  # this process holds it
+    assert rows["hg2-l1-60"][1:] == ["-", "-", "not", "started", "0", "-", "-"]
+    assert not (out / STATE_FILE).exists()  # --status writes nothing
 
 
 def test_without_submitit_the_slurm_launcher_names_the_install_command(tmp_path, monkeypatch, capsys):

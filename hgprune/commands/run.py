@@ -82,7 +82,7 @@ def main(args: argparse.Namespace) -> int:
         return _dry_run(recipe, entries, out)
 
     if args.status:
-        return _status(out)
+        return _status(out, known if recipe.sweep is not None else None)
     command = "hgprune " + shlex.join(sys.argv[1:]) if sys.argv[1:] else None
     selected = [(n, r) for n, r in entries if not args.only or n in args.only]
     if recipe.sweep is not None:
@@ -162,8 +162,8 @@ def _dest(flag: str) -> str:
     return flag.lstrip("-").replace("-", "_")
 
 
-def _status(out: Path) -> int:
-    rows = status(out)
+def _status(out: Path, names: list[str] | None) -> int:
+    rows = status(out, names)
     columns = list(rows[0]) if rows else []
     widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in columns}
     print("  ".join(c.ljust(widths[c]) for c in columns))
