@@ -144,8 +144,12 @@ def baseline(ctx: RunContext) -> tuple[Step, dict]:
         ctx.run.partial_checkpoint(0).unlink(missing_ok=True)
         write_metrics(ctx, [row])
         log(row_line("baseline", row))
-    reference = {**model_size(model, r.model.input_size), "macs_fvcore": row["macs_fvcore"]}
-    return Step(model, row), reference
+    return Step(model, row), reference_sizes(model, row, r.model.input_size)
+
+
+def reference_sizes(model: HourglassNet, row: dict, input_size: int) -> dict:
+    """What every step's kept fraction is of: the unpruned ``model``'s sizes and its measured MACs (``row``)."""
+    return {**model_size(model, input_size), "macs_fvcore": row["macs_fvcore"]}
 
 
 def teacher_for(ctx: RunContext, model: HourglassNet) -> HourglassNet | None:
@@ -173,22 +177,7 @@ def prune_step(
         started -= partial.wall_s
         log(f"[step {step}/{total}] resuming fine-tuning at epoch {partial.epochs_done + 1} of {epochs}")
     else:
-        step_seed = r.seed * 1_000_003 + step
-        torch.manual_seed(step_seed)
-        criterion = get_criterion(r.prune.criterion)
-        criterion.reseed(step_seed)
-        result = prune_with(
-            model,
-            r.prune,
-            kept=kept,
-            criterion=criterion,
-            reference=reference,
-            input_size=r.model.input_size,
-            calibration=ctx.pipeline.calibration_batches(step),
-            loss_fn=heatmap_loss,
-            train_set=ctx.pipeline.train_set,
-            seed=step_seed,
-        )
+        result = prune_only(ctx, model, step, kept, reference)
         ctx.run.write_allocation(step, result.allocation)
         log(
             f"[step {step}/{total}] pruned with {r.prune.criterion} to kept {r.prune.target.kind} "
@@ -202,6 +191,29 @@ def prune_step(
     ctx.run.partial_checkpoint(step).unlink(missing_ok=True)
     log(row_line(f"step {step}/{total}", row))
     return Step(model, row)
+
+
+def prune_only(ctx: RunContext, model: HourglassNet, step: int, kept: float, reference: dict):
+    """Step ``step``'s pruning of ``model`` in place to ``kept`` of the reference, without its fine-tuning: the
+    criterion, calibration batches and allocation search seeded from (recipe seed, step), so it repeats a run's step
+    exactly (``benchmarks/sweep_reprune.py`` scores a finished run's step between pruning and fine-tuning)."""
+    r = ctx.recipe
+    step_seed = r.seed * 1_000_003 + step
+    torch.manual_seed(step_seed)
+    criterion = get_criterion(r.prune.criterion)
+    criterion.reseed(step_seed)
+    return prune_with(
+        model,
+        r.prune,
+        kept=kept,
+        criterion=criterion,
+        reference=reference,
+        input_size=r.model.input_size,
+        calibration=ctx.pipeline.calibration_batches(step),
+        loss_fn=heatmap_loss,
+        train_set=ctx.pipeline.train_set,
+        seed=step_seed,
+    )
 
 
 def fine_tune(
