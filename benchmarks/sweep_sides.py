@@ -45,11 +45,15 @@ def model_path(path: Path) -> Path:
 
 
 def label(path: Path) -> str:
-    """``hg3-scratch-50`` for a run directory, ``hg3 (parent)`` for ``parents/hg3/checkpoint.pth.tar``, else the
-    file's folder and name."""
+    """``hg3-scratch-50`` for a run directory, ``hg3-scratch-50 step 1`` for its ``checkpoints/step_001.pt``,
+    ``hg3 (parent)`` for ``parents/hg3/checkpoint.pth.tar``, else the file's folder and name."""
     if path.is_dir():
         return path.name
-    return f"{path.parent.name} (parent)" if path.parent.parent.name == "parents" else f"{path.parent.name}/{path.name}"
+    if path.parent.parent.name == "parents":
+        return f"{path.parent.name} (parent)"
+    if path.parent.name == "checkpoints" and path.name.startswith("step_") and path.stem[5:].isdigit():
+        return f"{path.parent.parent.name} step {int(path.stem[5:])}"
+    return f"{path.parent.name}/{path.name}"
 
 
 def measure(paths: list[Path], recipe) -> list[dict]:
