@@ -23,6 +23,7 @@ import yaml
 from hgprune.errors import HgpruneError
 from hgprune.models.hourglass import ARCHS, CONFIG_LIMITS, HourglassConfig, check_input_size, parse_arch
 from hgprune.prune.allocation import resolve_allocation
+from hgprune.prune.targets import SCHEDULES
 
 MAX_INPUT, MAX_JOINTS = CONFIG_LIMITS["input_size"], CONFIG_LIMITS["num_joints"]  # the model's own bounds
 MAX_DEPTH = CONFIG_LIMITS["depth"]
@@ -157,7 +158,7 @@ class PruneSection:
     criterion: str = "taylor"
     target: TargetSection = field(default_factory=TargetSection)
     steps: int = field(default=2, metadata=_check("must be >= 0 (0 = no pruning)", lambda v: v >= 0))
-    schedule: Literal["linear", "cubic"] = "linear"
+    schedule: Literal[SCHEDULES] = "linear"
     # which group keeps how many channels (hgprune.prune.allocation); null = its ALLOCATION_DEFAULT (uniform)
     allocation: Literal["uniform", "global", "search"] | None = None
     global_ranking: bool | None = None  # deprecated: true == allocation global, false == allocation uniform

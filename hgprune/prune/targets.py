@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from hgprune.errors import HgpruneError
 
-SCHEDULES = ("linear", "cubic")
+SCHEDULES = ("linear", "cubic", "geometric")
 ROUND_MODES = ("nearest", "down", "up")
 
 
@@ -21,7 +21,9 @@ def schedule_targets(final_kept: float, steps: int, kind: str = "linear") -> lis
 
     ``linear`` removes the same fraction of the original each step. ``cubic`` is automated gradual pruning
     (Zhu & Gupta 2017): sparsity ``s_i = s_f · (1 − (1 − i/n)³)``, so early steps remove most while the network is
-    still redundant and late steps remove little.
+    still redundant and late steps remove little. ``geometric`` removes the same fraction of what is left each step
+    (kept ``k_f^(i/n)``), so no single step cuts much deeper than the others: with ``linear`` the last of two steps
+    to 25 % removes 60 % of its input, with ``geometric`` each removes 50 %.
     """
     if not 0 < final_kept <= 1:
         raise HgpruneError(f"prune.target: kept fraction must be in (0, 1], got {final_kept}")
@@ -33,6 +35,9 @@ def schedule_targets(final_kept: float, steps: int, kind: str = "linear") -> lis
     targets = []
     for i in range(1, int(steps) + 1):
         progress = i / steps
+        if kind == "geometric":
+            targets.append(final_kept**progress)
+            continue
         sparsity = final_sparsity * (progress if kind == "linear" else 1.0 - (1.0 - progress) ** 3)
         targets.append(1.0 - sparsity)
     targets[-1] = float(final_kept)

@@ -172,6 +172,10 @@ def test_schedules():
     cubic = schedule_targets(0.2, 4, kind="cubic")
     assert cubic == pytest.approx([1 - 0.8 * (1 - (1 - i / 4) ** 3) for i in range(1, 5)])
     assert cubic[-1] == 0.2 and cubic[0] < 1 - 0.8 / 4  # AGP front-loads the pruning
+    geometric = schedule_targets(0.25, 2, kind="geometric")
+    assert geometric == pytest.approx([0.5, 0.25]) and geometric[-1] == 0.25
+    kept = [1.0, *schedule_targets(0.3, 4, kind="geometric")]
+    assert [b / a for a, b in zip(kept, kept[1:])] == pytest.approx([0.3**0.25] * 4)  # the same cut every step
     with pytest.raises(HgpruneError, match="prune.schedule"):
         schedule_targets(0.5, 3, kind="exp")
     with pytest.raises(HgpruneError, match="prune.steps"):
