@@ -182,6 +182,11 @@ def test_sweep_expansion_names_and_scratch_budget(tmp_path, capsys):
     full = conv_macs(build_model("hg2", N=8, M=16, input_size=64), 64)
     narrow = conv_macs(build_model("hg2", N=scratch.model.N, M=scratch.model.M, input_size=64), 64)
     assert narrow / full == pytest.approx(0.5, abs=0.1)
+    capsys.readouterr()
+    assert main(["run", str(path), "--only", "hg2-l1-50", "--dry-run"]) == 0  # the dry run shows what --only runs
+    planned = [line for line in capsys.readouterr().out.splitlines() if not line.startswith(" ")]
+    assert len(planned) == 1 and planned[0].startswith("hg2-l1-50: hg2 ")
+    assert planned[0].endswith(f"→ {Path('runs/tiny/hg2-l1-50')}")  # a sweep entry's own directory
     assert main(["run", str(path), "--only", "nope", "--dry-run"]) == 2
     assert "no such sweep entry; valid: hg1-baseline, hg1-l1-50" in capsys.readouterr().err
 

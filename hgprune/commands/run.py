@@ -78,13 +78,13 @@ def main(args: argparse.Namespace) -> int:
     unknown = [name for name in args.only if name not in known]
     if unknown:
         raise HgpruneError(f"--only {unknown[0]}: no such sweep entry; valid: {', '.join(known)}")
+    selected = [(n, r) for n, r in entries if not args.only or n in args.only]
     if args.dry_run:
-        return _dry_run(recipe, entries, out)
+        return _dry_run(recipe, selected, out)
 
     if args.status:
         return _status(out, known if recipe.sweep is not None else None)
     command = "hgprune " + shlex.join(sys.argv[1:]) if sys.argv[1:] else None
-    selected = [(n, r) for n, r in entries if not args.only or n in args.only]
     if recipe.sweep is not None:
         check_imported_baselines(selected)
     if args.launcher:
@@ -192,7 +192,7 @@ def _dry_run(recipe, entries, out: Path) -> int:
         print(
             f"{name}: {entry.model.arch} N={entry.model.N} M={entry.model.M} @ {entry.model.input_size}, "
             f"criterion {entry.prune.criterion}, keep {100 * target.kept:.0f} % of {target.kind} "
-            f"in {entry.prune.steps} {entry.prune.schedule} step(s) → {out if len(entries) == 1 else out / name}"
+            f"in {entry.prune.steps} {entry.prune.schedule} step(s) → {out if recipe.sweep is None else out / name}"
         )
         if entry.prune.steps:
             for line in _allocation_lines(entry, previews if len(entries) == 1 else None):
