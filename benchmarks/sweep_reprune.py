@@ -28,9 +28,8 @@ from hgprune.rundir import RunDir
 from hgprune.stages import RunContext, prune_only, reference_sizes
 
 
-def reprune(run: Path, step: int, out: Path) -> dict:
-    """Prune ``run``'s step ``step - 1`` model as its step ``step`` did and save it to ``out``; returns what was
-    kept (the step's allocation as the runner records it)."""
+def reprune(run: Path, step: int, out: Path) -> None:
+    """Prune ``run``'s step ``step - 1`` model as its step ``step`` did and save it to ``out``."""
     rundir = RunDir(run)
     if not rundir.recipe.exists():
         raise HgpruneError(f"{run}: not a run directory (no {rundir.recipe.name})")
@@ -54,7 +53,6 @@ def reprune(run: Path, step: int, out: Path) -> dict:
             raise HgpruneError(f"{recorded}: the run kept other widths than this re-run (another code version?)")
     out.parent.mkdir(parents=True, exist_ok=True)
     save_model(model.eval(), out, meta={"step": step, "run": str(run), "note": "pruned, not fine-tuned"})
-    return result.allocation
 
 
 def main(argv: list[str] | None = None) -> int:

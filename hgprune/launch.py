@@ -275,8 +275,8 @@ def status(out: Path, names: list[str] | None = None) -> list[dict[str, str]]:
         if state.get("launcher") == "slurm" and record.get("job_id"):
             scheduler = _slurm_state(str(record["job_id"]))
         run = RunDir(Path(out) / name)
-        done = run.completed_steps() if run.root.exists() else []
-        part_way = run.partial_steps()  # none where the run has no checkpoints folder yet
+        done = run.completed_steps()  # both empty where the run has no checkpoints folder yet
+        part_way = run.partial_steps()
         rows.append(
             {
                 "entry": name,
