@@ -10,9 +10,11 @@ import datetime
 import importlib.metadata
 import os
 import platform
+import random
 import shlex
 import sys
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,6 +78,53 @@ def environment(device: str = "cpu", argv: Sequence[str] | None = None) -> dict:
     if device.startswith("cuda") and torch.cuda.is_available():
         env["machine"]["gpu"] = torch.cuda.get_device_name(device)
     return env
+
+
+def load_average() -> list[float]:
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except (AttributeError, OSError):  # not on every platform
+        return []
+
+
+def check_load(loads: list[float], max_load: float, force: bool) -> None:
+    """A timing pass's precondition: an idle machine (or an explicit ``--force``)."""
+    from hgprune.errors import HgpruneError
+
+    if force:
+        return
+    if not loads:
+        raise HgpruneError("cannot read the load average on this platform; check the machine is idle and add --force")
+    if loads[0] > max_load:
+        raise HgpruneError(
+            f"1-minute load average {loads[0]:.2f} is above --max-load {max_load:g}: the machine is busy, so timings "
+            "would measure the other jobs; wait until it is idle (or add --force); nothing was written"
+        )
+
+
+ORDER_SEED = 0  # the seed of the shuffled order of every interleaved timing round
+
+
+def time_interleaved(calls: Sequence[Callable[[], object]], warmup: int, repeats: int) -> list[list[float]]:
+    """Milliseconds per timed round for each call. Every round runs each call once, in an order shuffled anew per round
+    (seeded with ``ORDER_SEED``), so no configuration always runs first or after the same neighbour; the first
+    ``warmup`` rounds are not kept."""
+    import torch
+    from tqdm import tqdm
+
+    times: list[list[float]] = [[] for _ in calls]
+    order = list(range(len(calls)))
+    shuffle = random.Random(ORDER_SEED).shuffle
+    with torch.inference_mode():
+        for round_index in tqdm(range(warmup + repeats), desc="rounds", unit="round", leave=False):
+            shuffle(order)
+            for i in order:
+                started = time.perf_counter()
+                calls[i]()
+                elapsed = (time.perf_counter() - started) * 1e3
+                if round_index >= warmup:
+                    times[i].append(elapsed)
+    return times
 
 
 def md_table(headers: Sequence[str], rows: Iterable[Sequence]) -> str:

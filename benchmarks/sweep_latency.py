@@ -27,12 +27,11 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import random
 import statistics
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +39,7 @@ import torch
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import environment  # noqa: E402
+from common import ORDER_SEED, check_load, environment, load_average, time_interleaved  # noqa: E402
 
 from hgprune.errors import HgpruneError  # noqa: E402
 from hgprune.export import build_export  # noqa: E402
@@ -53,7 +52,6 @@ from hgprune.rundir import RunDir  # noqa: E402
 
 SCRIPT = "benchmarks/sweep_latency.py"
 BACKENDS = ("eager", "ort")  # StepLatency's fields are {backend}_ms and {backend}_p90_ms
-ORDER_SEED = 0
 # Passive OpenMP waiting (set before start-up) implies the same for ORT's pool, as in benchmarks/latency.py.
 SPIN = os.environ.get("OMP_WAIT_POLICY", "").upper() != "PASSIVE"
 
@@ -89,26 +87,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-def load_average() -> list[float]:
-    try:
-        return [round(v, 2) for v in os.getloadavg()]
-    except (AttributeError, OSError):  # not on every platform
-        return []
-
-
-def check_load(loads: list[float], max_load: float, force: bool) -> None:
-    """The pass's precondition: an idle machine (or an explicit ``--force``)."""
-    if force:
-        return
-    if not loads:
-        raise HgpruneError("cannot read the load average on this platform; check the machine is idle and add --force")
-    if loads[0] > max_load:
-        raise HgpruneError(
-            f"1-minute load average {loads[0]:.2f} is above --max-load {max_load:g}: the machine is busy, so timings "
-            "would measure the other jobs; wait until it is idle (or add --force); nothing was written"
-        )
-
-
 def step_configurations(run: RunDir, step: int, threads: int, batch: int) -> list[Configuration]:
     """Eager and ONNX Runtime of one step's checkpoint, both fed the same seeded batch."""
     checkpoint = run.step_checkpoint(step)
@@ -135,24 +113,6 @@ def build_configurations(runs: list[RunDir], threads: int, batch: int) -> list[C
     for run, step in tqdm(todo, desc="load + export", unit="step", leave=False):
         configurations += step_configurations(run, step, threads, batch)
     return configurations
-
-
-def time_round_robin(configurations: list[Configuration], warmup: int, repeats: int) -> list[list[float]]:
-    """Milliseconds per timed round for each configuration; each round runs every configuration once."""
-    times: list[list[float]] = [[] for _ in configurations]
-    order = list(range(len(configurations)))
-    shuffle = random.Random(ORDER_SEED).shuffle
-    with torch.inference_mode():
-        for round_index in tqdm(range(warmup + repeats), desc="rounds", unit="round", leave=False):
-            shuffle(order)
-            for i in order:
-                config = configurations[i]
-                started = time.perf_counter()
-                config.fn(config.example)
-                elapsed = (time.perf_counter() - started) * 1e3
-                if round_index >= warmup:
-                    times[i].append(elapsed)
-    return times
 
 
 def latency_passes(
@@ -189,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
             configurations = build_configurations(runs, args.threads, args.batch)
             print(f"timing {len(configurations)} configurations of {len(runs)} run(s): {args.warmup} warm-up + "
                   f"{args.repeats} timed rounds", flush=True)  # fmt: skip
-            times = time_round_robin(configurations, args.warmup, args.repeats)
+            times = time_interleaved([partial(c.fn, c.example) for c in configurations], args.warmup, args.repeats)
         load_after = load_average()
     except HgpruneError as exc:
         print(f"{SCRIPT}: error: {exc}", file=sys.stderr)
