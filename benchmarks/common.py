@@ -30,6 +30,9 @@ PACKAGES = ("hgprune", "torch", "torch-pruning", "numpy", "fvcore", "thop", "onn
 PRUNE_OPTIONS = {"criterion": "l1", "kind": "macs", "global_ranking": False, "prune_trunk": True, "tolerance": 0.01}
 PRUNING = "prune_to_target(" + ", ".join(f"{k}={v!r}" for k, v in PRUNE_OPTIONS.items()) + ", round_to=8)"
 THREAD_ENV = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "MKL_NUM_THREADS")
+# Passive OpenMP waiting (set before start-up) implies the same for ONNX Runtime's pool: spinning threads on shared
+# cores made hg8 5-10x slower at 2 threads on this machine while other jobs ran.
+SPIN = os.environ.get("OMP_WAIT_POLICY", "").upper() != "PASSIVE"
 
 
 def _cpu_model() -> str:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import os
 import statistics
 import sys
 import time
@@ -37,6 +36,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
     PRUNING,
+    SPIN,
     add_model_arguments,
     environment,
     environment_md,
@@ -53,9 +53,6 @@ from hgprune.export.quantize import QUANTIZED_OPS, int8_onnx_bytes  # noqa: E402
 from hgprune.predict import Predictor  # noqa: E402
 from hgprune.profile import conv_macs, count_params, fvcore_macs  # noqa: E402
 
-# Passive OpenMP waiting (set before start-up) implies the same for ORT's pool: spinning threads on shared cores
-# made hg8 5-10x slower at 2 threads on this machine while other jobs ran.
-SPIN = os.environ.get("OMP_WAIT_POLICY", "").upper() != "PASSIVE"
 GOALS = {"eager_efficiency": 0.85, "ort_efficiency": 0.95, "end_to_end_at_25": 7.0, "end_to_end_int8_at_25": 12.0}
 CALIBRATION_BATCHES = 4  # random batch-1 inputs: INT8 timing does not depend on the calibrated ranges
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import os
 import statistics
 import sys
 import time
@@ -21,15 +20,13 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import environment, environment_md, md_table, write_report  # noqa: E402
+from common import SPIN, environment, environment_md, md_table, write_report  # noqa: E402
 
 from hgprune import build_model  # noqa: E402
 from hgprune.export import fold_batchnorm  # noqa: E402
 from hgprune.export import runtime as rt  # noqa: E402
 from hgprune.profile import fvcore_macs  # noqa: E402
 from hgprune.prune import prune_to_target  # noqa: E402
-
-SPIN = os.environ.get("OMP_WAIT_POLICY", "").upper() != "PASSIVE"  # ORT's pool follows OpenMP's wait policy
 
 
 def pruned(base: torch.nn.Module, kept: float, size: int, round_to: int) -> torch.nn.Module:

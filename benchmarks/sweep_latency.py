@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import statistics
 import sys
 from collections.abc import Callable
@@ -39,7 +38,7 @@ import torch
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ORDER_SEED, check_load, environment, load_average, time_interleaved  # noqa: E402
+from common import ORDER_SEED, SPIN, check_load, environment, load_average, time_interleaved  # noqa: E402
 
 from hgprune.errors import HgpruneError  # noqa: E402
 from hgprune.export import build_export  # noqa: E402
@@ -52,8 +51,6 @@ from hgprune.rundir import RunDir  # noqa: E402
 
 SCRIPT = "benchmarks/sweep_latency.py"
 BACKENDS = ("eager", "ort")  # StepLatency's fields are {backend}_ms and {backend}_p90_ms
-# Passive OpenMP waiting (set before start-up) implies the same for ORT's pool, as in benchmarks/latency.py.
-SPIN = os.environ.get("OMP_WAIT_POLICY", "").upper() != "PASSIVE"
 
 
 @dataclass

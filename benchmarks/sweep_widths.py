@@ -13,7 +13,6 @@ a busy machine (``common.check_load``). Writes ``widths.{json,md}`` into ``--out
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import tempfile
@@ -24,6 +23,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
+    SPIN,
     check_load,
     environment,
     environment_md,
@@ -36,11 +36,10 @@ from common import (  # noqa: E402
 from hgprune.errors import HgpruneError  # noqa: E402
 from hgprune.export import build_export  # noqa: E402
 from hgprune.export import runtime as rt  # noqa: E402
-from hgprune.models.hourglass import HourglassConfig, HourglassNet  # noqa: E402
+from hgprune.models.hourglass import build_model, parse_arch  # noqa: E402
 from hgprune.profile import fvcore_macs  # noqa: E402
 
 SCRIPT = "benchmarks/sweep_widths.py"
-SPIN = os.environ.get("OMP_WAIT_POLICY", "").upper() != "PASSIVE"  # ORT's pool waits like OpenMP's
 DEFAULT_WIDTHS = ["16x32", "16x24", "12x22", "10x22", "8x14", "8x16", "16x16"]
 
 
@@ -66,8 +65,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--force", action="store_true", help="time even on a busy machine")
     parser.add_argument("--out", type=Path, default=Path("reports/sweep_hg1_hg8"))
     args = parser.parse_args(argv)
-    if not args.arch.startswith("hg") or not args.arch[2:].isdigit():
-        parser.error(f"--arch must be hg1 … hg8, got {args.arch!r}")
+    try:
+        parse_arch(args.arch)
+    except HgpruneError as exc:
+        parser.error(f"--arch: {exc}")
     if args.repeats < 1 or args.warmup < 0 or args.threads < 1:
         parser.error("--repeats and --threads must be at least 1, --warmup at least 0")
     return args
@@ -84,8 +85,7 @@ def configurations(args: argparse.Namespace, workdir: Path) -> tuple[list, torch
     found = []
     for n, m in args.widths:
         torch.manual_seed(0)
-        config = HourglassConfig(num_stacks=int(args.arch[2:]), N=n, M=m, depth=args.depth, input_size=args.input_size)
-        model = HourglassNet(config).eval()
+        model = build_model(args.arch, N=n, M=m, depth=args.depth, input_size=args.input_size).eval()
         macs = fvcore_macs(model, args.input_size)
         _, graph = build_export(model, "onnx", workdir / f"{n}x{m}.onnx", args.input_size, dynamic_batch=False)
         session = rt.ort_runner(rt.ort_session(graph, args.threads, "all", SPIN))
