@@ -28,8 +28,10 @@ import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from common import REPORT_DIR, environment, environment_md, md_table, write_report  # noqa: E402
 from scipy import stats
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import REPORT_DIR, environment, environment_md, md_table, write_report  # noqa: E402
 
 from hgprune.fsutil import safe_torch_load
 from hgprune.prune import ALLOCATIONS, CRITERIA
@@ -111,33 +113,38 @@ def paired(a: dict[int, float], b: dict[int, float]) -> dict | None:
     return {"mean": mean, "low": mean - half, "high": mean + half, "n": len(diffs), "per_seed": diffs}
 
 
-def summarise(work: Path, seeds: list[int], budgets: list[float], variants: list[str]) -> dict:
-    parents = {s: final_row(work / f"seed{s}" / f"default-{round(100 * budgets[0])}") for s in seeds}
-    parent_pckh = {}
+def summarise(work: Path, seeds: list[int], budgets: list[float], variants: list[str], previous: dict | None = None):
+    """Per-seed PCKh of every variant and its paired differences; ``previous`` (``load_previous``) adds the seeds of
+    an earlier study whose run directories are not here, so the differences pair over all seeds."""
+    parents: dict[int, dict] = {}
     for s in seeds:  # step 0 of any pruned run is the parent, measured on the same validation images
         for kept in budgets:
             path = RunDir(work / f"seed{s}" / f"default-{round(100 * kept)}").metrics_json
             if path.exists():
-                parent_pckh[s] = json.loads(path.read_text())[0]["pckh_mean"]
                 parents[s] = json.loads(path.read_text())[0]
                 break
-    results: dict = {"parent": {"per_seed": parent_pckh}}
+    previous = previous or {}
+    parent_pckh = {s: row["pckh_mean"] for s, row in parents.items()}
+    parent_pckh.update(previous.get("parent", {}).get("per_seed", {}))
+    results: dict = {"parent": {"per_seed": dict(sorted(parent_pckh.items()))}}
     for kept in budgets:
         pct = round(100 * kept)
         for variant in variants:
-            rows = {s: final_row(work / f"seed{s}" / f"{variant}-{pct}") for s in seeds}
+            key = f"{variant}-{pct}"
+            rows = {s: final_row(work / f"seed{s}" / key) for s in seeds}
             rows = {s: r for s, r in rows.items() if r is not None}
-            if not rows:
+            earlier = previous.get(key, {})
+            if not rows and not earlier:
                 continue
-            results[f"{variant}-{pct}"] = {
+            per_seed = {s: r["pckh_mean"] for s, r in rows.items()} | earlier.get("per_seed", {})
+            kept_macs = [rows[s]["macs_fvcore"] / parents[s]["macs_fvcore"] for s in rows if s in parents]
+            if earlier.get("kept_macs") is not None:  # a mean over its seeds: weight it by their number
+                kept_macs += [earlier["kept_macs"]] * len(earlier["per_seed"])
+            results[key] = {
                 "variant": variant,
                 "budget": kept,
-                "per_seed": {s: r["pckh_mean"] for s, r in rows.items()},
-                "kept_macs": statistics.fmean(
-                    rows[s]["macs_fvcore"] / parents[s]["macs_fvcore"] for s in rows if parents.get(s)
-                )
-                if any(parents.get(s) for s in rows)
-                else None,
+                "per_seed": dict(sorted(per_seed.items())),
+                "kept_macs": statistics.fmean(kept_macs) if kept_macs else None,
             }
         for variant in variants:
             entry = results.get(f"{variant}-{pct}")
@@ -148,6 +155,28 @@ def summarise(work: Path, seeds: list[int], budgets: list[float], variants: list
                 if other != variant and f"{other}-{pct}" in results:
                     entry[f"vs_{other}"] = paired(entry["per_seed"], results[f"{other}-{pct}"]["per_seed"])
     return results
+
+
+def load_previous(path: Path, seeds: list[int]) -> tuple[dict, dict, dict]:
+    """An earlier study's report (its ``accuracy.json``): per-seed results and parent plateaus keyed by int seed,
+    and where they came from. Its seeds must not be among ``seeds`` (those are run here)."""
+    try:
+        data = json.loads(path.read_text())
+        results = {k: {**r, "per_seed": {int(s): float(v) for s, v in r["per_seed"].items()}}
+                   for k, r in data["results"].items()}  # fmt: skip
+        plateaus = {int(s): p for s, p in data["plateaus"].items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise SystemExit(
+            f"accuracy.py: --previous {path}: not a study report ({exc.__class__.__name__}: {exc})"
+        ) from None
+    earlier = sorted(results.get("parent", {}).get("per_seed", {}))
+    overlap = sorted(set(earlier) & set(seeds))
+    if overlap:
+        raise SystemExit(f"accuracy.py: --previous {path} already has seed {overlap[0]}; run only new seeds")
+    env = data.get("environment", {})
+    source = {"path": str(path), "seeds": earlier, "started": env.get("started"), "command": env.get("command"),
+              "versions": env.get("versions")}  # fmt: skip
+    return results, plateaus, source
 
 
 def goals(results: dict, budgets: list[float]) -> list[dict]:
@@ -185,7 +214,7 @@ def _fmt(d: dict | None) -> str:
     return "" if d is None else f"{d['mean']:+.2f} [{d['low']:+.2f}, {d['high']:+.2f}]"
 
 
-def markdown(env: dict, args, results: dict, checks: list[dict], plateaus: dict, seconds: float) -> str:
+def markdown(env: dict, args, results: dict, checks: list[dict], plateaus: dict, seconds: float, source=None) -> str:
     plateau_rows = [
         [s, p["epochs"], f"{p['final']:.2f}", f"{p['gain_last_20pct']:+.2f}", "yes" if p["at_plateau"] else "**no**"]
         for s, p in plateaus.items()
@@ -203,14 +232,22 @@ def markdown(env: dict, args, results: dict, checks: list[dict], plateaus: dict,
             _fmt(r.get("vs_parent")), _fmt(r.get("vs_random")), _fmt(r.get("vs_scratch")),
         ])  # fmt: skip
     verdict = {True: "met", False: "**missed**", None: "not measured"}
+    seeds = sorted(parent)
+    provenance = (
+        f"Seeds {', '.join(map(str, source['seeds']))} come from an earlier run of this study (`{source['path']}`, "
+        f"started {source['started']}, command `{source['command']}`); seeds {', '.join(map(str, args.seeds))} "
+        f"ran in this one, with versions {_versions(source.get('versions'), env['versions'])}.\n\n"
+        if source
+        else ""
+    )
     goal_rows = [[c["goal"], c["value"], verdict[c["met"]]] for c in checks]
     return (
         "# Accuracy study on SynthPose (issue 12)\n\n"
         f"Recipe `{args.recipe}` {' '.join('--set ' + s for s in args.set)}; parents `{args.parents}`, seeds "
-        f"{args.seeds}, MACs budgets {args.budgets}. Every variant is pruned from the same parent per seed and "
+        f"{seeds}, MACs budgets {args.budgets}. Every variant is pruned from the same parent per seed and "
         "fine-tuned with the recipe's budget; `scratch` trains a uniformly narrower N/M model with the parent's "
         "schedule plus that budget. PCKh@0.5 (MPII protocol) on the validation images; differences are paired by "
-        "seed, mean [95 % t-interval].\n\n" + (f"{args.note}\n\n" if args.note else "") + "## Parents\n\n"
+        "seed, mean [95 % t-interval].\n\n" + provenance + (f"{args.note}\n\n" if args.note else "") + "## Parents\n\n"
         f"Plateau rule: the last 20 % of epochs add less than {PLATEAU_GAIN} PCKh.\n\n"
         + md_table(["seed", "epochs", "final PCKh", "gain over last 20 %", "at plateau"], plateau_rows)
         + "\n## Results\n\n"
@@ -222,6 +259,12 @@ def markdown(env: dict, args, results: dict, checks: list[dict], plateaus: dict,
         + f"\nCompute for this invocation: {seconds / 60:.1f} min.\n\n## Environment\n\n"
         + environment_md(env)
     )
+
+
+def _versions(versions: dict | None, now: dict) -> str:
+    """Library versions that differ between the earlier run and this one are named; otherwise "the same"."""
+    changed = [f"{k} {v} → {now.get(k)}" for k, v in (versions or {}).items() if now.get(k) != v]
+    return "the same" if versions and not changed else ", ".join(changed) or "not recorded then"
 
 
 def _mean(values: dict) -> str:
@@ -238,6 +281,7 @@ def main() -> int:
     parser.add_argument("--variants", nargs="+", default=["default", "random", "scratch"], choices=variant_names())
     parser.add_argument("--work", default="runs/study_v2")
     parser.add_argument("--note", default="", help="a paragraph for the report (e.g. how the recipe was chosen)")
+    parser.add_argument("--previous", type=Path, help="an earlier study's accuracy.json whose seeds join these")
     parser.add_argument("--report-only", action="store_true", help="summarise the runs that exist, run nothing")
     parser.add_argument("--report-dir", default=str(REPORT_DIR), help="where accuracy.md/.json go (probes: elsewhere)")
     args = parser.parse_args()
@@ -250,6 +294,10 @@ def main() -> int:
     if missing:
         raise SystemExit(f"accuracy.py: parent {missing[0]} not found; train the parents first (README, 'Performance')")
     plateaus = {s: parent_plateau(p) for s, p in parents.items() if (p.parent / "log.csv").exists()}
+    previous, source = None, None
+    if args.previous:
+        previous, earlier_plateaus, source = load_previous(args.previous, args.seeds)
+        plateaus = dict(sorted((earlier_plateaus | plateaus).items()))
     if not args.report_only:
         for s, parent in parents.items():
             base = replace(recipe, seed=s)
@@ -258,11 +306,13 @@ def main() -> int:
                     entry = variant_recipe(base, variant, kept, parent)
                     seconds = run_variant(entry, work / f"seed{s}" / entry.name)
                     print(f"seed {s} {entry.name}: {seconds:.0f} s", flush=True)
-    results = summarise(work, args.seeds, args.budgets, args.variants)
+    results = summarise(work, args.seeds, args.budgets, args.variants, previous)
     checks = goals(results, args.budgets)
     seconds = time.perf_counter() - started
-    payload = {"environment": env, "results": results, "goals": checks, "plateaus": plateaus, "args": vars(args)}
-    write_report("accuracy", payload, markdown(env, args, results, checks, plateaus, seconds), Path(args.report_dir))
+    payload = {"environment": env, "results": results, "goals": checks, "plateaus": plateaus, "previous": source,
+               "args": {**vars(args), "previous": args.previous and str(args.previous)}}  # fmt: skip
+    report = markdown(env, args, results, checks, plateaus, seconds, source)
+    write_report("accuracy", payload, report, Path(args.report_dir))
     for check in checks:
         print(f"{check['goal']}: {check['value']} → {check['met']}")
     return 0
