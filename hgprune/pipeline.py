@@ -65,6 +65,7 @@ class Pipeline:
             bn_l1=bn_l1,
             distill_weight=distill,
             flip_test=r.eval.flip_test,
+            precise_bn=section.precise_bn,
         )
 
     def calibration_batches(self, step: int) -> list:

@@ -97,6 +97,7 @@ class TrainSection:
     schedule: list[int] = field(default_factory=list)
     gamma: float = field(default=0.1, metadata=_positive())
     batch_size: int = field(default=6, metadata=_positive())
+    precise_bn: int = field(default=0, metadata=_non_negative())  # batches; TrainConfig.precise_bn
 
 
 @dataclass(frozen=True)

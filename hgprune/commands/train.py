@@ -67,6 +67,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--flip-test", "--flip_test", dest="flip_test", action="store_true")
     parser.add_argument("--bn-l1", "--bn_l1", dest="bn_l1", type=float, default=0.0, help="L1 penalty on BN gammas")
     parser.add_argument(
+        "--precise-bn", dest="precise_bn", type=int, default=0, metavar="BATCHES",
+        help="before each validation, re-estimate BatchNorm statistics exactly over this many training batches "
+        "(PreciseBN; default 0: the running averages, as the seed)",
+    )  # fmt: skip
+    parser.add_argument(
         "--no-augment", dest="augment", action="store_false",
         help="no random augmentation of the training split (SynthPose already draws random poses)",
     )  # fmt: skip
@@ -103,6 +108,7 @@ def _train(args: argparse.Namespace, input_size: int, device: str) -> int:
         seed=args.seed,
         bn_l1=args.bn_l1,
         flip_test=args.flip_test,
+        precise_bn=args.precise_bn,
     )
     state = None
     if args.resume:

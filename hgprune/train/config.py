@@ -31,6 +31,7 @@ class TrainConfig:
     bn_l1: float = 0.0  # network-slimming L1 penalty on every BatchNorm gamma
     distill_weight: float = 0.0  # weight of the MSE to the teacher's heatmaps (needs a teacher)
     flip_test: bool = False  # validation averages the heatmaps of the image and its mirror
+    precise_bn: int = 0  # training batches that re-estimate BatchNorm statistics before each validation (0: off)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "schedule", tuple(int(e) for e in self.schedule))
@@ -47,6 +48,7 @@ class TrainConfig:
             "device": (self.device == "cpu" or self.device.startswith("cuda"), "must be 'cpu' or 'cuda[:k]'"),
             "bn_l1": (self.bn_l1 >= 0, "must be >= 0"),
             "distill_weight": (self.distill_weight >= 0, "must be >= 0"),
+            "precise_bn": (self.precise_bn >= 0, "must be >= 0"),
         }
         for key, (ok, rule) in checks.items():
             if not ok:

@@ -8,6 +8,7 @@ on the weights it starts from — the property that makes resumed runs repeat un
 from __future__ import annotations
 
 import bisect
+import itertools
 import random
 import sys
 import time
@@ -26,15 +27,17 @@ from tqdm import tqdm
 from hgprune.data.dataset import MAX_BAD_FRACTION
 from hgprune.errors import HgpruneError
 from hgprune.models.checkpoints import unwrap
+from hgprune.prune.bn import recalibrate_bn
 from hgprune.train import distributed as ddp
 from hgprune.train.config import TrainConfig
 from hgprune.train.evaluation import evaluate_model
 from hgprune.train.losses import bn_gamma_l1, distill_loss, heatmap_loss
 
 
-def epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:
-    """A 32-bit seed that depends only on (seed, epoch, rank)."""
-    return int(np.random.SeedSequence([seed, epoch, rank]).generate_state(1)[0])
+def epoch_seed(seed: int, epoch: int, rank: int = 0, stream: int = 0) -> int:
+    """A 32-bit seed that depends only on (seed, epoch, rank, stream); stream 0 is training's own."""
+    entropy = [seed, epoch, rank] + ([stream] if stream else [])
+    return int(np.random.SeedSequence(entropy).generate_state(1)[0])
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -151,6 +154,8 @@ class Trainer:
             row.update(self.train_epoch(epoch))
             ddp.broadcast_buffers(self.module)
             if self.val_set is not None:
+                if self.cfg.precise_bn:
+                    self.precise_bn(epoch)
                 result = self.validate()
                 row.update(
                     val_loss=result.loss,
@@ -180,6 +185,25 @@ class Trainer:
         )
         self.module.train()
         return result
+
+    def precise_bn(self, epoch: int) -> int:
+        """PreciseBN (Wu & Johnson, "Rethinking 'Batch' in BatchNorm", 2021): replace every BatchNorm's running
+        statistics by their exact average over ``cfg.precise_bn`` training batches; returns the batches used.
+
+        The running averages that validation otherwise uses follow the last few dozen steps, so a deep model's
+        validation PCKh can swing by points between epochs at a constant learning rate without its weights changing
+        much. Weights are untouched, and the batches come from their own seeded stream after the epoch (the next
+        epoch reseeds everything), so training follows the same path with and without it.
+        """
+        generator = seed_everything(epoch_seed(self.cfg.seed, epoch, ddp.rank(), stream=1))
+        loader = DataLoader(
+            self.train_set, batch_size=self.cfg.batch_size, shuffle=True, generator=generator,
+            num_workers=self.cfg.workers, worker_init_fn=seed_worker,
+            drop_last=len(self.train_set) > self.cfg.batch_size,  # a lone sample breaks train-mode BatchNorm
+        )  # fmt: skip
+        used = recalibrate_bn(self.module, itertools.islice(loader, self.cfg.precise_bn))
+        ddp.broadcast_buffers(self.module)
+        return used
 
     def _train_loader(self, epoch: int) -> DataLoader:
         generator = seed_everything(epoch_seed(self.cfg.seed, epoch, ddp.rank()))

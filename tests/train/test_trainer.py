@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -160,3 +162,35 @@ def test_config_errors_name_the_key():
     with pytest.raises(HgpruneError, match="train.lr"):
         TrainConfig(epochs=1, lr=-1)
     assert TrainConfig(epochs=1, schedule=[3, 5]).schedule == (3, 5)
+
+
+def test_precise_bn_reestimates_statistics_before_validating_without_changing_the_training_path():
+    """PreciseBN: the same weights epoch after epoch, and BatchNorm statistics that are the exact average over
+    ``precise_bn`` training batches (not the running average), so validation sees different statistics."""
+    data, val = TinyPoseDataset(12), TinyPoseDataset(4, seed=1, augment=False)
+    runs = {}
+    for batches in (0, 2):
+        model = tiny()
+        cfg = TrainConfig(epochs=2, lr=1e-3, batch_size=4, test_batch_size=4, seed=3, precise_bn=batches)
+        rows = Trainer(model, data, val, cfg).fit()
+        runs[batches] = (model, rows)
+    (plain, plain_rows), (precise, precise_rows) = runs[0], runs[2]
+    params = dict(plain.named_parameters())
+    assert all(torch.equal(params[k], p) for k, p in precise.named_parameters())  # training took the same path
+    assert [r["loss"] for r in plain_rows] == [r["loss"] for r in precise_rows]
+    bn = next(n for n, m in precise.named_modules() if isinstance(m, torch.nn.BatchNorm2d))
+    stats = {k: dict(m.named_buffers()) for k, m in ((0, plain.get_submodule(bn)), (2, precise.get_submodule(bn)))}
+    assert not torch.allclose(stats[0]["running_mean"], stats[2]["running_mean"])
+    # the exact average over the same two batches, re-done by hand from the same seeded stream
+    replay = copy.deepcopy(precise)
+    trainer = Trainer(replay, data, val, TrainConfig(epochs=2, lr=1e-3, batch_size=4, seed=3, precise_bn=2))
+    assert trainer.precise_bn(epoch=1) == 2
+    assert torch.allclose(dict(replay.get_submodule(bn).named_buffers())["running_mean"], stats[2]["running_mean"])
+    assert (
+        precise_rows[-1]["pckh"] != plain_rows[-1]["pckh"] or precise_rows[-1]["val_loss"] != plain_rows[-1]["val_loss"]
+    )  # validation saw the re-estimated statistics
+
+
+def test_precise_bn_must_not_be_negative():
+    with pytest.raises(HgpruneError, match=r"train.precise_bn: must be >= 0, got -1"):
+        TrainConfig(epochs=1, precise_bn=-1)
