@@ -83,3 +83,12 @@ def test_train_writes_seed_files_and_resumes(tmp_path, fake_data, capsys):
     steps = [float(s["step"]) for s in resumed["optimizer"]["state"].values()]
     assert steps and all(s == 3 * 2 for s in steps)  # 3 epochs × 2 batches of 4 from 6 samples
     assert "epoch   3/3" in capsys.readouterr().out
+
+
+def test_precise_bn_flag_reaches_the_training_config_stored_in_the_checkpoint(tmp_path, fake_data):
+    out = tmp_path / "ckpt"
+    argv = ["train", "--arch=hg1", "--N=16", "--M=32", "--input_shape=64", "--workers=0", "--train-batch=4",
+            "--test-batch=4", "--epochs=1", "--precise-bn=1", f"--checkpoint={out}"]  # fmt: skip
+    assert main(argv) == 0
+    assert torch.load(out / "checkpoint.pth.tar", weights_only=True)["train_config"]["precise_bn"] == 1
+    assert parse([])["precise_bn"] == 0  # off by default, as the seed
