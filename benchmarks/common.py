@@ -131,11 +131,12 @@ def time_interleaved(calls: Sequence[Callable[[], object]], warmup: int, repeats
 
 
 def md_table(headers: Sequence[str], rows: Iterable[Sequence]) -> str:
-    """A GitHub Markdown table; floats get 3 significant digits."""
+    """A GitHub Markdown table; floats get 3 significant digits, trailing zeros kept (3.00, 0.500), and thousands
+    separators from 1,000 on."""
 
     def cell(value) -> str:
         if isinstance(value, float):
-            return f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
+            return f"{value:#.3g}".rstrip(".") if abs(value) < 1000 else f"{value:,.0f}"
         return "" if value is None else str(value)
 
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]

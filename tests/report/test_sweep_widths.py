@@ -56,3 +56,10 @@ def test_interleaved_timing_runs_every_call_each_round_in_a_shuffled_order(scrip
     rounds = [log[i : i + 4] for i in range(0, len(log), 4)]
     assert len(rounds) == 5 and all(sorted(r) == list("abcd") for r in rounds)
     assert len({tuple(r) for r in rounds}) > 1  # the order changes between rounds
+
+
+def test_markdown_tables_keep_three_significant_digits_including_trailing_zeros(script):
+    from common import md_table
+
+    table = md_table(["a", "b", "c", "d", "e"], [[3.0, 0.5, 123.4, 12345.6, None]])
+    assert table.splitlines()[-1] == "| 3.00 | 0.500 | 123 | 12,346 |  |"
