@@ -16,24 +16,13 @@ from pathlib import Path
 
 import torch
 
-from hgprune.cli import build_parser
-from hgprune.commands.train import datasets_from_args
 from hgprune.fsutil import safe_torch_load
 from hgprune.models import load_model
+from hgprune.pipeline import Pipeline
 from hgprune.recipe import load_recipe
 from hgprune.train import TrainConfig, Trainer, evaluate_model
 
 SWEEP = "recipes/sweep_hg1_hg8.yaml"  # the data, batch size and seed the sweep's baselines were trained with
-
-
-def datasets(model) -> dict:
-    r = load_recipe(SWEEP)
-    d, m = r.data, r.model
-    argv = ["train", "--dataset", "synthpose", "--synth-train", str(d.synth.num_train), "--synth-val",
-            str(d.synth.num_val), "--synth-size", str(d.synth.size), "--synth-seed", str(d.synth.seed),
-            "--workers", "0", "--no-augment"]  # fmt: skip
-    return datasets_from_args(build_parser("train").parse_args(argv), m.input_size, ("train", "val"),
-                              model.config.normalization)  # fmt: skip
 
 
 def main() -> int:
@@ -44,14 +33,14 @@ def main() -> int:
     args = parser.parse_args()
     r = load_recipe(SWEEP)
     base = load_model(args.checkpoint)
-    sets = datasets(base)
-    print(f"running averages: PCKh {evaluate_model(base, sets['val'], batch_size=r.eval.batch_size).mpii.mean:.2f}")
+    data = Pipeline.from_recipe(r, base.config.normalization)
+    print(f"running averages: PCKh {evaluate_model(base, data.val_set, batch_size=r.eval.batch_size).mpii.mean:.2f}")
     for spec in args.runs + ([args.save[0]] if args.save else []):
         batches, epoch = map(int, spec.split(":"))
         model = copy.deepcopy(base)
         cfg = TrainConfig(epochs=epoch + 1, batch_size=r.baseline.train.batch_size, seed=r.seed, precise_bn=batches)
-        Trainer(model, sets["train"], sets["val"], cfg).precise_bn(epoch)
-        pckh = evaluate_model(model, sets["val"], batch_size=r.eval.batch_size).mpii.mean
+        Trainer(model, data.train_set, data.val_set, cfg).precise_bn(epoch)
+        pckh = evaluate_model(model, data.val_set, batch_size=r.eval.batch_size).mpii.mean
         print(f"PreciseBN {batches} batches, stream of epoch index {epoch}: PCKh {pckh:.2f}", flush=True)
     if args.save:
         raw = safe_torch_load(args.checkpoint)

@@ -52,6 +52,8 @@ def train_command(recipe, arch: str) -> tuple[list[str], Path]:
         cmd += ["--schedule", *map(str, t.schedule)]
     if not d.augment:
         cmd.append("--no-augment")
+    if t.precise_bn:
+        cmd += ["--precise-bn", str(t.precise_bn)]
     return cmd, out
 
 
