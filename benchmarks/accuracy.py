@@ -157,9 +157,34 @@ def summarise(work: Path, seeds: list[int], budgets: list[float], variants: list
     return results
 
 
-def load_previous(path: Path, seeds: list[int]) -> tuple[dict, dict, dict]:
-    """An earlier study's report (its ``accuracy.json``): per-seed results and parent plateaus keyed by int seed,
-    and where they came from. Its seeds must not be among ``seeds`` (those are run here)."""
+def load_previous(paths: list[Path], seeds: list[int]) -> tuple[dict, dict, list[dict]]:
+    """Earlier reports of this study (their ``accuracy.json``), merged: per-seed results and parent plateaus keyed by
+    int seed, and where each came from. No seed may appear twice, here or among ``seeds`` (those are run here)."""
+    merged: dict = {}
+    plateaus: dict = {}
+    sources: list[dict] = []
+    taken = set(seeds)
+    for path in paths:
+        results, earlier_plateaus, source = _read_report(path)
+        overlap = sorted(taken & set(source["seeds"]))
+        if overlap:
+            raise SystemExit(f"accuracy.py: --previous {path} already has seed {overlap[0]}; run only new seeds")
+        taken |= set(source["seeds"])
+        for key, r in results.items():
+            entry = merged.setdefault(key, {**r, "per_seed": {}, "kept_macs": None, "_weights": []})
+            entry["per_seed"] = entry["per_seed"] | r["per_seed"]
+            if r.get("kept_macs") is not None:  # a mean over its seeds: weight it by their number
+                entry["_weights"].append((r["kept_macs"], len(r["per_seed"])))
+        plateaus |= earlier_plateaus
+        sources.append(source)
+    for entry in merged.values():
+        weights = entry.pop("_weights")
+        if weights:
+            entry["kept_macs"] = sum(m * n for m, n in weights) / sum(n for _, n in weights)
+    return merged, plateaus, sources
+
+
+def _read_report(path: Path) -> tuple[dict, dict, dict]:
     try:
         data = json.loads(path.read_text())
         results = {k: {**r, "per_seed": {int(s): float(v) for s, v in r["per_seed"].items()}}
@@ -169,14 +194,10 @@ def load_previous(path: Path, seeds: list[int]) -> tuple[dict, dict, dict]:
         raise SystemExit(
             f"accuracy.py: --previous {path}: not a study report ({exc.__class__.__name__}: {exc})"
         ) from None
-    earlier = sorted(results.get("parent", {}).get("per_seed", {}))
-    overlap = sorted(set(earlier) & set(seeds))
-    if overlap:
-        raise SystemExit(f"accuracy.py: --previous {path} already has seed {overlap[0]}; run only new seeds")
     env = data.get("environment", {})
-    source = {"path": str(path), "seeds": earlier, "started": env.get("started"), "command": env.get("command"),
-              "versions": env.get("versions")}  # fmt: skip
-    return results, plateaus, source
+    seeds = sorted(results.get("parent", {}).get("per_seed", {}))
+    keep = ("started", "command", "versions")
+    return results, plateaus, {"path": str(path), "seeds": seeds, **{k: env.get(k) for k in keep}}
 
 
 def goals(results: dict, budgets: list[float]) -> list[dict]:
@@ -214,7 +235,7 @@ def _fmt(d: dict | None) -> str:
     return "" if d is None else f"{d['mean']:+.2f} [{d['low']:+.2f}, {d['high']:+.2f}]"
 
 
-def markdown(env: dict, args, results: dict, checks: list[dict], plateaus: dict, seconds: float, source=None) -> str:
+def markdown(env: dict, args, results: dict, checks: list[dict], plateaus: dict, seconds: float, sources=None) -> str:
     plateau_rows = [
         [s, p["epochs"], f"{p['final']:.2f}", f"{p['gain_last_20pct']:+.2f}", "yes" if p["at_plateau"] else "**no**"]
         for s, p in plateaus.items()
@@ -233,13 +254,14 @@ def markdown(env: dict, args, results: dict, checks: list[dict], plateaus: dict,
         ])  # fmt: skip
     verdict = {True: "met", False: "**missed**", None: "not measured"}
     seeds = sorted(parent)
-    provenance = (
-        f"Seeds {', '.join(map(str, source['seeds']))} come from an earlier run of this study (`{source['path']}`, "
-        f"started {source['started']}, command `{source['command']}`); seeds {', '.join(map(str, args.seeds))} "
-        f"ran in this one, with versions {_versions(source.get('versions'), env['versions'])}.\n\n"
-        if source
-        else ""
+    provenance = "".join(
+        f"Seeds {', '.join(map(str, src['seeds']))} come from an earlier run of this study (`{src['path']}`, "
+        f"started {src['started']}, command `{src['command']}`; versions then against now: "
+        f"{_versions(src.get('versions'), env['versions'])}).\n\n"
+        for src in sources or []
     )
+    if sources:
+        provenance += f"Seeds run by this invocation: {', '.join(map(str, args.seeds)) or 'none'}.\n\n"
     goal_rows = [[c["goal"], c["value"], verdict[c["met"]]] for c in checks]
     return (
         "# Accuracy study on SynthPose (issue 12)\n\n"
@@ -276,12 +298,13 @@ def main() -> int:
     parser.add_argument("--recipe", default="recipes/synthpose_study.yaml")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="recipe override")
     parser.add_argument("--parents", default=PARENTS, help="parent checkpoint path with {seed} (default %(default)s)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--seeds", type=int, nargs="*", default=[1, 2, 3], help="seeds run here")
     parser.add_argument("--budgets", type=float, nargs="+", default=[0.5, 0.25])
     parser.add_argument("--variants", nargs="+", default=["default", "random", "scratch"], choices=variant_names())
     parser.add_argument("--work", default="runs/study_v2")
     parser.add_argument("--note", default="", help="a paragraph for the report (e.g. how the recipe was chosen)")
-    parser.add_argument("--previous", type=Path, help="an earlier study's accuracy.json whose seeds join these")
+    parser.add_argument("--previous", type=Path, nargs="+", default=[],
+                        help="earlier reports of this study (accuracy.json) whose seeds join these")  # fmt: skip
     parser.add_argument("--report-only", action="store_true", help="summarise the runs that exist, run nothing")
     parser.add_argument("--report-dir", default=str(REPORT_DIR), help="where accuracy.md/.json go (probes: elsewhere)")
     args = parser.parse_args()
@@ -294,10 +317,12 @@ def main() -> int:
     if missing:
         raise SystemExit(f"accuracy.py: parent {missing[0]} not found; train the parents first (README, 'Performance')")
     plateaus = {s: parent_plateau(p) for s, p in parents.items() if (p.parent / "log.csv").exists()}
-    previous, source = None, None
+    previous, sources = None, []
     if args.previous:
-        previous, earlier_plateaus, source = load_previous(args.previous, args.seeds)
+        previous, earlier_plateaus, sources = load_previous(args.previous, args.seeds)
         plateaus = dict(sorted((earlier_plateaus | plateaus).items()))
+    elif not args.seeds:
+        raise SystemExit("accuracy.py: --seeds is empty and no --previous report was given; nothing to study")
     if not args.report_only:
         for s, parent in parents.items():
             base = replace(recipe, seed=s)
@@ -309,9 +334,9 @@ def main() -> int:
     results = summarise(work, args.seeds, args.budgets, args.variants, previous)
     checks = goals(results, args.budgets)
     seconds = time.perf_counter() - started
-    payload = {"environment": env, "results": results, "goals": checks, "plateaus": plateaus, "previous": source,
-               "args": {**vars(args), "previous": args.previous and str(args.previous)}}  # fmt: skip
-    report = markdown(env, args, results, checks, plateaus, seconds, source)
+    payload = {"environment": env, "results": results, "goals": checks, "plateaus": plateaus, "previous": sources,
+               "args": {**vars(args), "previous": [str(p) for p in args.previous]}}  # fmt: skip
+    report = markdown(env, args, results, checks, plateaus, seconds, sources)
     write_report("accuracy", payload, report, Path(args.report_dir))
     for check in checks:
         print(f"{check['goal']}: {check['value']} → {check['met']}")

@@ -75,7 +75,7 @@ def test_new_seeds_join_an_earlier_report_and_pair_over_all_seeds(study, tmp_pat
     }
     path = tmp_path / "accuracy.json"
     path.write_text(json.dumps(earlier))
-    previous, plateaus, source = study.load_previous(path, [4, 5])
+    previous, plateaus, (source,) = study.load_previous([path], [4, 5])
     assert source["seeds"] == [1, 2, 3] and source["started"].startswith("2026-11-25") and list(plateaus) == [1]
     results = study.summarise(work, [4, 5], [0.5], ["default", "random", "scratch"], previous)
     assert results["parent"]["per_seed"] == {1: 80.0, 2: 80.0, 3: 80.0, 4: 80.0, 5: 80.0}
@@ -91,10 +91,35 @@ def test_an_earlier_report_that_overlaps_the_new_seeds_or_is_not_a_report_is_ref
     path = tmp_path / "accuracy.json"
     path.write_text(json.dumps({"results": {"parent": {"per_seed": {"1": 80.0, "4": 81.0}}}, "plateaus": {}}))
     with pytest.raises(SystemExit, match=r"accuracy.json already has seed 4; run only new seeds"):
-        study.load_previous(path, [4, 5])
+        study.load_previous([path], [4, 5])
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"results": {"parent": {"per_seed": {"1": 79.0}}}, "plateaus": {}}))
+    with pytest.raises(SystemExit, match=r"other.json already has seed 1; run only new seeds"):
+        study.load_previous([path, other], [6])  # two earlier reports may not share a seed either
     path.write_text(json.dumps({"results": []}))
     with pytest.raises(SystemExit, match=r"--previous .*accuracy.json: not a study report"):
-        study.load_previous(path, [4])
+        study.load_previous([path], [4])
+
+
+def _report(path, parent, default, kept_macs, started):
+    """A one-study report as accuracy.py writes it (per-seed PCKh keyed by str seed)."""
+    results = {
+        "parent": {"per_seed": parent},
+        "default-50": {"variant": "default", "budget": 0.5, "per_seed": default, "kept_macs": kept_macs},
+    }
+    path.write_text(json.dumps({"environment": {"started": started}, "results": results, "plateaus": {}}))
+    return path
+
+
+def test_several_earlier_reports_merge_and_weight_kept_macs_by_their_seeds(study, tmp_path):
+    a = _report(tmp_path / "a.json", {"6": 82.0}, {"6": 81.0}, 0.50, "2026-12-04")
+    b = _report(tmp_path / "b.json", {"7": 83.0, "8": 81.0}, {"7": 82.5, "8": 79.0}, 0.47, "2026-12-05")
+    previous, _, sources = study.load_previous([a, b], [])
+    assert [src["seeds"] for src in sources] == [[6], [7, 8]]
+    assert previous["default-50"]["kept_macs"] == pytest.approx((0.50 + 2 * 0.47) / 3)
+    results = study.summarise(tmp_path / "none", [], [0.5], ["default"], previous)
+    assert results["parent"]["per_seed"] == {6: 82.0, 7: 83.0, 8: 81.0}
+    assert results["default-50"]["vs_parent"]["per_seed"] == pytest.approx([-1.0, -0.5, -2.0])
 
 
 def test_the_report_names_where_each_seed_came_from_and_any_changed_version(study):
