@@ -107,6 +107,11 @@ def int8_onnx_bytes(
 ) -> bytes:
     """Static INT8 (QDQ, per-channel int8 weights, uint8 activations) of an FP32 graph, calibrated on ``batches``.
 
+    Weights use 7 of their 8 bits (``reduce_range``): on x86 CPUs without VNNI (AVX2, AVX-512 before VNNI) ONNX
+    Runtime multiplies uint8 × int8 pairs into int16 sums that saturate with full-range weights. On such a CPU
+    (AMD EPYC, AVX2) a tiny test model's heatmap peaks moved by 6.0 % of their range with 8-bit weights, 1.4 % with 7.
+    The graph is portable: it may be quantised on one machine and run on another.
+
     The graph keeps its metadata (config, normalisation) plus ``quantization``, so a Predictor can run it as is.
     ``op_types``: the ops given Quantize/Dequantize pairs (the benchmark also measures quantised residual adds).
     """
@@ -141,7 +146,7 @@ def int8_onnx_bytes(
             ortq.quantize_static(
                 str(pre_path), str(int8_path), Reader(), quant_format=ortq.QuantFormat.QDQ, per_channel=True,
                 activation_type=ortq.QuantType.QUInt8, weight_type=ortq.QuantType.QInt8,
-                op_types_to_quantize=list(op_types), calibrate_method=methods[method],
+                op_types_to_quantize=list(op_types), calibrate_method=methods[method], reduce_range=True,
             )  # fmt: skip
         except Exception as exc:  # ORT raises many types; keep the user's message short
             raise HgpruneError(f"INT8 quantisation failed: {str(exc).strip().splitlines()[0][:200]}") from None
@@ -221,9 +226,9 @@ def quantize_model(
     try:
         with runtime.torch_threads(threads) as used_threads:
             exported, fp32 = build_export(model, "onnx", path, size, opset=opset)
-            description = {"format": "QDQ", "weights": "int8 per-channel", "activations": "uint8 per-tensor",
-                           "calibration": str(calibration), "calibration_images": calibration_images,
-                           "method": method}  # fmt: skip
+            description = {"format": "QDQ", "weights": "int8 per-channel, 7-bit range",
+                           "activations": "uint8 per-tensor", "calibration": str(calibration),
+                           "calibration_images": calibration_images, "method": method}  # fmt: skip
             int8 = int8_onnx_bytes(
                 fp32,
                 calibration_batches(train_set, calibration_images),
