@@ -196,7 +196,7 @@ def _read_report(path: Path) -> tuple[dict, dict, dict]:
         ) from None
     env = data.get("environment", {})
     seeds = sorted(results.get("parent", {}).get("per_seed", {}))
-    keep = ("started", "command", "versions")
+    keep = ("started", "command", "versions", "machine")
     return results, plateaus, {"path": str(path), "seeds": seeds, **{k: env.get(k) for k in keep}}
 
 
@@ -254,18 +254,18 @@ def markdown(env: dict, args, results: dict, checks: list[dict], plateaus: dict,
         ])  # fmt: skip
     verdict = {True: "met", False: "**missed**", None: "not measured"}
     seeds = sorted(parent)
-    provenance = "".join(
-        f"Seeds {', '.join(map(str, src['seeds']))} come from an earlier run of this study (`{src['path']}`, "
-        f"started {src['started']}, command `{src['command']}`; versions then against now: "
-        f"{_versions(src.get('versions'), env['versions'])}).\n\n"
-        for src in sources or []
-    )
+    provenance = ""
     if sources:
-        provenance += f"Seeds run by this invocation: {', '.join(map(str, args.seeds)) or 'none'}.\n\n"
+        header = "Seeds taken from earlier reports of this study (their run directories are not read):\n\n"
+        provenance = header + md_table(
+            ["seeds", "report", "made", "machine", "command", "library versions then against now"],
+            [[", ".join(map(str, src["seeds"])), f"`{src['path']}`", src["started"], _machine(src.get("machine")),
+              f"`{src['command']}`", _versions(src.get("versions"), env["versions"])] for src in sources],
+        ) + f"\nSeeds run by this invocation: {', '.join(map(str, args.seeds)) or 'none'}.\n\n"  # fmt: skip
     goal_rows = [[c["goal"], c["value"], verdict[c["met"]]] for c in checks]
     return (
         "# Accuracy study on SynthPose (issue 12)\n\n"
-        f"Recipe `{args.recipe}` {' '.join('--set ' + s for s in args.set)}; parents `{args.parents}`, seeds "
+        f"Recipe `{' '.join([args.recipe] + ['--set ' + s for s in args.set])}`; parents `{args.parents}`, seeds "
         f"{seeds}, MACs budgets {args.budgets}. Every variant is pruned from the same parent per seed and "
         "fine-tuned with the recipe's budget; `scratch` trains a uniformly narrower N/M model with the parent's "
         "schedule plus that budget. PCKh@0.5 (MPII protocol) on the validation images; differences are paired by "
@@ -287,6 +287,13 @@ def _versions(versions: dict | None, now: dict) -> str:
     """Library versions that differ between the earlier run and this one are named; otherwise "the same"."""
     changed = [f"{k} {v} → {now.get(k)}" for k, v in (versions or {}).items() if now.get(k) != v]
     return "the same" if versions and not changed else ", ".join(changed) or "not recorded then"
+
+
+def _machine(machine: dict | None) -> str:
+    """An earlier report's CPU model and device, as its environment recorded them."""
+    if not machine:
+        return "not recorded"
+    return " · ".join(str(machine[k]) for k in ("cpu", "device") if machine.get(k)) or "not recorded"
 
 
 def _mean(values: dict) -> str:

@@ -126,3 +126,22 @@ def test_the_report_names_where_each_seed_came_from_and_any_changed_version(stud
     assert study._versions({"torch": "2.13.0"}, {"torch": "2.13.0", "numpy": "2.4"}) == "the same"
     assert study._versions({"torch": "2.12.0"}, {"torch": "2.13.0"}) == "torch 2.12.0 → 2.13.0"
     assert study._versions(None, {"torch": "2.13.0"}) == "not recorded then"
+
+
+def test_the_report_tabulates_each_earlier_report_with_its_machine(study, tmp_path):
+    a = _report(tmp_path / "a.json", {"6": 82.0}, {"6": 81.0}, 0.50, "2026-12-04")
+    data = json.loads(a.read_text())
+    data["environment"] |= {"command": "accuracy.py --seeds 6", "versions": {"torch": "2.12.0"},
+                            "machine": {"cpu": "AMD EPYC", "device": "cpu"}}  # fmt: skip
+    a.write_text(json.dumps(data))
+    b = _report(tmp_path / "b.json", {"7": 83.0}, {"7": 82.5}, 0.50, "2026-12-05")  # an older report: no machine
+    previous, plateaus, sources = study.load_previous([a, b], [])
+    results = study.summarise(tmp_path / "none", [], [0.5], ["default"], previous)
+    env = study.environment(argv=["accuracy.py"]) | {"versions": {"torch": "2.13.0"}}
+    args = type("Args", (), {"recipe": "r.yaml", "set": ["finetune.train.lr=1e-3"], "parents": "p", "budgets": [0.5],
+                             "seeds": [], "note": None})()  # fmt: skip
+    md = study.markdown(env, args, results, [], plateaus, 0.0, sources)
+    assert "Recipe `r.yaml --set finetune.train.lr=1e-3`;" in md
+    assert (f"| 6 | `{a}` | 2026-12-04 | AMD EPYC · cpu | `accuracy.py --seeds 6` | torch 2.12.0 → 2.13.0 |") in md
+    assert f"| 7 | `{b}` | 2026-12-05 | not recorded | `None` | not recorded then |" in md
+    assert "Seeds run by this invocation: none." in md
