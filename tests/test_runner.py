@@ -341,6 +341,23 @@ def test_the_sweeps_committed_baselines_are_finished_and_match_its_recipe():
         assert meta["epoch"] == meta["planned_epochs"] == recipe.baseline.train.epochs, path
 
 
+def test_the_committed_sweep_entries_are_the_sweep_recipe_with_its_documented_override():
+    """The 32 entries under ``reports/sweep_hg1_hg8/runs`` ran before the recipe's fine-tuning rate moved to 2.5e-3
+    (study v3); the recipe header's reproduction override (lr 1e-3) gives back exactly the recipe each one recorded,
+    and without it the fine-tuning rate is the only difference."""
+    from hgprune.recipe import recipe_changes, recipe_from_resolved
+
+    path = ROOT / "recipes" / "sweep_hg1_hg8.yaml"
+    assert "--set finetune.train.lr=1e-3" in path.read_text()
+    runs = sorted((ROOT / "reports" / "sweep_hg1_hg8" / "runs").glob("*/recipe.yaml"))
+    assert len(runs) == 32
+    for override, differs in (([], ["finetune.train.lr"]), (["finetune.train.lr=1e-3"], [])):
+        entries = dict(expand(load_recipe(path, override)))
+        for run in runs:
+            recorded = recipe_from_resolved(run.read_text())
+            assert recipe_changes(recorded, entries[run.parent.name]) == ([], differs), run
+
+
 def test_model_depth_reaches_every_stage(tmp_path, cache, capsys):
     """model.depth (levels per hourglass) builds, prunes, fine-tunes and checkpoints a depth-3 model; the dry run and
     the sweep's scratch widths use it too; a depth the input size cannot carry is a one-line error naming the key."""
