@@ -295,8 +295,7 @@ def _versions(versions: dict | None, now: dict) -> str:
 
 def _machine(machine: dict | None) -> str:
     """An earlier report's CPU model and device, as its environment recorded them."""
-    if not machine:
-        return "not recorded"
+    machine = machine or {}
     return " · ".join(str(machine[k]) for k in ("cpu", "device") if machine.get(k)) or "not recorded"
 
 
