@@ -30,9 +30,10 @@ from hgprune.train import evaluate_model
 from hgprune.train.plateau import PLATEAU_GAIN, plateau
 
 
-def train_command(recipe, arch: str) -> tuple[list[str], Path]:
-    """The ``hgprune train`` command that writes ``recipe.baseline.checkpoint`` for ``arch``, and its directory."""
-    checkpoint = recipe.baseline.checkpoint
+def train_command(recipe, arch: str, root: str | None = None) -> tuple[list[str], Path]:
+    """The ``hgprune train`` command that writes ``recipe.baseline.checkpoint`` for ``arch`` (or
+    ``root/{arch}/checkpoint.pth.tar``), and its directory."""
+    checkpoint = f"{root}/{ARCH_FIELD}/checkpoint.pth.tar" if root else recipe.baseline.checkpoint
     if not checkpoint or ARCH_FIELD not in checkpoint:
         raise SystemExit(f"baseline.checkpoint must contain {ARCH_FIELD} (one per architecture), got {checkpoint!r}")
     out = Path(checkpoint.replace(ARCH_FIELD, arch)).parent
@@ -74,14 +75,14 @@ def loss_ratio(out: Path) -> float:
     return float(last["val_loss"]) / float(last["loss"])
 
 
-def summary(recipe, archs: list[str]) -> str:
+def summary(recipe, archs: list[str], root: str | None = None) -> str:
     """A Markdown table: every baseline's epochs, final PCKh, the plateau rule (the last 20 % of epochs add less
     than PLATEAU_GAIN) and the last epoch's validation ÷ training loss."""
     lines = [f"| arch | MMACs | epochs (of {recipe.baseline.train.epochs}) | final PCKh | gain over last 20 % "
              "| at plateau | val ÷ train loss |", "|---|---|---|---|---|---|---|"]  # fmt: skip
     m = recipe.model
     for arch in archs:
-        out = train_command(recipe, arch)[1]
+        out = train_command(recipe, arch, root)[1]
         model = build_model(arch, N=m.N, M=m.M, num_joints=m.num_joints, input_size=m.input_size, depth=m.depth)
         mmacs = f"{conv_macs(model, m.input_size) / 1e6:.1f}"
         if epochs_done(out) == 0:
@@ -100,7 +101,7 @@ def summary(recipe, archs: list[str]) -> str:
 TRAIN_SAMPLE = 1000  # training images scored by --diagnose (the first ones, never augmented)
 
 
-def diagnose(recipe, archs: list[str]) -> str:
+def diagnose(recipe, archs: list[str], root: str | None = None) -> str:
     """A Markdown table that tells under- from over-fitting when a deeper baseline scores lower: validation PCKh of
     every stack's heatmaps (the last is what counts) and the final stack's PCKh on the first TRAIN_SAMPLE training
     images, scored exactly as validation is (no augmentation, no flip test), of the checkpoint the sweep imports."""
@@ -109,12 +110,12 @@ def diagnose(recipe, archs: list[str]) -> str:
              "|---|---|---|---|"]  # fmt: skip
     batch, device = recipe.eval.batch_size, recipe.device
     for arch in archs:
-        out = train_command(recipe, arch)[1]
+        out = train_command(recipe, arch, root)[1]
         if epochs_done(out) < recipe.baseline.train.epochs:
             lines.append(f"| {arch} | not trained | | |")
             continue
         try:
-            model = load_model(recipe.baseline.checkpoint.replace(ARCH_FIELD, arch))
+            model = load_model(out / "checkpoint.pth.tar")
         except HgpruneError as exc:  # e.g. a diverged baseline with non-finite weights: say so in its row
             lines.append(f"| {arch} | {str(exc).replace('|', '/')} | | |")
             continue
@@ -131,6 +132,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("recipe")
     parser.add_argument("--arch", nargs="+", help="default: the recipe's sweep.arch")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="recipe override, as hgprune run --set (e.g. seed=1, baseline.train.precise_bn=250)")
+    parser.add_argument("--root", help="write ROOT/{arch}/ instead of the recipe's baseline.checkpoint folder")
     parser.add_argument("--dry-run", action="store_true", help="print the commands, train nothing")
     parser.add_argument("--summary", action="store_true", help="print each baseline's plateau check, train nothing")
     parser.add_argument(
@@ -139,13 +143,16 @@ def main() -> int:
         help="print each trained baseline's PCKh per stack and on training images, train nothing",
     )
     args = parser.parse_args()
-    recipe = load_recipe(args.recipe)
+    try:
+        recipe = load_recipe(args.recipe, args.overrides)
+    except HgpruneError as exc:
+        raise SystemExit(f"error: {exc}") from None
     archs = args.arch or (recipe.sweep.arch if recipe.sweep else None) or [recipe.model.arch]
     if args.summary or args.diagnose:
-        print(summary(recipe, archs) if args.summary else diagnose(recipe, archs))
+        print(summary(recipe, archs, args.root) if args.summary else diagnose(recipe, archs, args.root))
         return 0
     for arch in archs:
-        cmd, out = train_command(recipe, arch)
+        cmd, out = train_command(recipe, arch, args.root)
         done = epochs_done(out)
         if done >= recipe.baseline.train.epochs:
             print(f"{arch}: done ({done} epochs)", flush=True)
