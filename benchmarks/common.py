@@ -7,15 +7,22 @@ produced, plus the load average when it started — on a shared machine that is 
 from __future__ import annotations
 
 import datetime
-import importlib.metadata
 import os
 import platform
-import random
 import shlex
 import sys
-import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+
+from hgprune.timing import (  # noqa: F401 (re-exported for the benchmarks)
+    ORDER_SEED,
+    PACKAGES,
+    check_idle,
+    cpu_model,
+    load_average,
+    time_interleaved,
+    versions,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 # A script run as ``python benchmarks/X.py`` has this folder first on sys.path, where benchmarks/profile.py would
@@ -23,7 +30,6 @@ ROOT = Path(__file__).resolve().parents[1]
 # nothing else is needed from here, so take the folder off the path.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 REPORT_DIR = ROOT / "reports" / "benchmarks"
-PACKAGES = ("hgprune", "torch", "torch-pruning", "numpy", "fvcore", "thop", "onnx", "onnxruntime")
 
 
 # How the speed benchmarks prune (latency.py, gpu_latency.py): the measured speedup, not the accuracy, is the point.
@@ -35,24 +41,7 @@ THREAD_ENV = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "MKL_NUM_THREADS")
 SPIN = os.environ.get("OMP_WAIT_POLICY", "").upper() != "PASSIVE"
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def versions(packages: Iterable[str] = PACKAGES) -> dict[str, str]:
-    found = {"python": platform.python_version()}
-    for name in packages:
-        try:
-            found[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return found
+_cpu_model = cpu_model
 
 
 def environment(device: str = "cpu", argv: Sequence[str] | None = None) -> dict:
@@ -83,51 +72,9 @@ def environment(device: str = "cpu", argv: Sequence[str] | None = None) -> dict:
     return env
 
 
-def load_average() -> list[float]:
-    try:
-        return [round(v, 2) for v in os.getloadavg()]
-    except (AttributeError, OSError):  # not on every platform
-        return []
-
-
 def check_load(loads: list[float], max_load: float, force: bool) -> None:
     """A timing pass's precondition: an idle machine (or an explicit ``--force``)."""
-    from hgprune.errors import HgpruneError
-
-    if force:
-        return
-    if not loads:
-        raise HgpruneError("cannot read the load average on this platform; check the machine is idle and add --force")
-    if loads[0] > max_load:
-        raise HgpruneError(
-            f"1-minute load average {loads[0]:.2f} is above --max-load {max_load:g}: the machine is busy, so timings "
-            "would measure the other jobs; wait until it is idle (or add --force); nothing was written"
-        )
-
-
-ORDER_SEED = 0  # the seed of the shuffled order of every interleaved timing round
-
-
-def time_interleaved(calls: Sequence[Callable[[], object]], warmup: int, repeats: int) -> list[list[float]]:
-    """Milliseconds per timed round for each call. Every round runs each call once, in an order shuffled anew per round
-    (seeded with ``ORDER_SEED``), so no configuration always runs first or after the same neighbour; the first
-    ``warmup`` rounds are not kept."""
-    import torch
-    from tqdm import tqdm
-
-    times: list[list[float]] = [[] for _ in calls]
-    order = list(range(len(calls)))
-    shuffle = random.Random(ORDER_SEED).shuffle
-    with torch.inference_mode():
-        for round_index in tqdm(range(warmup + repeats), desc="rounds", unit="round", leave=False):
-            shuffle(order)
-            for i in order:
-                started = time.perf_counter()
-                calls[i]()
-                elapsed = (time.perf_counter() - started) * 1e3
-                if round_index >= warmup:
-                    times[i].append(elapsed)
-    return times
+    check_idle(loads, max_load, force)
 
 
 def md_table(headers: Sequence[str], rows: Iterable[Sequence]) -> str:
