@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import shlex
 import statistics
 import subprocess
 import sys
@@ -36,6 +37,7 @@ import torch
 from benchmarks.common import (
     PRUNING,
     add_model_arguments,
+    command_argv,
     environment,
     environment_md,
     md_table,
@@ -175,11 +177,12 @@ def main() -> int:
     if args.from_json:
         report = json.loads(Path(args.from_json).read_text())
         report["rows"] = summarise(report["samples_ms"], report["macs_fvcore"])
-        report["rendered_by"] = " ".join(["python", *sys.argv])  # the timings stay those of the recorded command
+        # the timings stay those of the recorded command
+        report["rendered_by"] = shlex.join(["python", *command_argv()])
         write_report("gpu_latency", report, to_markdown(report), args.out_dir or Path(args.from_json).parent)
         return 0
     if not args.device.startswith("cuda") or not torch.cuda.is_available():
-        print(f"gpu_latency.py: --device {args.device}: needs a CUDA device, and none is available", file=sys.stderr)
+        print(f"benchmarks.gpu_latency: --device {args.device}: no CUDA device available", file=sys.stderr)
         return 2
     torch.cuda.set_device(torch.device(args.device))
     torch.backends.cudnn.benchmark = True
