@@ -1,4 +1,4 @@
-"""The separate latency pass (benchmarks/sweep_latency.py) on tiny runs, and the report reading its latency.json."""
+"""The separate latency pass (studies/sweep_hg1_hg8/latency.py) on tiny runs, and the report reading latency.json."""
 
 from __future__ import annotations
 

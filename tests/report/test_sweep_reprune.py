@@ -1,4 +1,4 @@
-"""benchmarks/sweep_reprune.py: a finished run's pruning step re-done without fine-tuning, checked against the run."""
+"""studies/sweep_hg1_hg8/reprune.py: a finished run's pruning step re-done without fine-tuning, checked."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""benchmarks/sweep_sides.py: left/right diagnostic of finished runs and checkpoints, written with its command."""
+"""studies/sweep_hg1_hg8/sides.py: left/right diagnostic of finished runs and checkpoints, written with its command."""
 
 from __future__ import annotations
 

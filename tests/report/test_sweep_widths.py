@@ -1,4 +1,4 @@
-"""benchmarks/sweep_widths.py: unpruned models at several widths, timed eager and in ONNX Runtime side by side."""
+"""studies/sweep_hg1_hg8/widths.py: unpruned models at several widths, timed eager and in ONNX Runtime side by side."""
 
 from __future__ import annotations
 
