@@ -17,21 +17,25 @@ $(STAMP): setup.cfg pyproject.toml constraints.txt
 install: $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check hgprune tests benchmarks
-	$(BIN)/ruff format --check hgprune tests benchmarks
+	$(BIN)/ruff check hgprune tests benchmarks studies
+	$(BIN)/ruff format --check hgprune tests benchmarks studies
 
 # Tests run on one thread each (tests/conftest.py), so two pytest workers use both cores of the CI machine;
 # loadfile keeps each file's module-scoped fixtures on one worker. `make test TEST_JOBS=0` runs in-process.
+# --durations lists the slowest tests, so a file that starts to dominate the run shows.
 TEST_JOBS ?= 2
 test: lint
-	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(TEST_JOBS) --dist loadfile
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(TEST_JOBS) --dist loadfile --durations=15
 
 # --resume: a second `make demo` (or one after Ctrl-C) continues / re-reports instead of refusing the directory
 demo: $(STAMP)
 	$(BIN)/hgprune run recipes/quickstart.yaml --out runs/quickstart --resume
 
+# every module of benchmarks/ (benchmarks/run_all.py discovers them); `make bench BENCH_ARGS="--device cuda"` adds the
+# GPU-only ones. Single-question studies are in studies/, each with its README and command.
+BENCH_ARGS ?=
 bench: $(STAMP)
-	OMP_WAIT_POLICY=PASSIVE $(BIN)/python benchmarks/run_all.py
+	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m benchmarks.run_all $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache build *.egg-info

@@ -6,7 +6,7 @@ scored on the same ≥ 1,000 validation images. Differences are **paired by seed
 scratch, variant − parent) and reported with 95 % t-intervals. ``scratch`` is the seed's approach: a uniformly
 narrower N/M model at the same MACs, trained from scratch with the parent's schedule plus the fine-tuning budget.
 
-    python benchmarks/accuracy.py --parents 'runs/study/parent_s{seed}/checkpoint.pth.tar' --seeds 6 7 8 9 10 \\
+    python -m benchmarks.accuracy --parents 'runs/study/parent_s{seed}/checkpoint.pth.tar' --seeds 6 7 8 9 10 \\
         --budgets 0.5 0.25 --variants default random scratch [--work runs/study_v3] [--set KEY=VALUE ...]
 
 The defaults are study v3's (``reports/benchmarks/accuracy.md``), so ``make bench`` reruns the study of record;
@@ -33,9 +33,7 @@ from pathlib import Path
 
 from scipy import stats
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPORT_DIR, environment, environment_md, md_table, write_report  # noqa: E402
-
+from benchmarks.common import REPORT_DIR, environment, environment_md, md_table, write_report
 from hgprune.fsutil import safe_torch_load
 from hgprune.prune import ALLOCATIONS, CRITERIA
 from hgprune.recipe import Recipe, TrainSection, load_recipe
@@ -95,7 +93,7 @@ def parent_plateau(parent: Path) -> dict:
 def run_variant(recipe: Recipe, out: Path) -> float:
     started = time.perf_counter()
     with contextlib.redirect_stdout(io.StringIO()):
-        Runner(recipe, out, resume=True, command="benchmarks/accuracy.py").execute()
+        Runner(recipe, out, resume=True, command="python -m benchmarks.accuracy").execute()
     return time.perf_counter() - started
 
 
@@ -303,10 +301,11 @@ def _mean(values: dict) -> str:
     return f"{statistics.fmean(values.values()):.2f}" if values else ""
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recipe", default="recipes/synthpose_study.yaml")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="recipe override")
+    parser.add_argument("--device", help="the recipe's device (same as --set device=D)")
     parser.add_argument("--parents", default=PARENTS, help="parent checkpoint path with {seed} (default %(default)s)")
     parser.add_argument("--seeds", type=int, nargs="*", default=STUDY_SEEDS,
                         help="seeds run here (default: study v3's held-out seeds, %(default)s)")  # fmt: skip
@@ -318,22 +317,26 @@ def main() -> int:
                         help="earlier reports of this study (accuracy.json) whose seeds join these")  # fmt: skip
     parser.add_argument("--report-only", action="store_true", help="summarise the runs that exist, run nothing")
     parser.add_argument("--report-dir", default=str(REPORT_DIR), help="where accuracy.md/.json go (probes: elsewhere)")
-    args = parser.parse_args()
-    env = environment()
+    args = parser.parse_args(argv)
+    if args.device:
+        args.set.append(f"device={args.device}")
+    env = environment(args.device or "cpu")
     work = Path(args.work)
     recipe = load_recipe(args.recipe, args.set)
     started = time.perf_counter()
     parents = {s: Path(args.parents.format(seed=s)) for s in args.seeds}
     missing = [str(p) for p in parents.values() if not p.exists()]
     if missing:
-        raise SystemExit(f"accuracy.py: parent {missing[0]} not found; train the parents first (README, 'Performance')")
+        raise SystemExit(
+            f"benchmarks.accuracy: parent {missing[0]} not found; train the parents first (README, 'Performance')"
+        )
     plateaus = {s: parent_plateau(p) for s, p in parents.items() if (p.parent / "log.csv").exists()}
     previous, sources = None, []
     if args.previous:
         previous, earlier_plateaus, sources = load_previous(args.previous, args.seeds)
         plateaus = dict(sorted((earlier_plateaus | plateaus).items()))
     elif not args.seeds:
-        raise SystemExit("accuracy.py: --seeds is empty and no --previous report was given; nothing to study")
+        raise SystemExit("benchmarks.accuracy: --seeds is empty and no --previous report was given; nothing to study")
     if not args.report_only:
         for s, parent in parents.items():
             base = replace(recipe, seed=s)

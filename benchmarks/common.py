@@ -1,4 +1,5 @@
-"""Shared by the benchmarks: the environment record every result carries, and one JSON + Markdown writer.
+"""Shared by the benchmarks and the studies: the environment record every result carries, and one JSON + Markdown
+writer. Timing itself lives in :mod:`hgprune.timing` (the idle check and the one interleaved timer).
 
 Every result file says on which machine, with which versions and thread counts, and by which exact command it was
 produced, plus the load average when it started — on a shared machine that is what makes a timing interpretable.
@@ -14,26 +15,14 @@ import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from hgprune.timing import (  # noqa: F401 (re-exported for the benchmarks)
-    ORDER_SEED,
-    PACKAGES,
-    check_idle,
-    cpu_model,
-    load_average,
-    time_interleaved,
-    versions,
-)
+from hgprune.timing import cpu_model, versions
 
 ROOT = Path(__file__).resolve().parents[1]
-# A script run as ``python benchmarks/X.py`` has this folder first on sys.path, where benchmarks/profile.py would
-# shadow the standard library's ``profile`` (torch._dynamo imports cProfile → profile). Once ``common`` is imported
-# nothing else is needed from here, so take the folder off the path.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 REPORT_DIR = ROOT / "reports" / "benchmarks"
 
 
 # How the speed benchmarks prune (latency.py, gpu_latency.py): the measured speedup, not the accuracy, is the point.
-PRUNE_OPTIONS = {"criterion": "l1", "kind": "macs", "global_ranking": False, "prune_trunk": True, "tolerance": 0.01}
+PRUNE_OPTIONS = {"criterion": "l1", "kind": "macs", "allocation": "uniform", "prune_trunk": True, "tolerance": 0.01}
 PRUNING = "prune_to_target(" + ", ".join(f"{k}={v!r}" for k, v in PRUNE_OPTIONS.items()) + ", round_to=8)"
 THREAD_ENV = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "MKL_NUM_THREADS")
 # Passive OpenMP waiting (set before start-up) implies the same for ONNX Runtime's pool: spinning threads on shared
@@ -44,13 +33,23 @@ SPIN = os.environ.get("OMP_WAIT_POLICY", "").upper() != "PASSIVE"
 _cpu_model = cpu_model
 
 
+def command_argv() -> list[str]:
+    """This process's arguments as typed: ``-m benchmarks.latency --quick`` for a module run with ``python -m``
+    (``sys.argv[0]`` would be the file's absolute path), else ``sys.argv``."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    if spec is not None and spec.name:
+        return ["-m", spec.name, *sys.argv[1:]]
+    return list(sys.argv)
+
+
 def environment(device: str = "cpu", argv: Sequence[str] | None = None) -> dict:
-    """Machine, versions, thread settings, load and the exact command line (``argv``: default this process's)."""
+    """Machine, versions, thread settings, load and the exact command line (``argv``: the arguments after the Python
+    executable, default this process's, see :func:`command_argv`)."""
     import torch
 
     settings = [f"{k}={os.environ[k]}" for k in THREAD_ENV if os.environ.get(k)]
     env = {
-        "command": shlex.join([*settings, Path(sys.executable).name, *(sys.argv if argv is None else argv)]),
+        "command": shlex.join([*settings, Path(sys.executable).name, *(command_argv() if argv is None else argv)]),
         "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "machine": {
             "platform": platform.platform(),
@@ -70,11 +69,6 @@ def environment(device: str = "cpu", argv: Sequence[str] | None = None) -> dict:
     if device.startswith("cuda") and torch.cuda.is_available():
         env["machine"]["gpu"] = torch.cuda.get_device_name(device)
     return env
-
-
-def check_load(loads: list[float], max_load: float, force: bool) -> None:
-    """A timing pass's precondition: an idle machine (or an explicit ``--force``)."""
-    check_idle(loads, max_load, force)
 
 
 def md_table(headers: Sequence[str], rows: Iterable[Sequence]) -> str:

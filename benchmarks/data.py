@@ -8,46 +8,31 @@ Generates 1280×720 JPEGs (SynthPose figures on clutter), person scales drawn fr
 * **seed-style PIL + SciPy**: a reimplementation of the seed's approach (PIL decode, resize, pad-crop,
   ``scipy.ndimage.rotate``, resize, per-joint Gaussians).
 
-All single-process, one thread. Usage: ``python benchmarks/data.py [--images 40] [--samples 300]``.
+All single-process, one thread, interleaved (:func:`hgprune.timing.time_interleaved`): every round draws three
+samples from each hgprune pipeline and one from the slower seed-style one, in a shuffled order, so all three share
+the machine's load; images/s = samples drawn ÷ their total time, after one warm-up round.
+Usage: ``python -m benchmarks.data [--images 40] [--samples 300]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
-import sys
 import tempfile
-import time
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 
-
-def _load_common():
-    """benchmarks/common.py, loaded by path: putting benchmarks/ on sys.path would shadow stdlib ``profile``."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("hgprune_bench_common", Path(__file__).resolve().parent / "common.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_common = _load_common()
-environment, environment_md, md_table, write_report = (
-    _common.environment,
-    _common.environment_md,
-    _common.md_table,
-    _common.write_report,
-)
-sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-
-from hgprune.data import Augment, PoseDataset  # noqa: E402
-from hgprune.data import transforms as T  # noqa: E402
-from hgprune.data.mpii import PoseRecord  # noqa: E402
-from hgprune.data.synthpose import SynthConfig, render_sample  # noqa: E402
+from benchmarks.common import environment, environment_md, md_table, write_report
+from hgprune.data import Augment, PoseDataset
+from hgprune.data import transforms as T
+from hgprune.data.mpii import PoseRecord
+from hgprune.data.synthpose import SynthConfig, render_sample
+from hgprune.timing import time_interleaved
 
 
 def mpii_scales(count: int, rng: np.random.Generator) -> tuple[np.ndarray, str]:
@@ -137,21 +122,36 @@ def seed_style_sample(path: Path, rec: PoseRecord, aug: Augment, rng: np.random.
     return torch.from_numpy(crop.transpose(2, 0, 1).copy()), torch.from_numpy(target)
 
 
-def time_it(fn, samples: int) -> float:
-    fn(0)  # warm-up
-    start = time.perf_counter()
-    for i in range(samples):
-        fn(i)
-    return samples / (time.perf_counter() - start)
+def _drawing(sample: Callable[[int], object], per_call: int) -> Callable[[], None]:
+    """A call that draws the next ``per_call`` samples (indices 0, 1, 2, … across calls)."""
+    counter = itertools.count()
+
+    def call() -> None:
+        for _ in range(per_call):
+            sample(next(counter))
+
+    return call
 
 
-def main() -> int:
+def images_per_s(pipelines: dict[str, tuple[Callable[[int], object], int]], rounds: int) -> dict[str, float]:
+    """Images per second of each ``name: (sample, per_round)`` pipeline: each round draws ``per_round`` samples from
+    every pipeline, interleaved, after one warm-up round; rate = samples drawn ÷ their total time."""
+    calls = [_drawing(sample, per_round) for sample, per_round in pipelines.values()]
+    times = time_interleaved(calls, warmup=1, repeats=rounds)
+    return {
+        name: per_round * len(ms) / (sum(ms) / 1e3)
+        for (name, (_, per_round)), ms in zip(pipelines.items(), times, strict=True)
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=40, help="distinct 1280x720 JPEGs")
     parser.add_argument("--samples", type=int, default=300, help="samples timed per pipeline")
     parser.add_argument("--input-size", type=int, default=256)
     parser.add_argument("--out-dir", default=None, help="report directory (default reports/benchmarks)")
-    args = parser.parse_args()
+    parser.add_argument("--device", default="cpu", help="accepted for make bench; the data pipeline runs on the CPU")
+    args = parser.parse_args(argv)
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
     env = environment()
@@ -162,14 +162,18 @@ def main() -> int:
         full = FullDecodeDataset(records, tmp, input_size=args.input_size, augment=Augment())
         n = len(records)
         factors = [T.reduction_factor(r.scale, args.input_size) for r in records]
-        results = {}
-        torch.manual_seed(0)
-        results["hgprune (OpenCV, reduced decode)"] = time_it(lambda i: fast[i % n], args.samples)
-        torch.manual_seed(0)
-        results["hgprune, full-resolution decode"] = time_it(lambda i: full[i % n], args.samples)
         aug, srng = Augment(), np.random.default_rng(0)
-        results["seed-style PIL + SciPy"] = time_it(
-            lambda i: seed_style_sample(Path(tmp) / records[i % n].image, records[i % n], aug, srng), args.samples // 3
+        torch.manual_seed(0)
+        results = images_per_s(
+            {
+                "hgprune (OpenCV, reduced decode)": (lambda i: fast[i % n], 3),
+                "hgprune, full-resolution decode": (lambda i: full[i % n], 3),
+                "seed-style PIL + SciPy": (
+                    lambda i: seed_style_sample(Path(tmp) / records[i % n].image, records[i % n], aug, srng),
+                    1,
+                ),
+            },
+            rounds=max(1, args.samples // 3),
         )
     baseline = results["seed-style PIL + SciPy"]
     full_rate = results["hgprune, full-resolution decode"]

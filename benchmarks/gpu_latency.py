@@ -1,6 +1,6 @@
 """GPU latency and throughput: hg8 unpruned vs pruned to 50 % / 25 % of its MACs, fp32 and fp16, eager and CUDA graphs.
 
-The models are pruned as in ``benchmarks/latency.py`` (L1, one uniform channel ratio for every group including the
+The models are pruned as in ``benchmarks.latency`` (L1, one uniform channel ratio for every group including the
 trunk, widths rounded to multiples of 8). Each model is timed at batch 1 (latency) and ``--batch`` (throughput) in
 three forms:
 
@@ -9,13 +9,14 @@ three forms:
 * ``fp16+graph``: the same captured once as a CUDA graph and replayed (no per-kernel launch cost).
 
 Timing: CUDA events around ``--inner`` back-to-back calls give one sample (ms per call); every configuration takes
-one sample per round, in a seeded shuffled order, so they share whatever the GPU is doing; medians over
+one sample per round, in a seeded shuffled order (:func:`hgprune.timing.time_interleaved` with a CUDA-event clock), so
+they share whatever the GPU is doing; medians over
 ``--repeats`` rounds after ``--warmup`` rounds. The GPU's utilisation and the host's load are read before timing
 and recorded. fp16 parity: the largest heatmap difference to fp32 (TF32 off), as a fraction of the fp32 heatmaps'
 range. All ratios come from this one run; ``--from-json FILE`` re-renders a run's Markdown from its JSON. Writes
 ``reports/benchmarks/gpu_latency.{json,md}``.
 
-Usage (on a machine with a CUDA GPU): ``python benchmarks/gpu_latency.py [--repeats 30 --warmup 5 --batch 32]``.
+Usage (on a machine with a CUDA GPU): ``python -m benchmarks.gpu_latency [--repeats 30 --warmup 5 --batch 32]``.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import random
+import shlex
 import statistics
 import subprocess
 import sys
@@ -33,19 +34,19 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (  # noqa: E402
+from benchmarks.common import (
     PRUNING,
     add_model_arguments,
+    command_argv,
     environment,
     environment_md,
     md_table,
     prune_copy,
     write_report,
 )
-
-from hgprune import build_model  # noqa: E402
-from hgprune.profile import fvcore_macs  # noqa: E402
+from hgprune import build_model
+from hgprune.profile import fvcore_macs
+from hgprune.timing import time_interleaved
 
 FORMS = ("fp32", "fp16", "fp16+graph")
 
@@ -86,27 +87,38 @@ def make_form(model: torch.nn.Module, form: str, batch: int, size: int) -> Calla
     return replay
 
 
-def time_rounds(configs: dict[str, Callable], inner: dict[str, int], warmup: int, repeats: int) -> dict[str, list]:
-    times: dict[str, list[float]] = {k: [] for k in configs}
+def cuda_event_ms(call: Callable[[], object]) -> float:
+    """A clock for :func:`hgprune.timing.time_interleaved`: ``call``'s milliseconds between two CUDA events (the GPU's
+    time, not the host's), the device synchronised first."""
     start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    torch.cuda.synchronize()
+    start.record()
+    call()
+    end.record()
+    end.synchronize()
+    return start.elapsed_time(end)
+
+
+def _back_to_back(fn: Callable[[], object], inner: int) -> Callable[[], None]:
+    def call() -> None:
+        for _ in range(inner):
+            fn()
+
+    return call
+
+
+def time_rounds(configs: dict[str, Callable], inner: dict[str, int], warmup: int, repeats: int) -> dict[str, list]:
+    """ms per call of each configuration, one sample per timed round: ``inner[key]`` back-to-back calls between CUDA
+    events, every configuration once per round in a shuffled order."""
     began = time.perf_counter()
-    order = list(configs)
-    shuffle = random.Random(0).shuffle  # a seeded new order every round: no configuration always runs first
-    for round_index in range(warmup + repeats):
-        shuffle(order)
-        for key in order:
-            fn = configs[key]
-            torch.cuda.synchronize()
-            start.record()
-            for _ in range(inner[key]):
-                fn()
-            end.record()
-            end.synchronize()
-            if round_index >= warmup:
-                times[key].append(start.elapsed_time(end) / inner[key])
-        if round_index % 5 == 4 or round_index == warmup + repeats - 1:
-            print(f"  round {round_index + 1}/{warmup + repeats} at {time.perf_counter() - began:.0f} s", flush=True)
-    return times
+
+    def progress(done: int, total: int) -> None:
+        if done % 5 == 0 or done == total:
+            print(f"  round {done}/{total} at {time.perf_counter() - began:.0f} s", flush=True)
+
+    calls = [_back_to_back(fn, inner[key]) for key, fn in configs.items()]
+    times = time_interleaved(calls, warmup, repeats, progress=progress, clock=cuda_event_ms)
+    return {key: [ms / inner[key] for ms in samples] for key, samples in zip(configs, times, strict=True)}
 
 
 def fp16_parity(model32: torch.nn.Module, model16: torch.nn.Module, size: int) -> dict[str, float]:
@@ -165,11 +177,12 @@ def main() -> int:
     if args.from_json:
         report = json.loads(Path(args.from_json).read_text())
         report["rows"] = summarise(report["samples_ms"], report["macs_fvcore"])
-        report["rendered_by"] = " ".join(["python", *sys.argv])  # the timings stay those of the recorded command
+        # the timings stay those of the recorded command
+        report["rendered_by"] = shlex.join(["python", *command_argv()])
         write_report("gpu_latency", report, to_markdown(report), args.out_dir or Path(args.from_json).parent)
         return 0
     if not args.device.startswith("cuda") or not torch.cuda.is_available():
-        print(f"gpu_latency.py: --device {args.device}: needs a CUDA device, and none is available", file=sys.stderr)
+        print(f"benchmarks.gpu_latency: --device {args.device}: no CUDA device available", file=sys.stderr)
         return 2
     torch.cuda.set_device(torch.device(args.device))
     torch.backends.cudnn.benchmark = True

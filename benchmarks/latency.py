@@ -2,8 +2,8 @@
 
 Every model is pruned with the project's engine (``prune_to_target``, L1, one uniform channel ratio for every group
 including the trunk, score heads kept, widths rounded to multiples of 8). Every timing configuration runs once per
-round, round-robin, so configurations share the machine's load (this box is shared); medians over ``--repeats``
-rounds after ``--warmup`` rounds. All ratios come from this one run:
+round, in an order shuffled anew each round (:func:`hgprune.timing.time_interleaved`), so configurations share the
+machine's load; medians over ``--repeats`` rounds after ``--warmup`` rounds. All ratios come from this one run:
 
 * speedup efficiency = (latency unpruned ÷ latency pruned) ÷ (MACs unpruned ÷ MACs pruned), fvcore MACs;
   goals ≥ 0.85 eager PyTorch, ≥ 0.95 ONNX Runtime (issue 7);
@@ -17,7 +17,7 @@ rounds after ``--warmup`` rounds. All ratios come from this one run:
   on ``--throughput-images`` SynthPose images in batches of ``--batch-size``, unpruned and smallest pruned model.
 
 Writes ``reports/benchmarks/latency.{json,md}``. Usage:
-``python benchmarks/latency.py [--arch hg8 --N 128 --M 256 --input-size 256 --threads 2 --repeats 5 --warmup 2]``
+``python -m benchmarks.latency [--arch hg8 --N 128 --M 256 --input-size 256 --threads 2 --repeats 5 --warmup 2]``
 (``--quick`` = hg1, N=16, M=32, 64 px: a smoke run in seconds; ``--no-throughput`` skips the predictor section).
 """
 
@@ -29,12 +29,11 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
+from functools import partial
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (  # noqa: E402
+from benchmarks.common import (
     PRUNING,
     SPIN,
     add_model_arguments,
@@ -44,14 +43,14 @@ from common import (  # noqa: E402
     prune_copy,
     write_report,
 )
-
-from hgprune import build_model  # noqa: E402
-from hgprune.data.synthpose import SynthConfig, render_sample  # noqa: E402
-from hgprune.export import export_metadata, fold_batchnorm  # noqa: E402
-from hgprune.export import runtime as rt  # noqa: E402
-from hgprune.export.quantize import QUANTIZED_OPS, int8_onnx_bytes  # noqa: E402
-from hgprune.predict import Predictor  # noqa: E402
-from hgprune.profile import conv_macs, count_params, fvcore_macs  # noqa: E402
+from hgprune import build_model
+from hgprune.data.synthpose import SynthConfig, render_sample
+from hgprune.export import export_metadata, fold_batchnorm
+from hgprune.export import runtime as rt
+from hgprune.export.quantize import QUANTIZED_OPS, int8_onnx_bytes
+from hgprune.predict import Predictor
+from hgprune.profile import conv_macs, count_params, fvcore_macs
+from hgprune.timing import time_interleaved
 
 GOALS = {"eager_efficiency": 0.85, "ort_efficiency": 0.95, "end_to_end_at_25": 7.0, "end_to_end_int8_at_25": 12.0}
 CALIBRATION_BATCHES = 4  # random batch-1 inputs: INT8 timing does not depend on the calibrated ranges
@@ -117,36 +116,31 @@ def build_predictors(model: torch.nn.Module, size: int, threads: int, batch_size
     }
 
 
+def _progress(label: str, warmup: int) -> Callable[[int, int], None]:
+    started = time.perf_counter()
+
+    def report(done: int, total: int) -> None:
+        kind = "warm-up" if done <= warmup else "timed"
+        print(f"  {label} {done}/{total} ({kind}) at {time.perf_counter() - started:.1f} s", flush=True)
+
+    return report
+
+
 def time_throughput(predictors: dict, images: list, warmup: int, repeats: int) -> dict[str, list[float]]:
-    """Seconds per pass over ``images`` for each predictor, round-robin like the latency rounds."""
-    times: dict[str, list[float]] = {k: [] for k in predictors}
-    for round_index in range(warmup + repeats):
-        for key, predictor in predictors.items():
-            t0 = time.perf_counter()
-            predictor.predict(images, color="bgr")
-            if round_index >= warmup:
-                times[key].append(time.perf_counter() - t0)
-        print(f"  throughput round {round_index + 1}/{warmup + repeats}", flush=True)
-    return times
+    """Seconds per pass over ``images`` for each predictor, interleaved like the latency rounds."""
+    calls = [partial(predictor.predict, images, color="bgr") for predictor in predictors.values()]
+    times = time_interleaved(calls, warmup, repeats, progress=_progress("throughput round", warmup))
+    return {key: [ms / 1e3 for ms in values] for key, values in zip(predictors, times, strict=True)}
 
 
-def time_round_robin(configs: dict, size: int, warmup: int, repeats: int) -> dict[str, list[float]]:
+def time_configs(configs: dict, size: int, warmup: int, repeats: int) -> dict[str, list[float]]:
+    """Milliseconds per timed round of each configuration on one seeded batch-1 input, interleaved."""
     x = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(1))
-    times: dict[str, list[float]] = {k: [] for k in configs}
-    with torch.inference_mode():
-        for round_index in range(warmup + repeats):
-            started = time.perf_counter()
-            for key, fn in configs.items():
-                t0 = time.perf_counter()
-                fn(x)
-                if round_index >= warmup:
-                    times[key].append((time.perf_counter() - t0) * 1e3)
-            kind = "warm-up" if round_index < warmup else "timed"
-            print(f"  round {round_index + 1}/{warmup + repeats} ({kind}) {time.perf_counter() - started:.1f} s")
-    return times
+    times = time_interleaved([partial(fn, x) for fn in configs.values()], warmup, repeats, _progress("round", warmup))
+    return dict(zip(configs, times, strict=True))
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_model_arguments(parser)
     parser.add_argument("--targets", type=float, nargs="+", default=[0.25, 0.5], help="kept MACs fractions")
@@ -160,7 +154,7 @@ def main() -> int:
     parser.add_argument("--throughput-side", type=int, default=480, help="side of those (square) images in pixels")
     parser.add_argument("--batch-size", type=int, default=8, help="predictor batch size for the throughput")
     parser.add_argument("--no-throughput", action="store_true", help="skip the predictor throughput section")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.device != "cpu":
         print("latency.py measures CPU deployment (ONNX Runtime CPU); --device ignored", file=sys.stderr)
     if args.quick:
@@ -201,7 +195,7 @@ def main() -> int:
         configs.update(new)
         rows[key] = row
     print(f"timing {len(configs)} configurations: {args.warmup} warm-up + {args.repeats} timed rounds", flush=True)
-    times = time_round_robin(configs, size, args.warmup, args.repeats)
+    times = time_configs(configs, size, args.warmup, args.repeats)
     throughput = {}
     if not args.no_throughput:
         synth = SynthConfig(size=args.throughput_side)
@@ -308,10 +302,10 @@ def to_markdown(report: dict, smallest_key: str) -> str:
     lines = [
         "# Deployment latency benchmark\n",
         f"{st['arch']} N={st['N']} M={st['M']}, {st['input_size']}×{st['input_size']}, batch 1, "
-        f"{st['threads']} threads; median of {st['repeats']} round-robin rounds after {st['warmup_rounds']} warm-up "
-        f"rounds. Pruning: `{st['pruning']}`. ONNX: {st['onnx']}. The machine is shared with other jobs (load "
-        "average below), so single timings vary by up to 2×; every configuration runs once per round, so ratios "
-        "compare configurations under the same load.\n",
+        f"{st['threads']} threads; median of {st['repeats']} interleaved rounds (shuffled order) after "
+        f"{st['warmup_rounds']} warm-up rounds. Pruning: `{st['pruning']}`. ONNX: {st['onnx']}. The machine is "
+        "shared with other jobs (load average below), so single timings vary by up to 2×; every configuration runs "
+        "once per round, so ratios compare configurations under the same load.\n",
         environment_md(report["environment"]),
         "\n## Models\n",
     ]

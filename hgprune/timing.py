@@ -71,11 +71,17 @@ def time_interleaved(
     warmup: int,
     repeats: int,
     progress: Callable[[int, int], None] | None = None,
+    *,
+    clock: Callable[[Callable[[], object]], float] | None = None,
 ) -> list[list[float]]:
     """Milliseconds per timed round for each call. Every round runs each call once, in an order shuffled anew per round
     (seeded with ``ORDER_SEED``), so no configuration always runs first or after the same neighbour; the first
-    ``warmup`` rounds are not kept. ``progress(done, total)`` is called after each round."""
+    ``warmup`` rounds are not kept. ``progress(done, total)`` is called after each round. ``clock(call)`` runs one
+    call and returns its milliseconds (default: host wall time, ``time.perf_counter``; a GPU benchmark passes one that
+    reads CUDA events)."""
     import torch
+
+    measure = clock or _wall_ms
 
     times: list[list[float]] = [[] for _ in calls]
     order = list(range(len(calls)))
@@ -85,14 +91,18 @@ def time_interleaved(
         for round_index in range(total):
             shuffle(order)
             for i in order:
-                started = time.perf_counter()
-                calls[i]()
-                elapsed = (time.perf_counter() - started) * 1e3
+                elapsed = measure(calls[i])
                 if round_index >= warmup:
                     times[i].append(elapsed)
             if progress is not None:
                 progress(round_index + 1, total)
     return times
+
+
+def _wall_ms(call: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    call()
+    return (time.perf_counter() - started) * 1e3
 
 
 def percentile(values: Sequence[float], q: float) -> float:

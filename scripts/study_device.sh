@@ -11,7 +11,7 @@ export NVIDIA_TF32_OVERRIDE=0 OMP_NUM_THREADS=1 PYTHONUNBUFFERED=1 HGPRUNE_DEVIC
 W=runs/study_v3; L=$W/logs; mkdir -p "$L"
 
 variant() {  # seed variant budget
-  python benchmarks/accuracy.py --seeds "$1" --variants "$2" --budgets "$3" --work $W --set device=cuda \
+  python -m benchmarks.accuracy --seeds "$1" --variants "$2" --budgets "$3" --work $W --set device=cuda \
     --report-dir "$L/report_s$1_$2_$3" > "$L/s$1_$2_$3.log" 2>&1 || echo "seed $1 $2 $3 FAILED (rc $?)"
 }
 
@@ -24,7 +24,7 @@ one_seed() {
   if ! wait $parent; then echo "seed $S: parent FAILED"; wait; return 1; fi
   for v in default random; do for b in 0.5 0.25; do variant "$S" $v $b & done; done
   wait
-  python benchmarks/accuracy.py --seeds "$S" --work $W --report-only \
+  python -m benchmarks.accuracy --seeds "$S" --work $W --report-only \
     --report-dir "reports/benchmarks/accuracy_v3/seed$S" > "$L/report_s$S.log" 2>&1
   echo "seed $S done $(date -u +%T)"
 }

@@ -13,5 +13,5 @@ if [ "$(epoch)" != 36 ]; then
     --test-batch 100 --workers 0 --no-augment --seed $S --checkpoint $P --device "${HGPRUNE_DEVICE:-cpu}" "${RESUME[@]}"
 fi
 test "$(epoch)" = 36
-[ $# -gt 0 ] && OMP_NUM_THREADS=1 python benchmarks/accuracy.py --seeds $S "$@"
+[ $# -gt 0 ] && OMP_NUM_THREADS=1 python -m benchmarks.accuracy --seeds $S "$@"
 echo "worker $S done $(date)"

@@ -27,18 +27,13 @@ def shared() -> Path:
 
 
 def load_script(relative: str) -> ModuleType:
-    """A script of the repository (``benchmarks/…``, ``scripts/…``: not packages) as a module, registered in
-    ``sys.modules`` under its stem (dataclasses need that) and with ``sys.path`` left as it was (benchmarks insert
-    their own folder to import ``common``)."""
+    """A standalone script of the repository (``scripts/…``, not a package) as a module, registered in
+    ``sys.modules`` under its stem (dataclasses need that). Benchmarks and studies are packages: import them."""
     path = ROOT / relative
-    path_before = list(sys.path)
     spec = importlib.util.spec_from_file_location(path.stem, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.path[:] = path_before
+    spec.loader.exec_module(module)
     return module
 
 

@@ -66,7 +66,9 @@ def test_debug_shows_traceback():
 
 @pytest.mark.parametrize("arch", sorted(SEED_PARAMS))
 def test_profile_json_reports_exact_params(capsys, arch):
-    assert main(["profile", "--arch", arch, "--no-latency", "--json"]) == 0
+    # 64 px: the parameter count does not depend on the input size, and both MACs counters trace the same graph at
+    # any size (hg8's relative difference is 0.43 % at 64 and at 256 px); a quarter of the side halves the test's time
+    assert main(["profile", "--arch", arch, "--no-latency", "--json", "--input-size", "64"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["params"] == SEED_PARAMS[arch]
     assert report["macs_counters_rel_diff"] < 0.01

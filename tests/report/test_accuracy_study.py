@@ -4,17 +4,15 @@ seeds on top of an earlier report (whose run directories are gone)."""
 from __future__ import annotations
 
 import json
-import sys
 
 import pytest
 
-from tests.conftest import load_script
+from benchmarks import accuracy
 
 
 @pytest.fixture(scope="module")
 def study():
-    yield load_script("benchmarks/accuracy.py")
-    sys.modules.pop("accuracy", None)
+    return accuracy
 
 
 def _run(root, seed, name, pckh, macs, parent=(80.0, 1000.0), status="finished"):

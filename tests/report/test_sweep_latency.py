@@ -1,11 +1,10 @@
-"""The separate latency pass (benchmarks/sweep_latency.py) on tiny runs, and the report reading its latency.json."""
+"""The separate latency pass (studies/sweep_hg1_hg8/latency.py) on tiny runs, and the report reading latency.json."""
 
 from __future__ import annotations
 
 import json
 import math
 import shutil
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -16,7 +15,7 @@ from hgprune.report import write_report
 from hgprune.report.runs import LATENCY_FIELDS, LatencyPass, load_runs
 from hgprune.report.tables import FROM_LATENCY_PASS, all_steps_table, summary_table
 from hgprune.rundir import RunDir
-from tests.conftest import load_script
+from studies.sweep_hg1_hg8 import latency as latency_pass
 from tests.report.fabricate import make_run
 
 TIMING = ["--repeats", "3", "--warmup", "1"]
@@ -24,8 +23,7 @@ TIMING = ["--repeats", "3", "--warmup", "1"]
 
 @pytest.fixture(scope="module")
 def script():
-    yield load_script("benchmarks/sweep_latency.py")
-    sys.modules.pop("sweep_latency", None)
+    return latency_pass
 
 
 def _blank_latency(run_dir: Path, steps: list[int]) -> None:

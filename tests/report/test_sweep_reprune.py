@@ -1,23 +1,22 @@
-"""benchmarks/sweep_reprune.py: a finished run's pruning step re-done without fine-tuning, checked against the run."""
+"""studies/sweep_hg1_hg8/reprune.py: a finished run's pruning step re-done without fine-tuning, checked."""
 
 from __future__ import annotations
 
 import json
-import sys
 
 import pytest
 import torch
 
 from hgprune.cli import main as hgprune
-from tests.conftest import ROOT, load_script
+from studies.sweep_hg1_hg8 import reprune
+from tests.conftest import ROOT
 
 TINY = ROOT / "tests" / "recipes" / "tiny.yaml"
 
 
 @pytest.fixture(scope="module")
 def script():
-    yield load_script("benchmarks/sweep_reprune.py")
-    sys.modules.pop("sweep_reprune", None)
+    return reprune
 
 
 @pytest.fixture(scope="module")

@@ -1,13 +1,13 @@
-"""benchmarks/sweep_sides.py: left/right diagnostic of finished runs and checkpoints, written with its command."""
+"""studies/sweep_hg1_hg8/sides.py: left/right diagnostic of finished runs and checkpoints, written with its command."""
 
 from __future__ import annotations
 
 import json
-import sys
 
 import pytest
 
-from tests.conftest import ROOT, load_script
+from studies.sweep_hg1_hg8 import sides
+from tests.conftest import ROOT
 from tests.report.fabricate import make_run
 
 TINY = ROOT / "tests" / "recipes" / "tiny.yaml"
@@ -15,8 +15,7 @@ TINY = ROOT / "tests" / "recipes" / "tiny.yaml"
 
 @pytest.fixture(scope="module")
 def script():
-    yield load_script("benchmarks/sweep_sides.py")
-    sys.modules.pop("sweep_sides", None)
+    return sides
 
 
 def test_scores_each_final_model_and_checkpoint_as_made_and_with_sides_exchanged(tmp_path, script, capsys):

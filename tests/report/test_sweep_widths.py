@@ -1,19 +1,17 @@
-"""benchmarks/sweep_widths.py: unpruned models at several widths, timed eager and in ONNX Runtime side by side."""
+"""studies/sweep_hg1_hg8/widths.py: unpruned models at several widths, timed eager and in ONNX Runtime side by side."""
 
 from __future__ import annotations
 
 import json
-import sys
 
 import pytest
 
-from tests.conftest import load_script
+from studies.sweep_hg1_hg8 import widths
 
 
 @pytest.fixture(scope="module")
 def script():
-    yield load_script("benchmarks/sweep_widths.py")
-    sys.modules.pop("sweep_widths", None)
+    return widths
 
 
 def test_times_every_width_in_both_backends_and_records_the_load(script, tmp_path):
@@ -45,8 +43,8 @@ def test_a_malformed_width_is_a_usage_error(script, width, capsys):
     assert f"width {width!r} must look like NxM" in capsys.readouterr().err
 
 
-def test_interleaved_timing_runs_every_call_each_round_in_a_shuffled_order(script):
-    from common import time_interleaved  # benchmarks/common.py, imported by the script
+def test_interleaved_timing_runs_every_call_each_round_in_a_shuffled_order():
+    from hgprune.timing import time_interleaved  # the one interleaved timer of the studies and benchmarks
 
     log: list[str] = []
     calls = [lambda name=name: log.append(name) for name in "abcd"]
@@ -58,8 +56,8 @@ def test_interleaved_timing_runs_every_call_each_round_in_a_shuffled_order(scrip
     assert len({tuple(r) for r in rounds}) > 1  # the order changes between rounds
 
 
-def test_markdown_tables_keep_three_significant_digits_including_trailing_zeros(script):
-    from common import md_table
+def test_markdown_tables_keep_three_significant_digits_including_trailing_zeros():
+    from benchmarks.common import md_table
 
     table = md_table(["a", "b", "c", "d", "e"], [[3.0, 0.5, 123.4, 12345.6, None]])
     assert table.splitlines()[-1] == "| 3.00 | 0.500 | 123 | 12,346 |  |"

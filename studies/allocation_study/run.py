@@ -6,7 +6,7 @@ PCKh after fine-tuning, each variant is also pruned one-shot to its final target
 fine-tuning), which isolates what the allocation itself destroys. Writes reports/benchmarks/allocation_study.{json,md};
 ``--label`` names the result set, so the engine before and after a change can be recorded side by side.
 
-    OMP_NUM_THREADS=1 python benchmarks/allocation_study.py --parent runs/alloc_ref/checkpoints/step_000.pt \\
+    OMP_NUM_THREADS=1 python -m studies.allocation_study.run --parent runs/alloc_ref/checkpoints/step_000.pt \\
         --label before --allocations global uniform --trunk false true
 
 One seed is a diagnostic probe, not a study: differences of a point or two are within seed noise.
@@ -24,28 +24,15 @@ import json
 import time
 from pathlib import Path
 
-from common import REPORT_DIR, environment, environment_md, md_table, write_report  # noqa: E402
-
-from hgprune.models.checkpoints import load_checkpoint  # noqa: E402
-from hgprune.pipeline import Pipeline  # noqa: E402
-from hgprune.prune import CRITERIA  # noqa: E402
-from hgprune.recipe import PruneSection, Recipe, load_recipe  # noqa: E402
-from hgprune.runner import Runner  # noqa: E402
+from benchmarks.common import REPORT_DIR, environment, environment_md, md_table, write_report
+from hgprune.models.checkpoints import load_checkpoint
+from hgprune.pipeline import Pipeline
+from hgprune.prune import CRITERIA
+from hgprune.recipe import Recipe, load_recipe
+from hgprune.runner import Runner
 
 NAME = "allocation_study"
-
-
-def _has(key: str) -> bool:
-    return key in {f.name for f in dataclasses.fields(PruneSection)}
-
-
-def allocation_overrides(allocation: str) -> list[str]:
-    """``prune.allocation`` where the engine has it, else the older ``prune.global_ranking`` switch."""
-    if _has("allocation"):
-        return [f"prune.allocation={allocation}"]
-    if allocation not in ("global", "uniform"):
-        raise SystemExit(f"allocation {allocation!r} needs an engine with prune.allocation")
-    return [f"prune.global_ranking={str(allocation == 'global').lower()}"]
+MODULE = "studies.allocation_study.run"
 
 
 def variants(args: argparse.Namespace) -> list[dict]:
@@ -58,7 +45,7 @@ def variants(args: argparse.Namespace) -> list[dict]:
             f"prune.target.kept={kept}",
             f"prune.prune_trunk={trunk}",
             "profile.latency=false",
-            *allocation_overrides(allocation),
+            f"prune.allocation={allocation}",
         ]
         if recal != "default":
             overrides.append(f"prune.recalibrate_bn={recal}")
@@ -82,12 +69,8 @@ def oneshot_pckh(recipe: Recipe, pipeline: Pipeline, parent) -> dict:
     criterion = get_criterion(p.criterion)
     if hasattr(criterion, "seed"):
         criterion.seed = recipe.seed * 1_000_003 + 1
-    extra = {}
-    if _has("allocation"):
-        extra = dict(allocation=p.allocation, search=p.search, seed=recipe.seed * 1_000_003 + 1, progress=False)
-        extra["train_set"] = pipeline.train_set
-    else:
-        extra = dict(global_ranking=p.global_ranking)
+    extra = dict(allocation=p.allocation, search=p.search, seed=recipe.seed * 1_000_003 + 1, progress=False)
+    extra["train_set"] = pipeline.train_set
     result = prune_to_target(
         model,
         criterion=criterion,
@@ -107,13 +90,12 @@ def oneshot_pckh(recipe: Recipe, pipeline: Pipeline, parent) -> dict:
     )
     pckh = evaluate_model(model.eval(), pipeline.val_set, batch_size=recipe.eval.batch_size).mpii.mean
     out = {"oneshot_pckh": round(float(pckh), 4), "oneshot_kept_macs": round(result.kept_macs, 4)}
-    if _has("recalibrate_bn"):
-        from hgprune.prune.allocation import TrainingSlice
-        from hgprune.prune.bn import recalibrate_bn
+    from hgprune.prune.allocation import TrainingSlice
+    from hgprune.prune.bn import recalibrate_bn
 
-        recalibrate_bn(model, TrainingSlice(pipeline.train_set, p.search, recipe.seed * 1_000_003 + 1).bn_batches())
-        pckh = evaluate_model(model.eval(), pipeline.val_set, batch_size=recipe.eval.batch_size).mpii.mean
-        out["oneshot_pckh_bn"] = round(float(pckh), 4)
+    recalibrate_bn(model, TrainingSlice(pipeline.train_set, p.search, recipe.seed * 1_000_003 + 1).bn_batches())
+    pckh = evaluate_model(model.eval(), pipeline.val_set, batch_size=recipe.eval.batch_size).mpii.mean
+    out["oneshot_pckh_bn"] = round(float(pckh), 4)
     return out
 
 
@@ -131,7 +113,7 @@ def run_variant(variant: dict, args: argparse.Namespace, work: Path, pipelines: 
         row = {"parent_pckh": rows[0]["pckh_mean"], "final_pckh": rows[-1]["pckh_mean"]}
         row["kept_macs"] = rows[-1]["macs_ratio"]
     elif not args.oneshot_only:
-        runner = Runner(recipe, out, resume=True, command=f"benchmarks/{NAME}.py")
+        runner = Runner(recipe, out, resume=True, command=f"python -m {MODULE}")
         with contextlib.redirect_stdout(io.StringIO()):
             rows = runner.execute()
         row = {"parent_pckh": rows[0]["pckh_mean"], "final_pckh": rows[-1]["pckh_mean"]}

@@ -4,26 +4,21 @@ A deliberately minimal loop (RMSprop, MSE on annotated joints summed over stacks
 quickly; the README's calibration table itself comes from `hgprune run recipes/quickstart.yaml --set prune.steps=0`.
 Defaults = the quickstart's reference (hg1 N=32 M=64 at 64×64, 4,000 images of 96 px, no extra augmentation):
 
-    python benchmarks/calibrate_synthpose.py --steps 2000 --eval-every 500 --threads 1
-    python benchmarks/calibrate_synthpose.py --steps 2000 --synth '{"clutter": 18, "max_distractors": 2}' --augment
+    python -m studies.calibrate_synthpose.run --steps 2000 --eval-every 500 --threads 1
+    python -m studies.calibrate_synthpose.run --steps 2000 --synth '{"clutter": 18, "max_distractors": 2}' --augment
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
-from pathlib import Path
 
-# benchmarks/ holds scripts named like stdlib modules (profile.py); keep them off the import path
-sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+import torch
 
-import torch  # noqa: E402
-
-from hgprune import build_model  # noqa: E402
-from hgprune.data import build_dataset  # noqa: E402
-from hgprune.metrics import decode_heatmaps, pckh, to_image_coords  # noqa: E402
+from hgprune import build_model
+from hgprune.data import build_dataset
+from hgprune.metrics import decode_heatmaps, pckh, to_image_coords
 
 
 def evaluate(model, dataset, batch_size: int = 64) -> dict:

@@ -4,10 +4,10 @@
 the previous step's accuracy survives the cut and the BatchNorm re-estimation, before training repairs it), this
 re-does step K of a run directory from its ``checkpoints/step_{K-1}.pt`` with the run's own resolved recipe and seeds
 (:func:`hgprune.stages.prune_only`, the runner's code), and saves the pruned model. Score it with
-``benchmarks/sweep_sides.py`` (PCKh, and whether it still tells left from right)::
+``python -m studies.sweep_hg1_hg8.sides`` (PCKh, and whether it still tells left from right)::
 
-    python benchmarks/sweep_reprune.py runs/sweep_hg1_hg8/hg6-taylor-25 --step 2 --out runs/diag/hg6-taylor-25-2.pt
-    python benchmarks/sweep_sides.py runs/diag/hg6-taylor-25-2.pt runs/sweep_hg1_hg8/hg6-taylor-25/checkpoints/*.pt
+    python -m studies.sweep_hg1_hg8.reprune runs/sweep_hg1_hg8/hg6-taylor-25 --step 2 --out runs/diag/hg6-taylor-25-2.pt
+    python -m studies.sweep_hg1_hg8.sides runs/diag/hg6-taylor-25-2.pt runs/sweep_hg1_hg8/hg6-taylor-25/checkpoints/*.pt
 
 The re-run must keep the widths the run recorded (``allocation_step_K.json``), or it refuses to write anything.
 """

@@ -5,9 +5,9 @@ in ONNX Runtime than their unpruned parents (N=16, M=32). This times freshly ini
 architecture at several uniform widths (``NxM``) side by side: the sweep's own (16x32, 12x22, 10x22, 8x14), 16x24 and
 narrower ones whose trunk and bottleneck widths (M, M/2) are multiples of 8 (8x16, 16x16). Each width runs eager
 and in ONNX Runtime, every configuration once per round in a shuffled order, median of the timed rounds. Refuses
-a busy machine (``common.check_load``). Writes ``widths.{json,md}`` into ``--out``.
+a busy machine (``hgprune.timing.check_idle``). Writes ``widths.{json,md}`` into ``--out``.
 
-    OMP_NUM_THREADS=1 python benchmarks/sweep_widths.py [--arch hg8] [--widths 16x32 8x16 ...] [--out DIR]
+    OMP_NUM_THREADS=1 python -m studies.sweep_hg1_hg8.widths [--arch hg8] [--widths 16x32 8x16 ...] [--out DIR]
 """
 
 from __future__ import annotations
@@ -21,25 +21,15 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (  # noqa: E402
-    SPIN,
-    check_load,
-    environment,
-    environment_md,
-    load_average,
-    md_table,
-    time_interleaved,
-    write_report,
-)
+from benchmarks.common import SPIN, environment, environment_md, md_table, write_report
+from hgprune.errors import HgpruneError
+from hgprune.export import build_export
+from hgprune.export import runtime as rt
+from hgprune.models.hourglass import build_model, parse_arch
+from hgprune.profile import fvcore_macs
+from hgprune.timing import check_idle, load_average, time_interleaved
 
-from hgprune.errors import HgpruneError  # noqa: E402
-from hgprune.export import build_export  # noqa: E402
-from hgprune.export import runtime as rt  # noqa: E402
-from hgprune.models.hourglass import build_model, parse_arch  # noqa: E402
-from hgprune.profile import fvcore_macs  # noqa: E402
-
-SCRIPT = "benchmarks/sweep_widths.py"
+SCRIPT = "studies.sweep_hg1_hg8.widths"  # run as ``python -m studies.sweep_hg1_hg8.widths``
 DEFAULT_WIDTHS = ["16x32", "16x24", "12x22", "10x22", "8x14", "8x16", "16x16"]
 
 
@@ -98,9 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         load_before = load_average()
-        check_load(load_before, args.max_load, args.force)
+        check_idle(load_before, args.max_load, args.force)
         with rt.torch_threads(args.threads), tempfile.TemporaryDirectory() as tmp:
-            env = environment("cpu", argv=[SCRIPT, *argv])
+            env = environment("cpu", argv=["-m", SCRIPT, *argv])
             found, example = configurations(args, Path(tmp))
             times = time_interleaved([partial(fn, example) for _, _, fn, _ in found], args.warmup, args.repeats)
         load_after = load_average()

@@ -2,8 +2,12 @@
 breakdown, memory, latency), with each stage timed alone. Goal (issue 7): ≤ 15 s for hg8 on this 2-core CPU.
 
 Also checks issue 5's "MACs from both counters within 1 % of each other". Writes
-``reports/benchmarks/profile.{json,md}``. Usage: ``python benchmarks/profile.py [--arch hg8] [--threads 2]
-[--repeats 10 --warmup 2 --max-seconds 8] [--no-cli]`` (the defaults are the CLI's own).
+``reports/benchmarks/profile.{json,md}``. Usage: ``python -m benchmarks.profiler [--arch hg8] [--threads 2]
+[--repeats 10 --warmup 2 --max-seconds 8] [--no-cli]`` (the defaults are the CLI's own). Named ``profiler``, not
+``profile``, so that it never shadows the standard library's ``profile`` module.
+
+The stages are timed once each, one after another (wall time of one call, :func:`timed`): they are parts of one
+profile, not configurations compared against each other, so they are not interleaved.
 """
 
 from __future__ import annotations
@@ -13,15 +17,12 @@ import json
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, add_model_arguments, environment, environment_md, md_table, write_report  # noqa: E402
-
-from hgprune import build_model  # noqa: E402
-from hgprune.profile import (  # noqa: E402
+from benchmarks.common import ROOT, add_model_arguments, environment, environment_md, md_table, write_report
+from hgprune import build_model
+from hgprune.profile import (
     _memory,
     conv_macs,
     count_params,
@@ -35,12 +36,13 @@ GOAL_S = 15.0
 
 
 def timed(fn):
+    """``fn()``'s value and the wall seconds of that one call."""
     start = time.perf_counter()
     value = fn()
     return value, time.perf_counter() - start
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_model_arguments(parser)
     parser.add_argument("--threads", type=int, default=2)
@@ -52,7 +54,7 @@ def main() -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--no-cli", action="store_true", help="skip timing the `hgprune profile` command itself")
     parser.add_argument("--out-dir", default=None)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     env = environment(args.device)
     size = args.input_size

@@ -2,39 +2,37 @@
 
 Every width is kept at a multiple of ``round_to`` (AVX-512 holds 16 floats); each model runs on the eager fast path
 (BatchNorm folded, channels_last, inference mode) and in ONNX Runtime, all configurations interleaved round by
-round, and each model's latency is divided by its own MACs so models of slightly different size compare fairly
-(ms per GMAC, lower is better). Writes ``reports/benchmarks/round_to_{PCT}.{json,md}``.
+round (:func:`hgprune.timing.time_interleaved`), and each model's latency is divided by its own MACs so models of
+slightly different size compare fairly (ms per GMAC, lower is better). Writes
+``reports/benchmarks/round_to_{PCT}.{json,md}``.
 
-    OMP_WAIT_POLICY=PASSIVE python benchmarks/round_to.py [--round-to 8 16 32] [--repeats 10] [--threads 2]
+    OMP_WAIT_POLICY=PASSIVE python -m studies.round_to.run [--round-to 8 16 32] [--kept 0.25] [--repeats 10]
+        [--threads 2] [--quick]
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
 import statistics
 import sys
-import time
-from pathlib import Path
+from functools import partial
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import SPIN, environment, environment_md, md_table, write_report  # noqa: E402
-
-from hgprune import build_model  # noqa: E402
-from hgprune.export import fold_batchnorm  # noqa: E402
-from hgprune.export import runtime as rt  # noqa: E402
-from hgprune.profile import fvcore_macs  # noqa: E402
-from hgprune.prune import prune_to_target  # noqa: E402
-
-
-def pruned(base: torch.nn.Module, kept: float, size: int, round_to: int) -> torch.nn.Module:
-    """The benchmark's pruning (same as benchmarks/latency.py): L1, uniform ratio including the trunk."""
-    model = copy.deepcopy(base)
-    prune_to_target(model, criterion="l1", kind="macs", kept=kept, input_size=size, allocation="uniform",
-                    prune_trunk=True, round_to=round_to, tolerance=0.01)  # fmt: skip
-    return model.eval()
+from benchmarks.common import (
+    SPIN,
+    add_model_arguments,
+    environment,
+    environment_md,
+    md_table,
+    prune_copy,
+    write_report,
+)
+from hgprune import build_model
+from hgprune.export import fold_batchnorm
+from hgprune.export import runtime as rt
+from hgprune.profile import fvcore_macs
+from hgprune.timing import time_interleaved
 
 
 def fast_path(model: torch.nn.Module):
@@ -44,22 +42,27 @@ def fast_path(model: torch.nn.Module):
     return lambda x: folded(x.contiguous(memory_format=torch.channels_last))
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--round-to", type=int, nargs="+", default=[8, 16, 32])
     parser.add_argument("--kept", type=float, default=0.25)
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args()
+    add_model_arguments(parser)
+    parser.add_argument("--out-dir", default=None, help="report directory (default reports/benchmarks)")
+    parser.add_argument("--quick", action="store_true", help="hg1 N=16 M=32 64 px smoke run")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.arch, args.N, args.M, args.input_size = "hg1", 16, 32, 64
     env = environment()
     torch.set_num_threads(args.threads)
-    size = 256
-    base = build_model("hg8", N=128, M=256, input_size=size).eval()
+    size = args.input_size
+    base = build_model(args.arch, N=args.N, M=args.M, input_size=size).eval()
     configs, macs = {}, {}
     for k in args.round_to:
         print(f"pruning with round_to {k} …", flush=True)
-        model = pruned(base, args.kept, size, k)
+        model, _ = prune_copy(base, args.kept, size, k)  # the speed benchmarks' pruning (benchmarks.common)
         macs[k] = fvcore_macs(model, size)
         folded, _ = fold_batchnorm(model)
         configs[(k, "eager fast path")] = fast_path(model)
@@ -67,15 +70,13 @@ def main() -> int:
             rt.ort_session(rt.onnx_bytes(folded, size, dynamic_batch=False), args.threads, "all", SPIN)
         )
     x = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0))
-    times: dict = {key: [] for key in configs}
-    with torch.inference_mode():
-        for r in range(args.warmup + args.repeats):
-            for key, fn in configs.items():
-                started = time.perf_counter()
-                fn(x)
-                if r >= args.warmup:
-                    times[key].append(1000 * (time.perf_counter() - started))
-            print(f"  round {r + 1}/{args.warmup + args.repeats}", flush=True)
+    samples = time_interleaved(
+        [partial(fn, x) for fn in configs.values()],
+        args.warmup,
+        args.repeats,
+        progress=lambda done, total: print(f"  round {done}/{total}", flush=True),
+    )
+    times = dict(zip(configs, samples, strict=True))
     rows, data = [], []
     for (k, backend), values in times.items():
         median = statistics.median(values)
@@ -88,8 +89,9 @@ def main() -> int:
         for b in ("eager fast path", "ORT")
     }
     md = (
-        f"# Channel alignment: round_to 8 / 16 / 32 (hg8 N=128 M=256 at {round(100 * args.kept)} % MACs)\n\n"
-        f"Pruning: L1, uniform channel ratio incl. the trunk, kept {args.kept} of the conv MACs; batch 1, 256², "
+        f"# Channel alignment: round_to {' / '.join(map(str, args.round_to))} ({args.arch} N={args.N} M={args.M} at "
+        f"{round(100 * args.kept)} % MACs)\n\n"
+        f"Pruning: L1, uniform channel ratio incl. the trunk, kept {args.kept} of the conv MACs; batch 1, {size}², "
         f"{args.threads} threads, median of {args.repeats} interleaved rounds after {args.warmup} warm-up rounds. "
         "Eager fast path = BatchNorm folded + channels_last + inference mode.\n\n"
         + md_table(["round_to", "backend", "fvcore GMACs", "median ms", "min ms", "ms per GMAC"], rows)
@@ -98,7 +100,8 @@ def main() -> int:
         + "\n\n## Environment\n\n"
         + environment_md(env)
     )
-    write_report(f"round_to_{round(100 * args.kept)}", {"environment": env, "results": data, "args": vars(args)}, md)
+    name = f"round_to_{round(100 * args.kept)}"
+    write_report(name, {"environment": env, "results": data, "args": vars(args)}, md, args.out_dir)
     print(md)
     return 0
 

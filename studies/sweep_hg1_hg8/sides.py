@@ -5,7 +5,8 @@ exchanging its left and right predictions changes nothing; one that can loses mo
 :func:`hgprune.train.sides_swapped` computes the exchanged score from the same predictions. Used on the hg1–hg8
 sweep, where the narrow models trained from scratch stall at about 60 PCKh (reports/sweep_hg1_hg8/STATUS.md)::
 
-    python benchmarks/sweep_sides.py runs/sweep_hg1_hg8/hg*-* reports/sweep_hg1_hg8/parents/hg*/checkpoint.pth.tar \
+    python -m studies.sweep_hg1_hg8.sides runs/sweep_hg1_hg8/hg*-* \
+        reports/sweep_hg1_hg8/parents/hg*/checkpoint.pth.tar \
         --recipe recipes/sweep_hg1_hg8.yaml --out reports/sweep_hg1_hg8
 
 A run directory stands for its final model (``final/model.pt``); a file is a checkpoint. Every model is scored on
@@ -20,14 +21,12 @@ import dataclasses
 import sys
 from pathlib import Path
 
+from benchmarks.common import environment, environment_md, md_table, write_report
 from hgprune.errors import HgpruneError
 from hgprune.models import load_model
 from hgprune.pipeline import Pipeline
 from hgprune.recipe import load_recipe
 from hgprune.train import evaluate_model, sides_swapped
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import environment, environment_md, md_table, write_report  # noqa: E402
 
 PAIRED = ("Shoulder", "Elbow", "Wrist", "Hip", "Knee", "Ankle")
 
@@ -116,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         recipe = load_recipe(args.recipe)
-        env = environment(recipe.device, None if argv is None else ["benchmarks/sweep_sides.py", *argv])
+        env = environment(recipe.device, None if argv is None else ["-m", "studies.sweep_hg1_hg8.sides", *argv])
         rows = measure(args.models, recipe)
     except HgpruneError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -16,7 +16,7 @@ the model. This pass times them later on an idle machine, to the project's stand
 Writes ``RUN/latency.json`` per run (:class:`hgprune.report.runs.LatencyPass`), which ``hgprune report`` reads where a
 run's ``metrics.csv`` has no latency. Usage::
 
-    python benchmarks/sweep_latency.py RUN_DIR [RUN_DIR ...] [--repeats 20] [--warmup 5] [--threads 1] [--batch 1]
+    python -m studies.sweep_hg1_hg8.latency RUN_DIR [RUN_DIR ...] [--repeats 20] [--warmup 5] [--threads 1] [--batch 1]
         [--max-load 0.5] [--force]
 
 A directory of run directories (a sweep's ``--out``) expands to its runs, as in ``hgprune report``.
@@ -37,19 +37,18 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ORDER_SEED, SPIN, check_load, environment, load_average, time_interleaved  # noqa: E402
+from benchmarks.common import SPIN, environment
+from hgprune.errors import HgpruneError
+from hgprune.export import build_export
+from hgprune.export import runtime as rt
+from hgprune.export.core import model_input_size
+from hgprune.fsutil import atomic_write_text
+from hgprune.models.checkpoints import load_checkpoint
+from hgprune.report.runs import LatencyPass, StepLatency, find_run_dirs
+from hgprune.rundir import RunDir
+from hgprune.timing import ORDER_SEED, check_idle, load_average, time_interleaved
 
-from hgprune.errors import HgpruneError  # noqa: E402
-from hgprune.export import build_export  # noqa: E402
-from hgprune.export import runtime as rt  # noqa: E402
-from hgprune.export.core import model_input_size  # noqa: E402
-from hgprune.fsutil import atomic_write_text  # noqa: E402
-from hgprune.models.checkpoints import load_checkpoint  # noqa: E402
-from hgprune.report.runs import LatencyPass, StepLatency, find_run_dirs  # noqa: E402
-from hgprune.rundir import RunDir  # noqa: E402
-
-SCRIPT = "benchmarks/sweep_latency.py"
+SCRIPT = "studies.sweep_hg1_hg8.latency"  # run as ``python -m studies.sweep_hg1_hg8.latency``
 BACKENDS = ("eager", "ort")  # StepLatency's fields are {backend}_ms and {backend}_p90_ms
 
 
@@ -134,15 +133,14 @@ def latency_passes(
 
 
 def main(argv: list[str] | None = None) -> int:
-    script = sys.argv[0] if argv is None else SCRIPT
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
     try:
         load_before = load_average()
-        check_load(load_before, args.max_load, args.force)
+        check_idle(load_before, args.max_load, args.force)
         runs = [RunDir(path) for path in find_run_dirs(args.run_dirs)]
         with rt.torch_threads(args.threads):
-            env = environment("cpu", argv=[script, *argv])
+            env = environment("cpu", argv=["-m", SCRIPT, *argv])
             configurations = build_configurations(runs, args.threads, args.batch)
             print(f"timing {len(configurations)} configurations of {len(runs)} run(s): {args.warmup} warm-up + "
                   f"{args.repeats} timed rounds", flush=True)  # fmt: skip
