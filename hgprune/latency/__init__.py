@@ -1,7 +1,7 @@
 """Latency on the runtimes users deploy on: measuring it (``hgprune latency``), a calibrated per-machine latency
 model (``hgprune latency calibrate``), the cost model a latency target plans with, and the target itself."""
 
-from hgprune.latency.calibrate import CalibrationSettings, calibrate, load_or_calibrate, load_table, parent_config
+from hgprune.latency.calibration import CalibrationSettings, calibrate, load_or_calibrate, load_table, parent_config
 from hgprune.latency.cost import LatencyCost
 from hgprune.latency.measure import TimingSettings, measure_models
 from hgprune.latency.runtimes import RUNTIMES, Runtime, get_runtime

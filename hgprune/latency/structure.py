@@ -8,7 +8,6 @@ milliseconds and needs no real input; whatever the model's structure (pruned wid
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -76,14 +75,74 @@ class _Recorder(TorchFunctionMode):
         kind = _KINDS.get(func)
         if kind is None or self._depth:
             return func(*args, **kwargs)
-        self._depth += 1
-        try:
-            out = func(*args, **kwargs)
-        finally:
-            self._depth -= 1
+        out = _output(kind, func, args, kwargs)  # shape rules: meta kernels run in Python and cost ~1 ms per op
+        if out is None:
+            self._depth += 1
+            try:
+                out = func(*args, **kwargs)
+            finally:
+                self._depth -= 1
         if isinstance(out, torch.Tensor):
             self.ops.append(_op(kind, args, kwargs, out))
         return out
+
+
+def _pair(value) -> tuple[int, int] | None:
+    if isinstance(value, int):
+        return value, value
+    if isinstance(value, tuple | list) and len(value) == 2 and all(isinstance(v, int) for v in value):
+        return int(value[0]), int(value[1])
+    return None
+
+
+def _arg(args, kwargs, index: int, name: str, default=None):
+    return args[index] if len(args) > index else kwargs.get(name, default)
+
+
+def _output(kind: str, func, args, kwargs) -> torch.Tensor | None:
+    """The output of a recorded operator as an empty meta tensor of the right shape; None where the rule does not
+    apply (the operator then runs on the meta device)."""
+    x = args[0] if args else None
+    if not isinstance(x, torch.Tensor) or x.device.type != "meta":
+        return None
+    if kind in ("relu", "batch_norm"):
+        return x
+    if kind == "add":
+        other = _arg(args, kwargs, 1, "other")
+        shape = torch.broadcast_shapes(x.shape, other.shape) if isinstance(other, torch.Tensor) else x.shape
+        inplace = func in (torch.Tensor.__iadd__, torch.Tensor.add_)
+        return x if inplace and tuple(shape) == tuple(x.shape) else torch.empty(shape, device="meta")
+    if x.dim() != 4:
+        return None
+    n, c, h, w = x.shape
+    if kind == "conv":
+        weight = _arg(args, kwargs, 1, "weight")
+        kernel = tuple(weight.shape[2:])
+        stride, padding = _pair(_arg(args, kwargs, 3, "stride", 1)), _pair(_arg(args, kwargs, 4, "padding", 0))
+        dilation = _pair(_arg(args, kwargs, 5, "dilation", 1))
+        if stride is None or padding is None or dilation is None:
+            return None
+        channels = weight.shape[0]
+    elif kind == "max_pool2d":
+        kernel = _pair(_arg(args, kwargs, 1, "kernel_size"))
+        stride = _pair(_arg(args, kwargs, 2, "stride", None) or kernel)
+        padding, dilation = _pair(_arg(args, kwargs, 3, "padding", 0)), _pair(_arg(args, kwargs, 4, "dilation", 1))
+        if None in (kernel, stride, padding, dilation) or _arg(args, kwargs, 5, "ceil_mode", False):
+            return None
+        channels = c
+    else:  # interpolate
+        size, scale = _arg(args, kwargs, 1, "size"), _arg(args, kwargs, 2, "scale_factor")
+        if size is not None:
+            size = _pair(size)
+            return None if size is None else torch.empty(n, c, *size, device="meta")
+        if not isinstance(scale, int | float):
+            return None
+        return torch.empty(n, c, int(h * scale), int(w * scale), device="meta")
+    sides = [
+        (side + 2 * pad - dil * (k - 1) - 1) // st + 1
+        for side, k, st, pad, dil in zip((h, w), kernel, stride, padding, dilation, strict=True)
+    ]
+    return torch.empty(n, channels, *sides, device="meta")
 
 
 def _op(kind: str, args, kwargs, out: torch.Tensor) -> Op:
@@ -137,6 +196,3 @@ def signature(model: nn.Module) -> tuple:
 
 def total_macs(ops: list[Op]) -> int:
     return sum(op.macs for op in ops)
-
-
-__all__ = ["ELEMENTWISE", "FEATURES", "Op", "features", "signature", "total_macs", "trace_ops", "math"]
