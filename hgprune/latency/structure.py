@@ -99,6 +99,17 @@ def _arg(args, kwargs, index: int, name: str, default=None):
     return args[index] if len(args) > index else kwargs.get(name, default)
 
 
+def _broadcast(a: torch.Size, b: torch.Size) -> tuple[int, ...] | None:
+    """Broadcast shape of two shapes (torch.broadcast_shapes is slow and imports sympy); None if they do not."""
+    if a == b:
+        return tuple(a)
+    width = max(len(a), len(b))
+    a, b = (1,) * (width - len(a)) + tuple(a), (1,) * (width - len(b)) + tuple(b)
+    if any(x != y and 1 not in (x, y) for x, y in zip(a, b, strict=True)):
+        return None
+    return tuple(max(x, y) if 1 in (x, y) else x for x, y in zip(a, b, strict=True))
+
+
 def _output(kind: str, func, args, kwargs) -> torch.Tensor | None:
     """The output of a recorded operator as an empty meta tensor of the right shape; None where the rule does not
     apply (the operator then runs on the meta device)."""
@@ -109,7 +120,9 @@ def _output(kind: str, func, args, kwargs) -> torch.Tensor | None:
         return x
     if kind == "add":
         other = _arg(args, kwargs, 1, "other")
-        shape = torch.broadcast_shapes(x.shape, other.shape) if isinstance(other, torch.Tensor) else x.shape
+        shape = _broadcast(x.shape, other.shape) if isinstance(other, torch.Tensor) else x.shape
+        if shape is None:
+            return None
         inplace = func in (torch.Tensor.__iadd__, torch.Tensor.add_)
         return x if inplace and tuple(shape) == tuple(x.shape) else torch.empty(shape, device="meta")
     if x.dim() != 4:

@@ -206,12 +206,19 @@ def _numbers(values: object, count: int, low: float = -math.inf, positive: bool 
 
 
 def fit_coefficients(rows: list[list[float]], latencies: list[float]) -> list[float]:
-    """Non-negative coefficients minimising the *relative* squared error (each row weighted by 1 / its latency)."""
-    from scipy.optimize import nnls
-
+    """Non-negative coefficients minimising the *relative* squared error (each row weighted by 1 / its latency):
+    least squares, dropping the most negative coefficient's feature until none is negative (a cost never helps)."""
     matrix = np.asarray(rows, dtype=float)
     target = np.asarray(latencies, dtype=float)
     weights = 1.0 / target
     scale = np.maximum(np.abs(matrix).max(axis=0), 1e-12)  # columns of very different magnitudes: solve scaled
-    solution, _ = nnls((matrix / scale) * weights[:, None], target * weights)
+    system, goal = (matrix / scale) * weights[:, None], target * weights
+    active = list(range(matrix.shape[1]))
+    solution = np.zeros(matrix.shape[1])
+    while active:
+        fitted, *_ = np.linalg.lstsq(system[:, active], goal, rcond=None)
+        if (fitted >= 0).all():
+            solution[active] = fitted
+            break
+        del active[int(np.argmin(fitted))]
     return [float(c) for c in solution / scale]
