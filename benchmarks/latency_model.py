@@ -71,7 +71,7 @@ def evaluate(scale: str, runtime_name: str, args: argparse.Namespace) -> dict:
     parent = parent_config(arch, N, M, size, depth)
     timing = TimingSettings(args.warmup, args.repeats, args.threads, args.batch, args.max_load, args.force)
     table = calibrate(runtime_name, parent, CalibrationSettings(args.calibration_candidates, 0, timing))
-    path = table_path(runtime_name, args.threads, args.batch, size, table.family)
+    path = table_path(runtime_name, args.threads, args.batch, size, table.family, device=timing.device)
     table.save(path)
     cost = LatencyCost(table)
     rng = random.Random(EVAL_SEED)

@@ -28,6 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", type=int, default=1, help="images per forward pass (default 1)")
     parser.add_argument("--warmup", type=int, default=5, help="untimed rounds first (default 5)")
     parser.add_argument("--repeats", type=int, default=20, help="timed rounds (default 20)")
+    parser.add_argument("--device", default="cpu", help="eager PyTorch's device: cpu or cuda[:k] (default cpu)")
     parser.add_argument("--max-load", type=float, default=0.5, help="refuse above this 1-minute load average")
     parser.add_argument("--force", action="store_true", help="time even when the load average is above --max-load")
     calibration = parser.add_argument_group("calibrate")
@@ -73,7 +74,7 @@ def timing_settings(args: argparse.Namespace):
     from hgprune.latency import TimingSettings
 
     return TimingSettings(warmup=args.warmup, repeats=args.repeats, threads=args.threads, batch=args.batch,
-                          max_load=args.max_load, force=args.force)  # fmt: skip
+                          max_load=args.max_load, force=args.force, device=args.device)  # fmt: skip
 
 
 def calibrate_main(args: argparse.Namespace) -> int:
@@ -86,7 +87,7 @@ def calibrate_main(args: argparse.Namespace) -> int:
     settings = CalibrationSettings(candidates=args.candidates, seed=args.seed, timing=timing_settings(args))
     for runtime in runtimes:
         table = calibrate(runtime, parent, settings, _progress())
-        path = table_path(runtime, args.threads, args.batch, args.input_size, table.family)
+        path = table_path(runtime, args.threads, args.batch, args.input_size, table.family, device=args.device)
         table.save(path)
         errors = sorted(table.fit_errors())
         print(f"{runtime}: wrote {path}: {len(table.samples)} models measured, preferred channel multiple "

@@ -138,7 +138,7 @@ def calibrate(
     ]  # fmt: skip
     coefficients = fit_coefficients([s.features for s in samples], [s.median_ms for s in samples])
     return LatencyTable(
-        fingerprint=fingerprint(runtime, timing.threads, timing.batch, parent.input_size),
+        fingerprint=fingerprint(runtime, timing.threads, timing.batch, parent.input_size, timing.device),
         family=family_of(parent),
         snap=snap,
         coefficients=coefficients,
@@ -156,20 +156,21 @@ def load_table(
     batch: int,
     input_size: int | None = None,
     root: Path | None = None,
+    device: str = "cpu",
 ) -> LatencyTable:
     """The cached table for this machine, runtime, threads, batch, input size and family; a one-line error when it
     is missing, corrupt or from another machine or set-up."""
     runtime = get_runtime(runtime_name)
     size = input_size or parent.input_size
     family = family_of(parent)
-    path = table_path(runtime.name, threads, batch, size, family, root)
+    path = table_path(runtime.name, threads, batch, size, family, root, device)
     if not path.exists():
         raise HgpruneError(
             f"{path}: no latency table for {runtime.name} ({threads} thread(s), batch {batch}, {size} px, "
             f"{family['arch']} N={family['N']} M={family['M']}) on this machine; build one with 'hgprune latency "
             f"calibrate --runtime {runtime.name} --threads {threads} --batch {batch}' and the model's --arch/--N/--M"
         )
-    return LatencyTable.read(path, fingerprint(runtime, threads, batch, size), family)
+    return LatencyTable.read(path, fingerprint(runtime, threads, batch, size, device), family)
 
 
 def load_or_calibrate(
@@ -183,10 +184,13 @@ def load_or_calibrate(
     """The cached table, or a fresh calibration (saved) when there is none, it is unusable, or ``recalibrate``;
     returns (table, its path, whether it was calibrated now). A stale or foreign table is replaced, never used."""
     timing = settings.timing
-    path = table_path(runtime_name, timing.threads, timing.batch, parent.input_size, family_of(parent), root)
+    path = table_path(
+        runtime_name, timing.threads, timing.batch, parent.input_size, family_of(parent), root, timing.device
+    )
     if not recalibrate:
         try:
-            return load_table(runtime_name, parent, timing.threads, timing.batch, root=root), path, False
+            table = load_table(runtime_name, parent, timing.threads, timing.batch, root=root, device=timing.device)
+            return table, path, False
         except HgpruneError:
             pass
     table = calibrate(runtime_name, parent, settings, progress)

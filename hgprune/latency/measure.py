@@ -3,6 +3,7 @@ median and p90, the load before and after recorded)."""
 
 from __future__ import annotations
 
+import copy
 import datetime
 import os
 import platform
@@ -12,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
+from hgprune.errors import HgpruneError
 from hgprune.export import runtime as rt
 from hgprune.latency.runtimes import Runtime
 from hgprune.timing import ORDER_SEED, check_idle, cpu_model, load_average, summarise, time_interleaved, versions
@@ -27,6 +29,7 @@ class TimingSettings:
     batch: int = 1
     max_load: float = 0.5
     force: bool = False
+    device: str = "cpu"  # eager PyTorch only: cpu or cuda[:k] (ort is CPU, cuda-graph the current GPU)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -85,8 +88,20 @@ def time_calls(
 
 def prepare(runtime: Runtime, model: nn.Module, input_size: int, settings: TimingSettings) -> Callable[[], object]:
     """``runtime``'s call of ``model`` (export, session or graph built once, with the pass's threads)."""
+    if runtime.name == "torch" and settings.device != "cpu":
+        model = copy.deepcopy(model).to(check_device(settings.device))
     with rt.torch_threads(settings.threads), torch.inference_mode(False):
         return runtime.prepare(model, input_size, settings.batch, settings.threads)
+
+
+def check_device(device: str) -> torch.device:
+    """``cpu`` or an available ``cuda[:k]``, else a one-line error naming it."""
+    if device != "cpu" and not (device.startswith("cuda") and torch.cuda.is_available()):
+        raise HgpruneError(f"device: {device!r} is not available here (expected cpu, or cuda[:k] where a GPU exists)")
+    try:
+        return torch.device(device)
+    except RuntimeError:
+        raise HgpruneError(f"device: {device!r} is not a device (expected cpu or cuda[:k])") from None
 
 
 def measure_models(

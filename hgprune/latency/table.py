@@ -28,11 +28,12 @@ from hgprune.timing import cpu_model
 
 FORMAT = 1  # bumped when the file's layout or the features change: older files are recalibrated, never misread
 # The fingerprint entries a table must match to be used (``model family`` is in the file name and checked too).
-FINGERPRINT_KEYS = ("format", "cpu", "logical_cpus", "runtime", "runtime_version", "threads", "batch", "input_size")
+FINGERPRINT_KEYS = ("format", "cpu", "logical_cpus", "runtime", "runtime_version", "device", "threads", "batch")
+FINGERPRINT_KEYS += ("input_size",)
 FAMILY_KEYS = ("arch", "N", "M", "depth", "num_joints")
 
 
-def fingerprint(runtime: Runtime, threads: int, batch: int, input_size: int) -> dict:
+def fingerprint(runtime: Runtime, threads: int, batch: int, input_size: int, device: str = "cpu") -> dict:
     """What a latency table is only valid for: this machine, this runtime and version, threads, batch, input size."""
     found = {
         "format": FORMAT,
@@ -40,6 +41,7 @@ def fingerprint(runtime: Runtime, threads: int, batch: int, input_size: int) -> 
         "logical_cpus": os.cpu_count(),
         "runtime": runtime.name,
         "runtime_version": runtime.version(),
+        "device": device if runtime.name == "torch" else runtime.device,
         "threads": threads,
         "batch": batch,
         "input_size": input_size,
@@ -54,10 +56,14 @@ def family_of(config) -> dict:
     return {"arch": config.arch, "N": config.N, "M": config.M, "depth": config.depth, "num_joints": config.num_joints}
 
 
-def table_path(runtime: str, threads: int, batch: int, input_size: int, family: dict, root: Path | None = None) -> Path:
-    """Where the table of this runtime, threads, batch, input size and model family is cached."""
+def table_path(
+    runtime: str, threads: int, batch: int, input_size: int, family: dict, root: Path | None = None, device: str = "cpu"
+) -> Path:
+    """Where the table of this runtime (and eager PyTorch's device), threads, batch, input size and model family is
+    cached."""
     root = Path(root) if root is not None else default_cache_dir() / "latency"
-    name = f"{runtime}-t{threads}-b{batch}-{input_size}px-{family['arch']}-N{family['N']}-M{family['M']}"
+    where = "" if device == "cpu" else "-" + device.replace(":", "")
+    name = f"{runtime}{where}-t{threads}-b{batch}-{input_size}px-{family['arch']}-N{family['N']}-M{family['M']}"
     return root / f"{name}-d{family['depth']}-j{family['num_joints']}.json"
 
 

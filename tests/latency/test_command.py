@@ -98,3 +98,14 @@ def test_calibrate_writes_this_machines_table(monkeypatch, tmp_path, capsys):
     assert len(table.samples) == 11 and table.snap == 8
     assert main(["latency", "calibrate", "extra", *TIMING]) == 2
     assert "takes no MODEL or RUN_DIR" in capsys.readouterr().err
+
+
+def test_eager_on_a_missing_gpu_is_one_line(run_dir, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    assert main(["latency", str(run_dir), "--runtime", "torch", "--device", "cuda", *TIMING]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "hgprune: error: device: 'cuda' is not available here (expected cpu, or cuda[:k] where a GPU exists)"
+    )
