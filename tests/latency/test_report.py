@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pandas as pd
+import pytest
 
 from hgprune.cli import main
 from hgprune.report.latency_figures import front_rows, latency_budgets, pckh_latency_figure
@@ -45,3 +46,20 @@ def test_budget_entries_that_are_not_numbers_are_ignored(tmp_path):
     info = json.loads(state.read_text()) if state.exists() else {}
     state.write_text(json.dumps({**info, "latency_budget": {"runtime": "ort", "budget_ms": "fast"}}))
     assert latency_budgets(load_runs([run_dir])) == {}
+
+
+def test_a_latency_pass_needs_whole_pairs_of_some_runtime(tmp_path):
+    from hgprune.errors import HgpruneError
+    from hgprune.report.runs import LatencyPass
+
+    base = {"command": "hgprune latency x", "load_before": [0, 0, 0], "load_after": [0, 0, 0]}
+    path = tmp_path / "latency.json"
+    path.write_text(json.dumps({**base, "steps": {"0": {"cuda_graph_ms": 1.0, "cuda_graph_p90_ms": 1.5}}}))
+    assert LatencyPass.read(path).steps[0].cuda_graph_p90_ms == 1.5
+    for values, needle in (({"ort_ms": 1.0}, "steps['0'].ort_p90_ms must be a positive finite number"),
+                           ({}, "steps['0'] has none of eager_ms"),
+                           ({"eager_ms": 1.0, "eager_p90_ms": -1}, "steps['0'].eager_p90_ms must be")):  # fmt: skip
+        path.write_text(json.dumps({**base, "steps": {"0": values}}))
+        with pytest.raises(HgpruneError) as error:
+            LatencyPass.read(path)
+        assert needle in str(error.value) and str(path) in str(error.value)
