@@ -37,6 +37,9 @@ class Configuration:
 def _models(paths: Sequence[str | Path]) -> list[tuple[Path, int | None, nn.Module]]:
     """(run directory, step, model) for every checkpointed step of every run, (file, None, model) for checkpoints."""
     found = []
+    for path in paths:
+        if not Path(path).exists():
+            raise HgpruneError(f"{path}: no such checkpoint or run directory")
     files = [Path(p) for p in paths if Path(p).is_file()]
     dirs = [p for p in paths if not Path(p).is_file()]
     for path in files:
