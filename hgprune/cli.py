@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "convert": ("hgprune.commands.convert", "convert a seed / plain state-dict checkpoint to hgprune's format"),
     "export": ("hgprune.commands.export", "export a checkpoint to hgprune, TorchScript or ONNX with parity checks"),
     "predict": ("hgprune.commands.predict", "joints of people in images, folders, globs or videos (JSON, drawings)"),
+    "latency": ("hgprune.commands.latency", "measure latency on a runtime (writes RUN/latency.json); calibrate one"),
     "report": ("hgprune.commands.report", "tables, Pareto plots and a Markdown report from run directories"),
     "sensitivity": ("hgprune.commands.sensitivity", "PCKh drop when pruning each part alone (no fine-tuning)"),
     "pckh": ("hgprune.commands.pckh", "score predictions in pos_pred_src layout against MPII ground truth"),

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from hgprune import __version__
 from hgprune.fsutil import atomic_write_text
-from hgprune.report import figures, markdown
+from hgprune.report import figures, latency_figures, markdown
 from hgprune.report.runs import RunData, load_runs
 from hgprune.report.tables import (
     all_steps_table,
@@ -72,6 +72,7 @@ def write_report(
         drawn = {
             "pareto": figures.pareto_figure(table) if len(table) else None,
             "latency": figures.latency_figure(table) if len(table) else None,
+            "pckh_latency": latency_figures.pckh_latency_figure(table, runs) if len(table) else None,
             "pckh_groups": figures.pckh_groups_figure(runs, table) if len(table) else None,
         }
         for run in runs:

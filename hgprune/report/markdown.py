@@ -85,6 +85,11 @@ def render(
             lines += ["The ONNX Runtime row (from the latency pass) times the graph hgprune's ONNX export writes "
                       "(BatchNorm folded into the convolutions) on the CPU provider; the eager row times the "
                       "checkpoint as loaded.", ""]  # fmt: skip
+    if "pckh_latency" in figures:
+        lines += ["## PCKh vs measured latency", ""]
+        lines += _figure(figures, "pckh_latency", "PCKh vs MACs and vs measured latency per runtime")
+        lines += ["One panel per runtime measured; the Pareto front covers every point; a dashed line is the "
+                  "latency budget of a run pruned to a latency target.", ""]  # fmt: skip
     if "pckh_groups" in figures:
         lines += ["## PCKh per joint group across steps", ""]
         lines += _figure(figures, "pckh_groups", "PCKh per joint group across pruning steps")

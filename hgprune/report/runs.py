@@ -34,10 +34,12 @@ FINISHED_STATES = ("done", "finished", "complete", "completed", "succeeded")
 class StepLatency:
     """One step's latencies from a latency pass: median and p90 over the timed rounds, in ms."""
 
-    eager_ms: float  # eager PyTorch, model.eval() under torch.inference_mode
-    eager_p90_ms: float
-    ort_ms: float  # ONNX Runtime CPU, the graph hgprune's ONNX export writes (BatchNorm folded)
-    ort_p90_ms: float
+    eager_ms: float | None = None  # eager PyTorch, model.eval() under torch.inference_mode
+    eager_p90_ms: float | None = None
+    ort_ms: float | None = None  # ONNX Runtime CPU, the graph hgprune's ONNX export writes (BatchNorm folded)
+    ort_p90_ms: float | None = None
+    cuda_graph_ms: float | None = None  # fp16 CUDA graph (hgprune latency --runtime cuda-graph)
+    cuda_graph_p90_ms: float | None = None
 
 
 LATENCY_FIELDS = tuple(f.name for f in fields(StepLatency))
@@ -66,7 +68,10 @@ class LatencyPass:
             "load_before": list(self.load_before),
             "load_after": list(self.load_after),
             "settings": self.settings,
-            "steps": {str(step): asdict(latency) for step, latency in sorted(self.steps.items())},
+            "steps": {
+                str(step): {k: v for k, v in asdict(latency).items() if v is not None}
+                for step, latency in sorted(self.steps.items())
+            },
         }
         return json.dumps(data, indent=2, default=str) + "\n"
 
@@ -93,14 +98,17 @@ class LatencyPass:
                 raise HgpruneError(f"{path}: steps key {key[:20]!r} is not a step number; re-measure or delete it")
             if not isinstance(values, dict):
                 raise HgpruneError(f"{path}: steps[{key!r}] must be an object of {', '.join(LATENCY_FIELDS)}")
-            for name in LATENCY_FIELDS:
+            present = [name for name in LATENCY_FIELDS if values.get(name) is not None]
+            if not present:  # each runtime measured gives a pair ({runtime}_ms, {runtime}_p90_ms); at least one
+                raise HgpruneError(f"{path}: steps[{key!r}] has none of {', '.join(LATENCY_FIELDS)}")
+            for name in present + [pair for given in present for pair in _pair(given) if pair not in present]:
                 value = values.get(name)
                 if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
                     raise HgpruneError(
                         f"{path}: steps[{key!r}].{name} must be a positive finite number of ms, got "
                         f"{str(value)[:40]!r}; re-measure or delete it"
                     )
-            steps[int(key)] = StepLatency(**{name: float(values[name]) for name in LATENCY_FIELDS})
+            steps[int(key)] = StepLatency(**{name: float(values[name]) for name in present})
         settings, environment = data.get("settings"), data.get("environment")
         return cls(
             command=command,
@@ -109,6 +117,11 @@ class LatencyPass:
             environment=environment if isinstance(environment, dict) else {},
             **loads,
         )
+
+
+def _pair(name: str) -> tuple[str, ...]:
+    """The other half of a runtime's (median, p90) pair: a latency pass records both or neither."""
+    return (name.replace("_p90_ms", "_ms"),) if name.endswith("_p90_ms") else (name[: -len("_ms")] + "_p90_ms",)
 
 
 def _loads(path: Path, key: str, value: object) -> list[float]:

@@ -56,6 +56,8 @@ FROM_LATENCY_PASS = {
     "latency_p90_ms": "eager_p90_ms",
     "ort_latency_ms": "ort_ms",
     "ort_latency_p90_ms": "ort_p90_ms",
+    "cuda_graph_latency_ms": "cuda_graph_ms",
+    "cuda_graph_latency_p90_ms": "cuda_graph_p90_ms",
 }
 LATENCY_SOURCES = ("metrics.csv", "latency.json")  # values of ``latency_source``; "" = no latency
 

@@ -1,0 +1,48 @@
+"""``LatencyCost``: the cost model a latency target plans with (``hgprune.prune.cost``'s protocol): predicted
+milliseconds of a model on one runtime, from this machine's calibrated latency table."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from torch import nn
+
+from hgprune.latency.structure import features, signature, trace_ops
+from hgprune.latency.table import LatencyTable, model_key
+
+CACHE_SIZE = 4096  # structures whose features are kept (a search revisits the same candidates)
+
+
+class LatencyCost:
+    """``cost(model)`` = predicted median latency in ms on ``table``'s runtime; ``snap`` = its preferred multiple."""
+
+    def __init__(self, table: LatencyTable) -> None:
+        self.table = table
+        self.name = f"latency:{table.runtime}"
+        self.snap: int | None = table.snap
+        self._features: OrderedDict[tuple, list[float]] = OrderedDict()
+        self._measured = {sample.key: sample.median_ms for sample in table.samples}
+
+    def cost(self, model: nn.Module) -> float:
+        """Predicted milliseconds (the calibration's own measurement where it timed this exact structure)."""
+        key = signature(model)
+        values = self._features.get(key)
+        if values is None:
+            measured = self._measured.get(model_key(model, self.table.input_size, self.table.batch))
+            if measured is not None:
+                return measured
+            values = features(trace_ops(model, self.table.input_size, self.table.batch), self.snap)
+            self._features[key] = values
+            if len(self._features) > CACHE_SIZE:
+                self._features.popitem(last=False)
+        else:
+            self._features.move_to_end(key)
+        return self.table.predict_features(values)
+
+    def __call__(self, model: nn.Module) -> float:
+        return self.cost(model)
+
+    def record(self) -> dict:
+        """What a run records of the model it planned with, so a resume plans with the same numbers."""
+        return {"name": self.name, "snap": self.snap, "fingerprint": self.table.fingerprint,
+                "family": self.table.family, "coefficients": self.table.coefficients}  # fmt: skip
