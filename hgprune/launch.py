@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -214,7 +215,12 @@ def submit(entries: list[Entry], out: Path, executor, slurm: SlurmSettings | Non
             executor.update_parameters(**slurm.parameters(entry.name, after.job_id if after else None))
         elif after is not None:
             after.result()  # raises when the baseline failed: nothing that needs it is submitted
-        job = executor.submit(EntryJob(entry.command, entry_log(out, entry.name), Path.cwd()))
+        try:
+            job = executor.submit(EntryJob(entry.command, entry_log(out, entry.name), Path.cwd()))
+        except (RuntimeError, OSError, subprocess.SubprocessError) as exc:  # the scheduler refused or is not there
+            done = f" ({len(jobs)} submitted before it are recorded in {out})" if jobs else ""
+            lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
+            raise HgpruneError(f"{entry.name}: job submission failed: {lines[-1][:160]}{done}") from None
         jobs[entry.name] = job
         records[entry.name] = {
             "after": entry.after,
@@ -231,7 +237,15 @@ def submit(entries: list[Entry], out: Path, executor, slurm: SlurmSettings | Non
 def submit_slurm(entries: list[Entry], out: Path, options: LaunchOptions) -> dict[str, str]:
     """One Slurm job per entry through submitit's ``SlurmExecutor``; returns the job ids (nothing waits for them)."""
     submitit = require_submitit()
-    executor = submitit.SlurmExecutor(folder=Path(out) / LOGS_DIR / "slurm" / "%j")
+    if shutil.which("sbatch") is None:
+        raise HgpruneError(
+            "the slurm launcher needs Slurm (no sbatch command on PATH on this machine); run on a Slurm login node "
+            "or use the local launcher"
+        )
+    try:
+        executor = submitit.SlurmExecutor(folder=Path(out) / LOGS_DIR / "slurm" / "%j")
+    except (RuntimeError, OSError) as exc:  # submitit checks for srun when built
+        raise HgpruneError(f"the slurm launcher cannot start: {str(exc).strip().splitlines()[0][:160]}") from None
     jobs = submit(entries, out, executor, options.slurm)
     for name, job in jobs.items():
         print(f"[launch] {name}: Slurm job {job.job_id}, log {entry_log(out, name)}", flush=True)
