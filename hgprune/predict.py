@@ -31,6 +31,7 @@ from hgprune.errors import HgpruneError
 from hgprune.export import runtime
 from hgprune.export.core import export_metadata
 from hgprune.export.fold import fold_batchnorm
+from hgprune.fsutil import check_zip_inflation
 from hgprune.metrics import check_heatmaps, decode_heatmaps, to_image_coords
 from hgprune.models import HourglassConfig, load_model
 from hgprune.models.hourglass import check_input_size
@@ -346,6 +347,7 @@ def _deployable(model: nn.Module, fold_bn: bool) -> tuple[nn.Module, list]:
 
 
 def _read_bytes(path: str | os.PathLike) -> bytes:
+    check_zip_inflation(path)  # a TorchScript archive is a zip: bounded by what it holds, not what it declares
     try:
         return Path(path).read_bytes()
     except OSError as exc:
