@@ -267,8 +267,10 @@ def reading(path: str | os.PathLike, what: str) -> Iterator[None]:
     line naming the file and what it should have been. Files are data: their failures are never tracebacks."""
     try:
         yield
-    except HgpruneError:
-        raise
+    except HgpruneError as exc:  # already one line; make sure it names the file
+        if str(path) in str(exc):
+            raise
+        raise HgpruneError(f"{path}: {exc}") from None
     except (Exception, RecursionError, MemoryError) as exc:  # noqa: BLE001 - any parse failure is the file's
         raise HgpruneError(f"{path}: unreadable {what} ({type(exc).__name__}: {first_line(exc)})") from None
 

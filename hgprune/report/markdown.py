@@ -37,11 +37,10 @@ def _text(value: object) -> str:
 
 
 def _code(value: object) -> str:
-    """``value`` as an inline code span that no backtick inside it can close early."""
+    """``value`` as an inline code span, or as escaped text when it holds a backtick or an HTML character (which a
+    code span would show raw to renderers that do not follow CommonMark to the letter)."""
     text = one_line(str(value), 4000)
-    fence = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
-    pad = " " if text.startswith("`") or text.endswith("`") else ""
-    return f"{fence}{pad}{text}{pad}{fence}"
+    return _text(text) if any(c in text for c in "`<>&") else f"`{text}`"
 
 
 def _fence(lines: list[str]) -> str:

@@ -334,7 +334,7 @@ def _plain_info(info: dict) -> dict:
     """``run.json`` with every text the report shows made one printable line (a newline in a recorded command or
     status cannot start a Markdown block or close a code fence)."""
     shown = dict(info)
-    for key in ("status", "name", "command"):
+    for key in ("status", "command"):  # a name is checked, not shortened (see load_run)
         value = shown.get(key)
         if isinstance(value, list):
             value = " ".join(str(v) for v in value)
