@@ -421,7 +421,11 @@ def test_run_names_cannot_inject_markdown_or_html(tmp_path):
     state = RunDir(run).state
     state.write_text(json.dumps({"status": "finished", "command": "hgprune run x\n```\n<script>alert(1)</script>"}))
     text = write_report([run], tmp_path / "report2").read_text()
-    assert "<script>" not in text and "\n```\n<script>" not in text
+    lines = text.splitlines()
+    fence = lines.index("````sh")  # longer than the ``` inside the command, which cannot close it
+    inside = lines[fence + 1 : lines.index("````", fence)]
+    assert [line for line in lines if "<script>" in line] == [line for line in inside if "<script>" in line]
+    assert len([line for line in inside if "<script>" in line]) == 1  # the command, on its one line
 
 
 def test_a_run_name_too_long_is_refused_before_any_file(tmp_path):
