@@ -69,6 +69,15 @@ def metrics_row(step: int, **changes) -> dict:
     return row
 
 
+@pytest.fixture
+def no_figures(monkeypatch):
+    """Reports without drawing (what these tests check is in the text and the files, not the plots)."""
+    from hgprune.report import figures
+
+    for name in ("pareto_figure", "latency_figure", "pckh_groups_figure"):
+        monkeypatch.setattr(figures, name, lambda *args, **kwargs: None)
+
+
 def run_dir(root: Path, rows: list[dict]) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     lines = [",".join(METRIC_COLUMNS)] + [",".join(str(r[c]) for c in METRIC_COLUMNS) for r in rows]
@@ -334,7 +343,7 @@ def test_hostile_metrics_stop_the_report_before_anything_is_written(tmp_path, ro
     assert not out.exists() or list(out.rglob("*")) == []
 
 
-def test_a_report_failing_late_leaves_the_previous_report_whole(tmp_path, monkeypatch):
+def test_a_report_failing_late_leaves_the_previous_report_whole(tmp_path, monkeypatch, no_figures):
     run = run_dir(tmp_path / "run", [metrics_row(0), metrics_row(1)])
     out = tmp_path / "report"
     write_report([run], out)
@@ -410,7 +419,7 @@ def test_recursive_glob_does_not_follow_a_symlink_loop(tmp_path):
     assert predict_command.glob_files(str(root / "**" / "[xz].jpg")) == [root / "sub" / "x.jpg"]
 
 
-def test_run_names_cannot_inject_markdown_or_html(tmp_path):
+def test_run_names_cannot_inject_markdown_or_html(tmp_path, no_figures):
     run = run_dir(tmp_path / "run", [metrics_row(0, run="<img src=x onerror=alert(1)> `x` | *y*"), metrics_row(1)])
     text = write_report([run], tmp_path / "report").read_text()
     assert (
