@@ -22,11 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from hgprune.errors import HgpruneError
-from hgprune.fsutil import atomic_write_text
+from hgprune.fsutil import atomic_write_text, read_limited, reading
 from hgprune.recipe import Recipe
 from hgprune.rundir import RunDir
 
 CLUSTER_INSTALL = "pip install 'hgprune[cluster]'  (or: pip install submitit)"
+MAX_STATE_BYTES = 16 << 20  # a launch record lists one small record per entry
 STATE_FILE = "launch.json"  # OUT/launch.json: launcher, and per entry its dependency, state, job id and log
 LOGS_DIR = "logs"  # OUT/logs/<entry>.log: the entry's output, appended to by every attempt
 DONE, FAILED, SKIPPED = "finished", "failed", "skipped"
@@ -274,11 +275,11 @@ def status(out: Path, names: list[str] | None = None) -> list[dict[str, str]]:
     entries) are listed with ``-`` for what only a launcher knows, as long as at least one of them was started."""
     path = Path(out) / STATE_FILE
     if path.exists():
-        try:
-            state = json.loads(path.read_text())
+        with reading(path, "launch record (corrupt: not the JSON hgprune writes)"):
+            state = json.loads(read_limited(path, MAX_STATE_BYTES, "launch record"))
             records = state["entries"]
-        except (ValueError, KeyError, TypeError):
-            raise HgpruneError(f"{path}: corrupt launch record (not the JSON hgprune writes)") from None
+            if not isinstance(records, dict) or not all(isinstance(r, dict) for r in records.values()):
+                raise TypeError("'entries' must map entry names to records")
     elif names and any((Path(out) / name).is_dir() for name in names):
         state, records = {}, {name: {"state": "-"} for name in names}
     else:

@@ -18,7 +18,7 @@ import pandas as pd
 
 from hgprune.errors import HgpruneError
 from hgprune.metrics import GROUPS
-from hgprune.recipe import BASELINE, PRUNE, SCRATCH, Recipe, recipe_changes, recipe_from_resolved
+from hgprune.recipe import BASELINE, PRUNE, SCRATCH, Recipe, recipe_changes
 from hgprune.rundir import METRIC_COLUMNS, RunDir
 
 REQUIRED_COLUMNS = ("step", "arch", "criterion", "macs_fvcore", "pckh_mean")
@@ -276,9 +276,12 @@ def read_metrics(path: Path) -> pd.DataFrame:
 
 
 def _recipe(run_dir: RunDir) -> Recipe | None:
+    """The run's resolved recipe, or None when it is missing or unreadable (the report goes on without it)."""
+    if not run_dir.recipe.is_file():
+        return None
     try:
-        return recipe_from_resolved(run_dir.recipe.read_text())
-    except (OSError, ValueError, TypeError, AttributeError, HgpruneError):
+        return run_dir.read_recipe()
+    except HgpruneError:
         return None
 
 
