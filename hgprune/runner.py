@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from hgprune import __version__, stages
-from hgprune.errors import HgpruneError
+from hgprune.errors import HgpruneError, user_message
 from hgprune.fsutil import atomic_write_text
 from hgprune.recipe import RESUME_MUTABLE, Recipe, dump_recipe, recipe_changes
 from hgprune.rundir import RunDir
@@ -62,9 +62,10 @@ class Runner:
             ) from None
         except HgpruneError as exc:
             done = self.run.completed_steps()
-            self.run.record_status("failed", error=str(exc))
+            message = user_message(exc)  # a DataLoader worker's error without the worker's traceback
+            self.run.record_status("failed", error=message)
             raise HgpruneError(
-                f"{exc} ({len(done)} completed step(s) kept in {self.run.root}; fix the cause and run again with "
+                f"{message} ({len(done)} completed step(s) kept in {self.run.root}; fix the cause and run again with "
                 f"--resume: the recipe may change only in {', '.join(RESUME_MUTABLE)})"
             ) from None
         finally:
