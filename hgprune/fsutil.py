@@ -7,12 +7,14 @@ previous version intact (temp file in the same directory + fsync + rename).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
 import os
 import pickle
 import re
 import shutil
+import socket
 import tempfile
 import warnings
 import zipfile
@@ -39,7 +41,7 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[io.IOBase
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         sweep_stale_temps(path.parent)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}-", suffix=".tmp", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_WRITER}-", suffix=".tmp", dir=path.parent)
     except OSError as exc:
         raise HgpruneError(f"{path}: cannot write here ({exc.strerror or exc})") from None
     os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the file the permissions open() would have
@@ -60,10 +62,13 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[io.IOBase
         raise
 
 
-# A temp file of hgprune's: a dot file with a ``.tmp`` part (``.x.1234-ab12.tmp``, ``.clip.pose.1234.tmp.mp4``, and
-# the older ``.x.ab12.tmp`` / ``.clip.pose.tmp.mp4``). A decimal part before ``.tmp`` (or ``-``) is the writer's pid.
+# A temp file of hgprune's: a dot file with a ``.tmp`` part (``.x.1234@0a1b2c3d-ab12.tmp``,
+# ``.clip.pose.1234@0a1b2c3d.tmp.mp4``, and the older ``.x.ab12.tmp`` / ``.clip.pose.tmp.mp4``). The part before
+# ``.tmp`` names the writer: its pid and a tag of its host (a shared file system may hold another machine's writes).
 _TEMP_NAME = re.compile(r"^\..+?\.tmp(\.[A-Za-z0-9]{1,5})?$")
-_TEMP_PID = re.compile(r"\.(\d{1,10})(?:-[^.]*)?\.tmp(?:\.[A-Za-z0-9]{1,5})?$")
+_TEMP_WRITER = re.compile(r"\.(\d{1,10})(?:@([0-9a-f]{8}))?(?:-[^.]*)?\.tmp(?:\.[A-Za-z0-9]{1,5})?$")
+_HOST = hashlib.sha1(socket.gethostname().encode()).hexdigest()[:8]
+_WRITER = f"{os.getpid()}@{_HOST}"
 _SWEPT: set[str] = set()
 
 
@@ -71,14 +76,17 @@ def temp_path(path: str | os.PathLike) -> Path:
     """Where to build ``path`` before renaming it into place, for writers that need a name rather than a handle
     (OpenCV's video writer): ``.NAME.PID.tmp.SUFFIX`` beside it, so :func:`sweep_stale_temps` knows whose it is."""
     path = Path(path)
-    return path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+    return path.with_name(f".{path.stem}.{os.getpid()}@{_HOST}.tmp{path.suffix}")
 
 
 def _writer_alive(name: str) -> bool:
-    found = _TEMP_PID.search(name)
+    """Whether the writer a temp name records may still be writing (another host's writers cannot be checked)."""
+    found = _TEMP_WRITER.search(name)
     if found is None:
         return False
-    pid = int(found.group(1))
+    pid, host = int(found.group(1)), found.group(2)
+    if host is not None and host != _HOST:
+        return True
     if pid == os.getpid():
         return True
     if not 0 < pid < 2**31:
@@ -94,8 +102,8 @@ def _writer_alive(name: str) -> bool:
 
 def sweep_stale_temps(directory: str | os.PathLike) -> list[Path]:
     """Remove the temp files a killed writer (``kill -9``, a lost machine) left in ``directory``: hgprune's temp
-    names whose writer pid is not a live process (names without a pid are from older versions: stale too). Done once
-    per directory per process, before the first write there; returns what was removed."""
+    names whose writer is a process of this host that no longer exists (names without a pid are from older versions:
+    stale too). Done once per directory per process, before the first write there; returns what was removed."""
     directory = Path(directory)
     key = str(directory.resolve()) if directory.exists() else str(directory)
     if key in _SWEPT:

@@ -485,6 +485,8 @@ def test_temp_files_of_dead_writers_are_swept(tmp_path):
         ".clip.pose.tmp.mp4": False,
         f".clip.pose.{dead}.tmp.avi": False,
         f".run.json.{os.getpid()}-zz.tmp": True,  # a live writer's (ours)
+        f".log.csv.{dead}@{fsutil._HOST}-x.tmp": False,  # a dead writer of this host
+        f".log.csv.{dead}@{'f' if fsutil._HOST[0] != 'f' else 'e'}{fsutil._HOST[1:]}-x.tmp": True,  # another host's
         "x.tmp": True,  # not a dot file: not ours
         ".config": True,
         "report.md": True,
