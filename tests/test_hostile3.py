@@ -438,7 +438,7 @@ def test_run_names_cannot_inject_markdown_or_html(tmp_path, no_figures):
 
 
 def test_a_run_name_too_long_is_refused_before_any_file(tmp_path):
-    run = run_dir(tmp_path / ("d" * 200), [metrics_row(0, run="")])
+    run = run_dir(tmp_path / ("d" * 40), [metrics_row(0, run="")])
     (run / "run.json").write_text(json.dumps({"name": "n" * 300}))
     out = tmp_path / "report"
     with pytest.raises(HgpruneError) as err:
