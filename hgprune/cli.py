@@ -11,7 +11,7 @@ import importlib
 import sys
 
 from hgprune import __version__
-from hgprune.errors import HgpruneError
+from hgprune.errors import HgpruneError, user_message
 
 # name → (module, one-line help). Adding a command = one line here + a module with add_arguments(parser), main(args).
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     except HgpruneError as exc:
         if debug:
             raise
-        print(f"hgprune: error: {exc}", file=sys.stderr)
+        print(f"hgprune: error: {user_message(exc)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         if debug:

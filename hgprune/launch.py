@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -21,11 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from hgprune.errors import HgpruneError
-from hgprune.fsutil import atomic_write_text
+from hgprune.fsutil import atomic_write_text, read_limited, reading
 from hgprune.recipe import Recipe
 from hgprune.rundir import RunDir
 
 CLUSTER_INSTALL = "pip install 'hgprune[cluster]'  (or: pip install submitit)"
+MAX_STATE_BYTES = 16 << 20  # a launch record lists one small record per entry
 STATE_FILE = "launch.json"  # OUT/launch.json: launcher, and per entry its dependency, state, job id and log
 LOGS_DIR = "logs"  # OUT/logs/<entry>.log: the entry's output, appended to by every attempt
 DONE, FAILED, SKIPPED = "finished", "failed", "skipped"
@@ -214,7 +216,12 @@ def submit(entries: list[Entry], out: Path, executor, slurm: SlurmSettings | Non
             executor.update_parameters(**slurm.parameters(entry.name, after.job_id if after else None))
         elif after is not None:
             after.result()  # raises when the baseline failed: nothing that needs it is submitted
-        job = executor.submit(EntryJob(entry.command, entry_log(out, entry.name), Path.cwd()))
+        try:
+            job = executor.submit(EntryJob(entry.command, entry_log(out, entry.name), Path.cwd()))
+        except (RuntimeError, OSError, subprocess.SubprocessError) as exc:  # the scheduler refused or is not there
+            done = f" ({len(jobs)} submitted before it are recorded in {out})" if jobs else ""
+            lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
+            raise HgpruneError(f"{entry.name}: job submission failed: {lines[-1][:160]}{done}") from None
         jobs[entry.name] = job
         records[entry.name] = {
             "after": entry.after,
@@ -231,7 +238,15 @@ def submit(entries: list[Entry], out: Path, executor, slurm: SlurmSettings | Non
 def submit_slurm(entries: list[Entry], out: Path, options: LaunchOptions) -> dict[str, str]:
     """One Slurm job per entry through submitit's ``SlurmExecutor``; returns the job ids (nothing waits for them)."""
     submitit = require_submitit()
-    executor = submitit.SlurmExecutor(folder=Path(out) / LOGS_DIR / "slurm" / "%j")
+    if shutil.which("sbatch") is None:
+        raise HgpruneError(
+            "the slurm launcher needs Slurm (no sbatch command on PATH on this machine); run on a Slurm login node "
+            "or use the local launcher"
+        )
+    try:
+        executor = submitit.SlurmExecutor(folder=Path(out) / LOGS_DIR / "slurm" / "%j")
+    except (RuntimeError, OSError) as exc:  # submitit checks for srun when built
+        raise HgpruneError(f"the slurm launcher cannot start: {str(exc).strip().splitlines()[0][:160]}") from None
     jobs = submit(entries, out, executor, options.slurm)
     for name, job in jobs.items():
         print(f"[launch] {name}: Slurm job {job.job_id}, log {entry_log(out, name)}", flush=True)
@@ -260,11 +275,11 @@ def status(out: Path, names: list[str] | None = None) -> list[dict[str, str]]:
     entries) are listed with ``-`` for what only a launcher knows, as long as at least one of them was started."""
     path = Path(out) / STATE_FILE
     if path.exists():
-        try:
-            state = json.loads(path.read_text())
+        with reading(path, "launch record (corrupt: not the JSON hgprune writes)"):
+            state = json.loads(read_limited(path, MAX_STATE_BYTES, "launch record"))
             records = state["entries"]
-        except (ValueError, KeyError, TypeError):
-            raise HgpruneError(f"{path}: corrupt launch record (not the JSON hgprune writes)") from None
+            if not isinstance(records, dict) or not all(isinstance(r, dict) for r in records.values()):
+                raise TypeError("'entries' must map entry names to records")
     elif names and any((Path(out) / name).is_dir() for name in names):
         state, records = {}, {name: {"state": "-"} for name in names}
     else:

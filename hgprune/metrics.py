@@ -36,12 +36,32 @@ def _numpy(x) -> np.ndarray:
     return np.asarray(x, dtype=np.float64)
 
 
+def check_heatmaps(heatmaps, num_joints: int | None = None, source: str = "the model") -> None:
+    """Refuse heatmaps that would decode to made-up joints: any NaN or infinity (argmax of NaN is index 0, a joint in
+    the corner with NaN confidence), or a channel count other than the ``num_joints`` the config names."""
+    hm = heatmaps if isinstance(heatmaps, torch.Tensor) else torch.as_tensor(np.asarray(heatmaps))
+    if hm.ndim != 4:
+        raise HgpruneError(f"{source}: heatmaps must be (batch, joints, height, width), got shape {tuple(hm.shape)}")
+    if num_joints is not None and hm.shape[1] != num_joints:
+        raise HgpruneError(
+            f"{source}: its score layer gives {hm.shape[1]} heatmap channel(s) but its config names {num_joints} "
+            "joints; the checkpoint is inconsistent (fix its config's num_joints or its score layer)"
+        )
+    if hm.is_floating_point() and not bool(torch.isfinite(hm).all()):
+        bad = int((~torch.isfinite(hm)).sum())
+        raise HgpruneError(
+            f"{source}: {bad} of {hm.numel()} heatmap values are NaN or infinite (diverged or corrupt weights); "
+            "nothing is scored or written"
+        )
+
+
 def decode_heatmaps(heatmaps) -> tuple[np.ndarray, np.ndarray]:
     """Argmax of each (B, J, h, w) heatmap plus a quarter pixel toward the higher neighbour, in heatmap pixels.
 
     Returns (coords (B, J, 2) as x, y; maxvals (B, J)). The quarter-pixel step halves the quantisation error of a
-    plain argmax, as the seed and most hourglass code do.
+    plain argmax, as the seed and most hourglass code do. Non-finite heatmaps are refused (:func:`check_heatmaps`).
     """
+    check_heatmaps(heatmaps)
     hm = _numpy(heatmaps)
     batch, joints, height, width = hm.shape
     flat = hm.reshape(batch, joints, -1)
@@ -96,6 +116,7 @@ def seed_final_preds(heatmaps, center, scale, res: int | None = None) -> np.ndar
     :func:`to_image_coords`). ``center`` is the seed's 1-based crop centre (objpos with ``y += 15·s``); ``scale``
     the seed's (``scale_provided × 1.25``); ``res`` the heatmap side (default: the heatmaps').
     """
+    check_heatmaps(heatmaps)
     hm = torch.as_tensor(heatmaps).float()
     batch, joints, height, width = hm.shape
     res = int(res or width)

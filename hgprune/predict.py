@@ -16,7 +16,7 @@ import copy
 import json
 import os
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,11 +26,13 @@ import torch
 from torch import nn
 
 from hgprune.data import transforms as T
+from hgprune.data.mpii import MAX_COORD
 from hgprune.errors import HgpruneError
 from hgprune.export import runtime
 from hgprune.export.core import export_metadata
 from hgprune.export.fold import fold_batchnorm
-from hgprune.metrics import decode_heatmaps, to_image_coords
+from hgprune.fsutil import check_zip_inflation
+from hgprune.metrics import check_heatmaps, decode_heatmaps, to_image_coords
 from hgprune.models import HourglassConfig, load_model
 from hgprune.models.hourglass import check_input_size
 from hgprune.train.evaluation import predict_heatmaps
@@ -38,15 +40,28 @@ from hgprune.train.evaluation import predict_heatmaps
 BACKENDS = ("torch", "torchscript", "onnxruntime")
 COLORS = ("rgb", "bgr")
 BOX_PADDING = 1.25  # crop side = 1.25 × the box's longer side, as the seed pads scale_provided
+MIN_BOX_SIDE = 1.0  # px: a thinner box has no crop (its affine would be singular)
 
 ModelSource = nn.Module | str | os.PathLike | bytes
 
 
 def box_to_crop(box: Sequence[float]) -> tuple[np.ndarray, float]:
     """``(x1, y1, x2, y2)`` person box (0-based pixels) → crop ``(center, scale)`` in the training convention."""
-    values = np.asarray(box, dtype=np.float64).reshape(-1)
-    if values.shape != (4,) or not np.all(np.isfinite(values)) or values[2] <= values[0] or values[3] <= values[1]:
-        raise HgpruneError(f"box {np.asarray(box).tolist()}: expected finite (x1, y1, x2, y2) with x2 > x1, y2 > y1")
+    try:
+        values = np.asarray(box, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError, OverflowError):
+        values = np.full(1, np.nan)
+    if (
+        values.shape != (4,)
+        or not np.all(np.abs(values) <= MAX_COORD)  # also refuses NaN
+        or values[2] - values[0] < MIN_BOX_SIDE
+        or values[3] - values[1] < MIN_BOX_SIDE
+    ):
+        shown = str(values.tolist() if values.shape == (4,) else np.asarray(box, dtype=object).tolist())[:80]
+        raise HgpruneError(
+            f"box {shown}: expected finite (x1, y1, x2, y2) with x2 > x1, y2 > y1 (sides of at least "
+            f"{MIN_BOX_SIDE:g} px, coordinates within ±{MAX_COORD:g} px)"
+        )
     center = (values[:2] + values[2:]) / 2.0
     return center, BOX_PADDING * float(max(values[2] - values[0], values[3] - values[1])) / 200.0
 
@@ -224,7 +239,9 @@ class Predictor:
         """Last stack's (B, J, S/4, S/4) heatmaps of normalised crops (B, 3, S, S), flip-averaged when ``flip``."""
         perm = list(T.FLIP_PERM) if self.flip else None
         with runtime.torch_threads(self.threads), torch.inference_mode():
-            return predict_heatmaps(self._run, batch, perm)[-1].float().cpu()
+            heatmaps = predict_heatmaps(self._run, batch, perm)[-1].float().cpu()
+        check_heatmaps(heatmaps, self.config.num_joints, self.name)
+        return heatmaps
 
     def predict(
         self,
@@ -269,7 +286,7 @@ class Predictor:
                     raise HgpruneError(f"{item}: missing or unreadable image")
                 unreadable.append(i)
                 continue
-            for crop in crops:
+            for crop in crops:  # built one at a time: memory holds one batch of crops, however many boxes
                 pending.append(crop)
                 if len(pending) >= self.batch_size:
                     flush()
@@ -285,11 +302,12 @@ class Predictor:
             unreadable=unreadable,
         )
 
-    def _crops(self, index: int, item, boxes, color: str) -> list[_Crop] | None:
-        """The normalised crops of one input, or None when it is a file that cannot be read."""
+    def _crops(self, index: int, item, boxes, color: str) -> Iterator[_Crop] | None:
+        """The normalised crops of one input, built lazily (one batch in memory at a time), or None when it is a
+        file that cannot be read. Every box is checked, and every decoding the crops need is made, up front."""
         size = self.input_size
-        if isinstance(item, str | os.PathLike) and boxes is not None:
-            crops = [box_to_crop(b) for b in boxes]
+        crops = [box_to_crop(b) for b in boxes] if boxes is not None else None
+        if isinstance(item, str | os.PathLike) and crops is not None:
             decoded: dict[int, np.ndarray | None] = {}
             for _center, scale in crops:  # decoded as the dataset decodes, at 1/factor where the crop allows
                 factor = T.reduction_factor(scale, size)
@@ -297,20 +315,22 @@ class Predictor:
                     decoded[factor] = T.read_image(str(item), factor)
                 if decoded[factor] is None:
                     return None
-            return [self._crop(index, decoded[T.reduction_factor(s, size)], c, s, T.reduction_factor(s, size))
-                    for c, s in crops]  # fmt: skip
+            return (self._crop(index, decoded[T.reduction_factor(s, size)], c, s, T.reduction_factor(s, size))
+                    for c, s in crops)  # fmt: skip
         image = _to_bgr(item, color)
         if image is None:
             return None
-        crops = [box_to_crop(b) for b in boxes] if boxes is not None else [whole_image_crop(*image.shape[:2])]
+        crops = crops if crops is not None else [whole_image_crop(*image.shape[:2])]
         reduced: dict[int, np.ndarray] = {}
-        out = []
-        for center, scale in crops:
-            factor = T.reduction_factor(scale, size)
-            if factor not in reduced:
-                reduced[factor] = _reduce(image, factor)
-            out.append(self._crop(index, reduced[factor], center, scale, factor))
-        return out
+
+        def build() -> Iterator[_Crop]:
+            for center, scale in crops:
+                factor = T.reduction_factor(scale, size)
+                if factor not in reduced:
+                    reduced[factor] = _reduce(image, factor)
+                yield self._crop(index, reduced[factor], center, scale, factor)
+
+        return build()
 
     def _crop(self, index: int, image: np.ndarray, center: np.ndarray, scale: float, factor: int) -> _Crop:
         mat = T.affine_matrix(center, scale, 0.0, self.input_size)
@@ -327,6 +347,7 @@ def _deployable(model: nn.Module, fold_bn: bool) -> tuple[nn.Module, list]:
 
 
 def _read_bytes(path: str | os.PathLike) -> bytes:
+    check_zip_inflation(path)  # a TorchScript archive is a zip: bounded by what it holds, not what it declares
     try:
         return Path(path).read_bytes()
     except OSError as exc:
@@ -379,7 +400,10 @@ def _boxes_per_image(boxes, count: int, single: bool) -> list:
 
 
 def _box_list(boxes, where: str) -> list:
-    array = np.asarray(boxes, dtype=np.float64)
+    try:
+        array = np.asarray(boxes, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError):
+        raise HgpruneError(f"{where}: expected a list of numeric boxes (x1, y1, x2, y2)") from None
     if array.ndim == 1 and array.shape == (4,):
         array = array[None]
     if array.ndim != 2 or array.shape[1] != 4:

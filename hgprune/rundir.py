@@ -8,6 +8,7 @@ writing a checkpoint and writing the CSV loses nothing.
 from __future__ import annotations
 
 import json
+import math
 import os
 import socket
 import time
@@ -15,7 +16,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from hgprune.errors import HgpruneError
-from hgprune.fsutil import atomic_write_text
+from hgprune.fsutil import atomic_write_text, read_limited, reading
 from hgprune.metrics import GROUPS
 
 
@@ -303,5 +304,73 @@ class RunDir:
 
     def write_state(self, **updates) -> None:
         state = self.read_state()
+        if updates.get("status") == "finished":  # a resume that finishes again clears its failed attempt
+            state.pop("last_attempt", None)
+            state.pop("last_error", None)
         state.update(updates)
         atomic_write_text(self.state, json.dumps(state, indent=2, sort_keys=True) + "\n")
+
+    def record_status(self, status: str, **updates) -> None:
+        """Record the run's status in ``run.json`` without damaging what is already true there.
+
+        A finished run stays ``finished``: a later ``--resume`` that is running, fails or is interrupted (a full
+        disk while it re-exports) is recorded as ``last_attempt`` / ``last_error`` beside it, and only finishing again
+        rewrites the status. Recording is best effort for the states that report an error (``failed``,
+        ``interrupted``): if ``run.json`` cannot be written either, the error being recorded is what the user sees.
+        """
+        try:
+            previous = self.read_state().get("status")
+        except HgpruneError:
+            previous = None
+        if previous == FINISHED and status != FINISHED:
+            updates = {"last_attempt": status, **({"last_error": updates["error"]} if "error" in updates else {})}
+            status_update = {}
+        else:
+            status_update = {"status": status}
+        try:
+            self.write_state(**status_update, **updates)
+        except HgpruneError:
+            if status not in (FAILED, INTERRUPTED):
+                raise
+
+    def read_recipe(self):
+        """The resolved recipe this run started with (``recipe.yaml``), checked like any recipe: a tag, a bad value
+        or a file too large to be a recipe is one line naming it."""
+        from hgprune.recipe import recipe_from_resolved
+
+        text = read_limited(self.recipe, MAX_RECIPE_FILE_BYTES, "run recipe (recipe.yaml)")
+        with reading(self.recipe, "run recipe (recipe.yaml written by hgprune run)"):
+            return recipe_from_resolved(text.decode("utf-8"))
+
+
+FINISHED, FAILED, INTERRUPTED = "finished", "failed", "interrupted"
+MAX_RECIPE_FILE_BYTES = 1 << 20
+
+
+def step_row(path: Path, meta: object) -> dict:
+    """The metrics row a step checkpoint carries (``meta["row"]``), checked: a plain checkpoint or a hand-edited
+    meta in ``checkpoints/`` is one line naming the file, never a ``KeyError`` later."""
+    row = meta.get("row") if isinstance(meta, dict) else None
+    if not isinstance(row, dict):
+        raise HgpruneError(
+            f"{path}: not a step checkpoint of hgprune run (its meta has no metrics 'row'); move it out of "
+            "checkpoints/ or delete it to redo that step"
+        )
+    for key in ("step", "macs_fvcore", "macs_ratio", "pckh_mean", "params"):
+        value = row.get(key)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise HgpruneError(
+                f"{path}: metrics row field {key!r} must be a finite number, found {str(value)[:40]!r}; delete the "
+                "file to redo that step"
+            )
+    if row["step"] != meta.get("step", row["step"]) or not 0 <= row["step"] < 10**6:
+        raise HgpruneError(f"{path}: metrics row is for step {str(row['step'])[:20]}, not this file's step")
+    return row
+
+
+def check_epochs_done(path: Path, done: int, planned: int) -> None:
+    """A partial-step file cannot have trained more epochs than its step plans."""
+    if done > planned:
+        raise HgpruneError(
+            f"{path}: claims {done} finished epoch(s) of a step that trains {planned}; delete the file to redo the step"
+        )

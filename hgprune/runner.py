@@ -16,9 +16,9 @@ from pathlib import Path
 import torch
 
 from hgprune import __version__, stages
-from hgprune.errors import HgpruneError
+from hgprune.errors import HgpruneError, user_message
 from hgprune.fsutil import atomic_write_text
-from hgprune.recipe import RESUME_MUTABLE, Recipe, dump_recipe, recipe_changes, recipe_from_resolved
+from hgprune.recipe import RESUME_MUTABLE, Recipe, dump_recipe, recipe_changes
 from hgprune.rundir import RunDir
 from hgprune.stages import RunContext
 from hgprune.tracking import run_tracker
@@ -47,24 +47,25 @@ class Runner:
             raise
         try:
             with _stop_on_signals():
-                atomic_write_text(self.run.recipe, dump_recipe(self.recipe, __version__))
+                resolved = dump_recipe(self.recipe, __version__)
+                if not (self.run.recipe.is_file() and self.run.recipe.read_text(errors="replace") == resolved):
+                    atomic_write_text(self.run.recipe, resolved)
                 started = self.run.read_state().get("started") or time.strftime("%Y-%m-%dT%H:%M:%S")
-                self.run.write_state(
-                    status="running", hgprune_version=__version__, command=self.command, started=started
-                )
+                self.run.record_status("running", hgprune_version=__version__, command=self.command, started=started)
                 return self._steps()
         except KeyboardInterrupt:
             done = self.run.completed_steps()
-            self.run.write_state(status="interrupted")
+            self.run.record_status("interrupted")
             part_way = "".join(f" and step {s}'s finished epochs" for s in self.run.partial_steps())
             raise HgpruneError(
                 f"interrupted; {len(done)} completed step(s){part_way} kept in {self.run.root}; continue with --resume"
             ) from None
         except HgpruneError as exc:
             done = self.run.completed_steps()
-            self.run.write_state(status="failed", error=str(exc))
+            message = user_message(exc)  # a DataLoader worker's error without the worker's traceback
+            self.run.record_status("failed", error=message)
             raise HgpruneError(
-                f"{exc} ({len(done)} completed step(s) kept in {self.run.root}; fix the cause and run again with "
+                f"{message} ({len(done)} completed step(s) kept in {self.run.root}; fix the cause and run again with "
                 f"--resume: the recipe may change only in {', '.join(RESUME_MUTABLE)})"
             ) from None
         finally:
@@ -86,7 +87,7 @@ class Runner:
                     f"{self.run.root}: already holds a run with {len(done)} completed step(s){part_way}; "
                     "pass --resume to continue it or choose another --out"
                 )
-            _, refused = recipe_changes(recipe_from_resolved(self.run.recipe.read_text()), self.recipe)
+            _, refused = recipe_changes(self.run.read_recipe(), self.recipe)
             if refused:
                 shown = ", ".join(refused[:5]) + (f" and {len(refused) - 5} more" if len(refused) > 5 else "")
                 raise HgpruneError(

@@ -23,7 +23,7 @@ from hgprune import __version__
 from hgprune.console import kept_text, log, row_line, summary_table
 from hgprune.errors import HgpruneError
 from hgprune.export import SUFFIXES, export_model, quantize_model
-from hgprune.fsutil import atomic_write_text
+from hgprune.fsutil import atomic_write_text, reading
 from hgprune.metrics import GROUPS
 from hgprune.models import HourglassNet, save_model
 from hgprune.models.checkpoints import load_checkpoint, load_trainer_state
@@ -34,7 +34,7 @@ from hgprune.profile import conv_macs, count_params, profile_model
 from hgprune.prune import get_criterion, model_size, prune_with, schedule_targets
 from hgprune.recipe import Recipe, TrainSection
 from hgprune.report import write_report
-from hgprune.rundir import METRIC_COLUMNS, MetricsRow, RunDir
+from hgprune.rundir import METRIC_COLUMNS, MetricsRow, RunDir, check_epochs_done, step_row
 from hgprune.train import Trainer, evaluate_model
 from hgprune.train.checkpointing import check_finished
 from hgprune.train.losses import heatmap_loss
@@ -98,8 +98,9 @@ class Partial:
         if not isinstance(done, int) or isinstance(done, bool) or done < 1:
             raise HgpruneError(f"{path}: 'epochs_done' must be a positive integer, found {done!r}; delete the file")
         loss = meta.get("loss")
-        return cls(model, load_trainer_state(path), done, math.nan if loss is None else float(loss),
-                   float(meta.get("wall_s") or 0.0))  # fmt: skip
+        with reading(path, "partial-step checkpoint (loss and wall_s must be numbers)"):
+            return cls(model, load_trainer_state(path), done, math.nan if loss is None else float(loss),
+                       float(meta.get("wall_s") or 0.0))  # fmt: skip
 
 
 def baseline(ctx: RunContext) -> tuple[Step, dict]:
@@ -110,7 +111,7 @@ def baseline(ctx: RunContext) -> tuple[Step, dict]:
     if 0 in ctx.run.completed_steps():
         model, info = load_checkpoint(path)
         ctx.normalization = model.config.normalization
-        row = info["meta"]["row"]
+        row = step_row(path, info["meta"])
         log(f"[baseline] already done: PCKh {row['pckh_mean']:.2f} (resumed)")
     else:
         started = time.perf_counter()
@@ -127,6 +128,7 @@ def baseline(ctx: RunContext) -> tuple[Step, dict]:
             epochs = r.baseline.train.epochs
             partial = Partial.read(ctx, 0)
             if partial is not None:
+                check_epochs_done(ctx.run.partial_checkpoint(0), partial.epochs_done, epochs)
                 model = partial.model
                 started -= partial.wall_s
                 log(f"[baseline] resuming {expect.arch} training at epoch {partial.epochs_done + 1} of {epochs}")
@@ -159,7 +161,7 @@ def teacher_for(ctx: RunContext, model: HourglassNet) -> HourglassNet | None:
 
 def resumed_step(ctx: RunContext, step: int, total: int) -> Step:
     model, info = load_checkpoint(ctx.run.step_checkpoint(step))
-    row = info["meta"]["row"]
+    row = step_row(ctx.run.step_checkpoint(step), info["meta"])
     log(f"[step {step}/{total}] already done: kept MACs {row['macs_ratio']:.3f}, PCKh {row['pckh_mean']:.2f} (resumed)")
     return Step(model, row)
 
@@ -173,6 +175,7 @@ def prune_step(
     epochs = r.finetune.epochs_per_step + (r.finetune.final_epochs if step == total else 0)
     partial = Partial.read(ctx, step)
     if partial is not None:  # pruned before the stop: its fine-tuning goes on from the last finished epoch
+        check_epochs_done(ctx.run.partial_checkpoint(step), partial.epochs_done, epochs)
         model = partial.model
         started -= partial.wall_s
         log(f"[step {step}/{total}] resuming fine-tuning at epoch {partial.epochs_done + 1} of {epochs}")

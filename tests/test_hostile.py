@@ -302,9 +302,9 @@ def test_inspect_verify_finds_truncated_and_oversized_images(tmp_path, capsys):
         tmp_path / "a.json", [seed_record(n) for n in ("good.jpg", "trunc.jpg", "bomb.jpg")]
     )
     argv = ["data", "inspect", "--annotations", str(annotations), "--image-path", str(images), "--json"]
-    assert main(argv) == 0
+    assert main(argv) == 1  # the check failed (issue 34: a failed check exits non-zero)
     assert json.loads(capsys.readouterr().out)["unreadable"] == ["bomb.jpg"]  # a header check cannot see truncation
-    assert main([*argv, "--verify"]) == 0
+    assert main([*argv, "--verify"]) == 1
     assert json.loads(capsys.readouterr().out)["unreadable"] == ["bomb.jpg", "trunc.jpg"]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -79,12 +80,26 @@ def inspect(args: argparse.Namespace) -> dict:
     return report
 
 
+CHECK_FAILED = 1  # the exit status of an inspection that found missing or unreadable images (as pip check's)
+
+
+def check_status(report: dict) -> int:
+    """0 when every image of the set-up was found and readable, else :data:`CHECK_FAILED`, so a script can gate a
+    long run on ``hgprune data inspect``; a summary goes to stderr."""
+    missing, unreadable = len(report["missing"]), len(report["unreadable"])
+    if not missing and not unreadable:
+        return 0
+    print(f"hgprune: data inspect: check failed: {missing:,} missing and {unreadable:,} unreadable image(s)",
+          file=sys.stderr)  # fmt: skip
+    return CHECK_FAILED
+
+
 def main(args: argparse.Namespace) -> int:
     if args.data_command == "inspect":
         report = inspect(args)
         if args.json:
             print_json(report)
-            return 0
+            return check_status(report)
         print(f"{report['annotations']}  (images: {report['image_path']})")
         for split, s in report["splits"].items():
             print(f"  {split:<5} {s['people']:>7,} people  {s['images']:>7,} images  "
@@ -98,7 +113,7 @@ def main(args: argparse.Namespace) -> int:
                 extra = len(names) - args.max_list
                 more = f" … and {extra:,} more (--json lists all)" if extra > 0 else ""
                 print(f"  {kind}: {shown}{more}")
-        return 0
+        return check_status(report)
     if args.data_command == "synth":
         from hgprune.data.synthpose import generate, synth_config
 

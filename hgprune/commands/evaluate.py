@@ -77,6 +77,9 @@ def check_overwrite(path: Path, force: bool) -> None:
 
 def main(args: argparse.Namespace) -> int:
     check_device(args.device)
+    image_path = getattr(args, "image_path", None)
+    if image_path and not Path(image_path).is_dir():  # refused before the model or any worker loads
+        raise HgpruneError(f"--image-path {image_path}: image folder not found")
     model = load_model(args.model_file)
     expected = {"arch": args.arch, "N": args.N, "M": args.M}
     found = {"arch": model.config.arch, "N": model.config.N, "M": model.config.M}

@@ -11,7 +11,7 @@ from hgprune.commands.common import flag_names
 from hgprune.errors import HgpruneError
 from hgprune.models.checkpoints import load_checkpoint
 from hgprune.pipeline import Pipeline
-from hgprune.recipe import load_recipe, recipe_from_resolved
+from hgprune.recipe import load_recipe
 from hgprune.rundir import RunDir
 from hgprune.sensitivity import evaluator, sensitivity_scan, write_sensitivity
 from hgprune.train.losses import heatmap_loss
@@ -34,7 +34,7 @@ def main(args: argparse.Namespace) -> int:
         layout = RunDir(source)
         if not layout.recipe.exists():
             raise HgpruneError(f"{source}: not a run directory (no {layout.recipe.name})")
-        recipe = recipe_from_resolved(layout.recipe.read_text())
+        recipe = layout.read_recipe()
         if args.set:
             raise HgpruneError("--set: not allowed with a run directory (its recipe is fixed); pass the recipe file")
         checkpoint = args.checkpoint or layout.step_checkpoint(0)

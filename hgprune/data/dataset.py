@@ -65,6 +65,8 @@ class PoseDataset(torch.utils.data.Dataset):
         self.target_weight = target_weight
         self.records = records
         self.image_root = Path(image_root)
+        if records and not self.image_root.is_dir():  # refused here, not as one failed read per sample in a worker
+            raise HgpruneError(f"{self.image_root}: image folder not found (is the image path right?)")
         self.input_size = input_size
         self.output_size = input_size // 4
         self.augment = augment

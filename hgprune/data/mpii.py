@@ -227,14 +227,31 @@ def split_records(records: list[PoseRecord], split: str) -> list[PoseRecord]:
     return [r for r in records if r.is_val == (split == "val")]
 
 
-def _loadmat(path: str | os.PathLike) -> dict:
+# Elements a .mat variable hgprune reads may declare (MPII's whole training set of predictions is 0.8 M): its
+# header is checked before the variable is decompressed, and variables hgprune does not read are never loaded.
+MAX_MAT_ELEMENTS = 10_000_000
+
+
+def _loadmat(path: str | os.PathLike, wanted: tuple[str, ...]) -> dict:
+    """The ``wanted`` variables of a MATLAB file (those present), each refused by its declared shape before it is
+    decompressed when it holds more than :data:`MAX_MAT_ELEMENTS` values; the file's other variables are skipped."""
     import scipy.io
 
     path = Path(path)
     if not path.is_file():
         raise HgpruneError(f"{path}: file not found")
     try:
-        return scipy.io.loadmat(str(path))
+        declared = {name: shape for name, shape, _kind in scipy.io.whosmat(str(path))}
+        for name in wanted:
+            if name in declared and math.prod(declared[name]) > MAX_MAT_ELEMENTS:
+                shape = "×".join(map(str, declared[name]))
+                raise HgpruneError(
+                    f"{path}: {name} declares {shape} values, more than {MAX_MAT_ELEMENTS:,}; refused unread"
+                )
+        present = [name for name in wanted if name in declared]
+        return scipy.io.loadmat(str(path), variable_names=present) if present else {}
+    except HgpruneError:
+        raise
     except Exception as exc:  # scipy raises many types for corrupt files
         raise HgpruneError(f"{path}: not a readable MATLAB file ({str(exc)[:80]})") from None
 
@@ -262,9 +279,17 @@ def _mat_field(mat: dict, key: str, path, shape_head: tuple[int, ...]) -> np.nda
 
 def load_ground_truth_mat(path: str | os.PathLike) -> GroundTruth:
     """``gt_valid.mat`` layout: pos_gt_src (16×2×N), jnt_missing (16×N), headboxes_src (2×2×N), 1-based."""
-    mat = _loadmat(path)
+    mat = _loadmat(path, ("pos_gt_src", "jnt_missing", "headboxes_src"))
     joints = _mat_field(mat, "pos_gt_src", path, (NUM_JOINTS, 2)).transpose(2, 0, 1) - 1.0
-    missing = _mat_field(mat, "jnt_missing", path, (NUM_JOINTS,)).T.astype(bool)
+    flags = _mat_field(mat, "jnt_missing", path, (NUM_JOINTS,)).T
+    odd = ~np.isin(flags, (0.0, 1.0))
+    if odd.any():
+        person, joint = (int(i) for i in np.argwhere(odd)[0])
+        raise HgpruneError(
+            f"{path}: jnt_missing must hold 0 (annotated) or 1 (missing), found {float(flags[person, joint]):g} for "
+            f"joint {joint} of person {person}"
+        )
+    missing = flags.astype(bool)
     boxes = _mat_field(mat, "headboxes_src", path, (2, 2)).transpose(2, 0, 1) - 1.0
     if not (len(joints) == len(missing) == len(boxes)):
         raise HgpruneError(f"{path}: pos_gt_src, jnt_missing and headboxes_src disagree on the number of people")
@@ -279,7 +304,7 @@ def load_predictions_mat(path: str | os.PathLike, key: str | None = None) -> np.
     """Predictions (N, 16, 2) 0-based from 1-based pixels in a ``pos_pred_src`` (16×2×N) variable — MPII's layout,
     hgprune's ``preds.mat`` — or a ``preds`` (N×16×2) variable, the seed's ``preds.mat``. ``key`` picks one;
     by default ``pos_pred_src`` is used when present, else ``preds``."""
-    mat = _loadmat(path)
+    mat = _loadmat(path, (key,) if key else ("pos_pred_src", "preds"))
     if key is None:
         key = "pos_pred_src" if "pos_pred_src" in mat or "preds" not in mat else "preds"
     if key == "preds":

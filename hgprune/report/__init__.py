@@ -7,11 +7,16 @@ directories, so re-running gives byte-identical files.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from hgprune import __version__
+from hgprune.errors import HgpruneError
 from hgprune.fsutil import atomic_write_text
 from hgprune.report import figures, latency_figures, markdown
 from hgprune.report.runs import RunData, load_runs
@@ -51,21 +56,29 @@ def write_report(
     """
     runs = load_runs(list(run_dirs))
     out = Path(out_dir)
+    with staged(out) as stage:  # every file is made first; the report appears whole or not at all
+        _render(runs, run_dirs, out_dir, stage, title, commands)
+    return out / "report.md"
+
+
+def _render(runs, run_dirs, out_dir, stage: Path, title: str | None, commands: list[str] | None) -> None:
+    """Write the report of ``runs`` into ``stage``; links and commands name ``out_dir``, where it is published."""
+    out = Path(out_dir)
     given_title = title
     title = title or (f"hgprune report: {runs[0].name}" if len(runs) == 1 else f"hgprune report: {len(runs)} runs")
 
     table = all_steps_table(runs)
     summary = summary_table(runs)
-    _write_table(out / "tables" / "all_steps", table, markdown=False)
-    _write_table(out / "tables" / "summary", summary)
+    _write_table(stage / "tables" / "all_steps", table, markdown=False)
+    _write_table(stage / "tables" / "summary", summary)
     pairs = pruned_vs_scratch_table(runs)
     if len(pairs):
-        _write_table(out / "tables" / "pruned_vs_scratch", pairs)
+        _write_table(stage / "tables" / "pruned_vs_scratch", pairs)
     steps = {}
     for run in runs:
         if not run.metrics.empty:
             steps[run.slug] = steps_table(run)
-            _write_table(out / "tables" / f"steps_{run.slug}", steps[run.slug])
+            _write_table(stage / "tables" / f"steps_{run.slug}", steps[run.slug])
 
     figure_paths: dict[str, str] = {}
     with figures.rc_context():
@@ -78,20 +91,40 @@ def write_report(
         for run in runs:
             if run.checkpoint is not None:
                 kept, config = kept_channels(run.checkpoint)
-                _write_table(out / "tables" / f"kept_channels_{run.slug}", kept, markdown=False)
+                _write_table(stage / "tables" / f"kept_channels_{run.slug}", kept, markdown=False)
                 source = run.checkpoint.relative_to(run.path).as_posix()
                 drawn[f"kept_channels_{run.slug}"] = figures.kept_channels_figure(run, kept, source, config)
         for key, fig in drawn.items():
             if fig is not None:
-                figures.save_figure(fig, out / "figures", key)
+                figures.save_figure(fig, stage / "figures", key)
                 figure_paths[key] = f"figures/{key}.png"
 
     listed = [r.command for r in runs if r.command] + list(commands or [report_command(run_dirs, out_dir, given_title)])
     commands_listed = list(dict.fromkeys(listed))
     text = markdown.render(title, runs, summary, steps, figure_paths, commands_listed, out, __version__, table, pairs)
-    report = out / "report.md"
-    atomic_write_text(report, text)
-    return report
+    atomic_write_text(stage / "report.md", text)
+
+
+@contextlib.contextmanager
+def staged(out: Path) -> Iterator[Path]:
+    """A temp folder beside ``out`` to write a report into; on success its files are moved into ``out`` (each an
+    atomic rename), on any failure it is removed and ``out`` is as it was."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        stage = Path(tempfile.mkdtemp(prefix=f".report.{os.getpid()}-", suffix=".tmp", dir=out))
+    except OSError as exc:
+        raise HgpruneError(f"{out}: cannot write the report here ({exc.strerror or exc})") from None
+    try:
+        yield stage
+        for path in sorted(p for p in stage.rglob("*") if p.is_file()):
+            target = out / path.relative_to(stage)
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(path, target)
+            except OSError as exc:
+                raise HgpruneError(f"{target}: cannot write ({exc.strerror or exc})") from None
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
 
 
 def _write_table(stem: Path, frame, markdown: bool = True) -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import html
 import os
+import re
 from pathlib import Path
 
 import pandas as pd
 
-from hgprune.report.runs import RunData
+from hgprune.report.runs import RunData, one_line
 from hgprune.report.tables import LATENCY_SOURCES, PAIR_TOLERANCE, markdown_table
 from hgprune.rundir import RunDir
 
@@ -26,6 +28,24 @@ def _figure(figures: dict[str, str], key: str, alt: str) -> list[str]:
     png = figures[key]
     return [f"![{alt}]({png})", "", f"<sub>Vector version: [{Path(png).with_suffix('.svg').name}]"
             f"({Path(png).with_suffix('.svg').as_posix()})</sub>", ""]  # fmt: skip
+
+
+def _text(value: object) -> str:
+    """Text from a run directory or the command line, safe in Markdown: one line, HTML special characters escaped
+    (a name cannot open a tag, a newline cannot start a heading or a list)."""
+    return html.escape(one_line(str(value), 4000), quote=False)
+
+
+def _code(value: object) -> str:
+    """``value`` as an inline code span, or as escaped text when it holds a backtick or an HTML character (which a
+    code span would show raw to renderers that do not follow CommonMark to the letter)."""
+    text = one_line(str(value), 4000)
+    return _text(text) if any(c in text for c in "`<>&") else f"`{text}`"
+
+
+def _fence(lines: list[str]) -> str:
+    """A code-fence marker longer than any backtick run in ``lines`` (a command cannot close it)."""
+    return "`" * max(3, 1 + max((len(run) for line in lines for run in re.findall(r"`+", line)), default=0))
 
 
 def _link(target: Path, out_dir: Path) -> str:
@@ -47,13 +67,13 @@ def render(
     """The whole report as Markdown; ``figures`` maps a figure key to its PNG path relative to ``out_dir``;
     ``all_steps`` (every row, with ``latency_source``) says where the latencies came from; ``pairs`` is
     :func:`~hgprune.report.tables.pruned_vs_scratch_table`."""
-    lines = [f"# {title}", ""]
+    lines = [f"# {_text(title)}", ""]
     lines += [f"Made by hgprune {version} from {len(runs)} run director{'y' if len(runs) == 1 else 'ies'}. "
               "MACs are counted by fvcore (one multiply-add = 1); PCKh@0.5 is the MPII protocol, in %; "
               f"{latency_provenance(runs, all_steps)}", ""]  # fmt: skip
     notes = [(r.name, n) for r in runs for n in r.notes]
     if notes:
-        lines += ["**Notes**", ""] + [f"- `{name}`: {note}" for name, note in notes] + [""]
+        lines += ["**Notes**", ""] + [f"- {_code(name)}: {_text(note)}" for name, note in notes] + [""]
     lines += ["## PCKh vs MACs", ""]
     lines += _figure(figures, "pareto", "PCKh vs MACs with the Pareto front")
     lines += [PARETO_LEGEND, ""]
@@ -95,23 +115,25 @@ def render(
         lines += _figure(figures, "pckh_groups", "PCKh per joint group across pruning steps")
     lines += ["## Runs", ""]
     for run in runs:
-        lines += [f"### {run.name}", ""]
-        facts = [f"directory `{run.path}`"]
+        lines += [f"### {_text(run.name)}", ""]
+        facts = [f"directory {_code(run.path)}"]
         recipe_file = RunDir(run.path).recipe
         if recipe_file.exists():
             facts.append(f"recipe [{recipe_file.name}]({_link(recipe_file, out_dir)})")
         if run.info.get("status"):
-            facts.append(f"status `{run.info['status']}`")
+            facts.append(f"status {_code(run.info['status'])}")
         if not run.metrics.empty:
             first = run.metrics.iloc[0]
-            facts.append(f"{first['arch']} N={_int(first['N'])} M={_int(first['M'])}, criterion `{first['criterion']}`")
+            widths = f"N={_int(first['N'])} M={_int(first['M'])}"
+            facts.append(f"{_text(first['arch'])} {widths}, criterion {_code(first['criterion'])}")
         lines += ["; ".join(facts) + ".", ""]
-        lines += [f"- {note}" for note in run.notes] + ([""] if run.notes else [])
+        lines += [f"- {_text(note)}" for note in run.notes] + ([""] if run.notes else [])
         if run.slug in steps:
             lines += [markdown_table(steps[run.slug]),
                       f"CSV: [tables/steps_{run.slug}.csv](tables/steps_{run.slug}.csv)", ""]  # fmt: skip
-        lines += _figure(figures, f"kept_channels_{run.slug}", f"Kept channels per conv of {run.name}")
-    lines += ["## How this was made", "", "```sh", *commands, "```", ""]
+        lines += _figure(figures, f"kept_channels_{run.slug}", f"Kept channels per conv of {_text(run.name)}")
+    commands = [one_line(command, 4000) for command in commands]
+    lines += ["## How this was made", "", f"{_fence(commands)}sh", *commands, _fence(commands), ""]
     return "\n".join(lines)
 
 
@@ -134,7 +156,7 @@ def latency_provenance(runs: list[RunData], all_steps: pd.DataFrame | None = Non
         parts.append(
             f"latency{which} was measured after the runs in a separate pass (`latency.json`): eager PyTorch and "
             f"ONNX Runtime (`ORT` columns), {_pass_settings(members[0].latency.settings)}; 1/5/15-minute load "
-            f"average {_loads(before)} before and {_loads(after)} after; command `{command}`"
+            f"average {_loads(before)} before and {_loads(after)} after; command {_code(command)}"
         )
     if own:
         parts.append(f"where metrics.csv has a latency ({', '.join(f'`{n}`' for n in own)}) it wins: {METRICS_LATENCY}")

@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 
 from hgprune.errors import HgpruneError
-from hgprune.metrics import GROUPS  # noqa: F401 (re-exported for the report)
-from hgprune.recipe import BASELINE, PRUNE, SCRATCH, Recipe, recipe_changes, recipe_from_resolved
+from hgprune.metrics import GROUPS
+from hgprune.recipe import BASELINE, PRUNE, SCRATCH, Recipe, recipe_changes
 from hgprune.rundir import METRIC_COLUMNS, RunDir
 
 REQUIRED_COLUMNS = ("step", "arch", "criterion", "macs_fvcore", "pckh_mean")
@@ -28,6 +28,33 @@ NUMERIC_COLUMNS = tuple(c for c in METRIC_COLUMNS if c not in TEXT_COLUMNS)
 # may hold an infinity: every number a run writes is finite, and one infinity spoils the Pareto front and ratios.
 FINITE_COLUMNS = ("step", "macs_fvcore")
 FINISHED_STATES = ("done", "finished", "complete", "completed", "succeeded")
+# The range every number of metrics.csv must lie in (inclusive), from what a run can write: a value outside is a
+# damaged or hand-made file, refused with its column and row before any report file is written. Columns not listed
+# only need to be finite. Percentages are 0..100; sizes and MACs are positive (0 MACs would make "MACs kept" inf).
+MAX_STEP = 1_000_000
+COLUMN_BOUNDS: dict[str, tuple[float, float]] = {
+    "step": (0, MAX_STEP),
+    "N": (1, 1e6),
+    "M": (1, 1e6),
+    "target": (0, 1e3),
+    "params": (1, 1e15),
+    "macs_fvcore": (1, 1e18),
+    "macs_thop": (1, 1e18),
+    "conv_macs": (0, 1e18),
+    "macs_ratio": (1e-12, 1e6),
+    "params_ratio": (1e-12, 1e6),
+    "latency_ms": (0, 1e9),
+    "latency_p90_ms": (0, 1e9),
+    "pckh_mean": (0, 100),
+    "pckh_seed_mean": (0, 100),
+    "pckh_01": (0, 100),
+    "auc": (0, 100),
+    **{f"pckh_{group}": (0, 100) for group in GROUPS},
+    "finetune_epochs": (0, 1e9),
+    "train_loss": (0, 1e30),
+    "wall_s": (0, 1e12),
+}
+MAX_TEXT_CHARS = 128  # a text cell (run name, arch, criterion, …): the recipe's limit for a run name
 
 
 @dataclass(frozen=True)
@@ -111,7 +138,7 @@ class LatencyPass:
             steps[int(key)] = StepLatency(**{name: float(values[name]) for name in present})
         settings, environment = data.get("settings"), data.get("environment")
         return cls(
-            command=command,
+            command=one_line(command, 4000),
             steps=steps,
             settings=settings if isinstance(settings, dict) else {},
             environment=environment if isinstance(environment, dict) else {},
@@ -227,21 +254,47 @@ def read_metrics(path: Path) -> pd.DataFrame:
                 f"{path}: column {column!r} row {row + 1} is {values.iloc[row][:40]!r}, not a finite number; "
                 "fix or re-run (nothing was written)"
             )
+        low, high = COLUMN_BOUNDS.get(column, (-math.inf, math.inf))
+        outside = (numbers < low) | (numbers > high)
+        if outside.any():
+            row = int(np.argmax(outside.to_numpy()))
+            raise HgpruneError(
+                f"{path}: column {column!r} row {row + 1} is {values.iloc[row][:40]!r}, outside {low:g}..{high:g}; "
+                "fix or re-run (nothing was written)"
+            )
         frame[column] = numbers
     steps = frame["step"]
     if steps.isna().any() or (steps != steps.round()).any():
         raise HgpruneError(f"{path}: column 'step' must hold whole numbers on every row")
-    frame["step"] = steps.astype(int)
+    frame["step"] = steps.astype(np.int64)
+    repeated = frame["step"][frame["step"].duplicated()]
+    if len(repeated):
+        step = int(repeated.iloc[0])
+        rows = [i + 1 for i in np.flatnonzero(frame["step"].to_numpy() == step)]
+        raise HgpruneError(
+            f"{path}: step {step} appears on rows {', '.join(map(str, rows[:5]))}; a run writes each step once, so "
+            "which row is real cannot be told (fix or re-run; nothing was written)"
+        )
+    for column in TEXT_COLUMNS:
+        for row, text in enumerate(frame[column]):
+            if len(text) > MAX_TEXT_CHARS or not text.isprintable():
+                raise HgpruneError(
+                    f"{path}: column {column!r} row {row + 1} must be at most {MAX_TEXT_CHARS} printable characters "
+                    f"on one line, got {text[:40]!r}{'…' if len(text) > 40 else ''} (nothing was written)"
+                )
     if "role" not in raw.columns:  # written before the role column: sweeps marked it in the criterion
         frame["role"] = [c if c in (BASELINE, SCRATCH) else PRUNE for c in frame["criterion"]]
-    frame = frame.drop_duplicates("step", keep="last").sort_values("step").reset_index(drop=True)
+    frame = frame.sort_values("step", kind="stable").reset_index(drop=True)
     return frame
 
 
 def _recipe(run_dir: RunDir) -> Recipe | None:
+    """The run's resolved recipe, or None when it is missing or unreadable (the report goes on without it)."""
+    if not run_dir.recipe.is_file():
+        return None
     try:
-        return recipe_from_resolved(run_dir.recipe.read_text())
-    except (OSError, ValueError, TypeError, AttributeError, HgpruneError):
+        return run_dir.read_recipe()
+    except HgpruneError:
         return None
 
 
@@ -249,9 +302,15 @@ def load_run(run_dir: Path) -> RunData:
     """Read one run directory; notes record what is partial or missing."""
     layout = RunDir(run_dir)
     metrics = read_metrics(layout.metrics_csv)
-    info = layout.read_state()
+    info = _plain_info(layout.read_state())
     names = [n for n in metrics["run"] if n]
     name = names[0] if names else str(info.get("name") or run_dir.resolve().name)
+    if len(name) > MAX_TEXT_CHARS or not name.isprintable() or not name.strip():
+        where = layout.metrics_csv if names else (layout.state if info.get("name") else run_dir)
+        raise HgpruneError(
+            f"{where}: run name {name[:40]!r}{'…' if len(name) > 40 else ''} must be 1-{MAX_TEXT_CHARS} printable "
+            "characters on one line (nothing was written)"
+        )
     latency = LatencyPass.read(layout.latency_json) if layout.latency_json.exists() else None
     run = RunData(
         name=name,
@@ -287,8 +346,33 @@ def load_run(run_dir: Path) -> RunData:
     return run
 
 
+def _plain_info(info: dict) -> dict:
+    """``run.json`` with every text the report shows made one printable line (a newline in a recorded command or
+    status cannot start a Markdown block or close a code fence)."""
+    shown = dict(info)
+    for key in ("status", "command"):  # a name is checked, not shortened (see load_run)
+        value = shown.get(key)
+        if isinstance(value, list):
+            value = " ".join(str(v) for v in value)
+        if isinstance(value, str):
+            shown[key] = one_line(value, 4000 if key == "command" else MAX_TEXT_CHARS)
+        elif value is not None:
+            shown.pop(key)
+    return shown
+
+
+def one_line(text: str, limit: int) -> str:
+    """``text`` as one printable line of at most ``limit`` characters: other characters are shown escaped."""
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+MAX_SLUG_CHARS = 80  # file names of the per-run tables and figures stay far below any file system's limit
+
+
 def _slug(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "run"
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._")[:MAX_SLUG_CHARS] or "run"
 
 
 def _unique(names: list[str], alternatives: list[str]) -> list[str]:
@@ -309,7 +393,7 @@ def _unique(names: list[str], alternatives: list[str]) -> list[str]:
 def load_runs(paths: list[str | Path]) -> list[RunData]:
     """All runs of one report, with unique names (``name@parent-dir`` or ``name#2`` for duplicates)."""
     runs = [load_run(p) for p in find_run_dirs(paths)]
-    alternatives = [f"{r.name}@{r.path.resolve().parent.name}" for r in runs]
+    alternatives = [f"{r.name}@{_slug(r.path.resolve().parent.name)}" for r in runs]
     for run, name in zip(runs, _unique([r.name for r in runs], alternatives)):
         if name != run.name:
             run.notes.append(f"renamed from '{run.name}' (another run of this report has the same name)")

@@ -6,6 +6,7 @@ Markdown tables are the same rows formatted for reading (M params, GMACs, ms, %)
 
 from __future__ import annotations
 
+import html
 import math
 import re
 from collections.abc import Callable
@@ -302,8 +303,16 @@ def markdown_table(frame: pd.DataFrame) -> str:
     numeric = [pd.api.types.is_numeric_dtype(frame[c]) and frame[c].dtype != bool for c in frame.columns]
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---:" if n else ":---" for n in numeric) + "|"]
     for row in zip(*cells) if cells else []:
-        lines.append("| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |")
+        lines.append("| " + " | ".join(_cell(c) for c in row) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _cell(value: object) -> str:
+    """A table cell: one line, HTML special characters escaped, pipes escaped (text from run directories)."""
+    text = str(value)
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+    return html.escape(text, quote=False).replace("|", "\\|")
 
 
 def csv_text(frame: pd.DataFrame) -> str:

@@ -16,7 +16,7 @@ from typing import Any
 from torch import nn
 
 from hgprune.errors import HgpruneError
-from hgprune.fsutil import atomic_torch_save, atomic_write_text, safe_torch_load
+from hgprune.fsutil import atomic_torch_save, atomic_write_text, reading, safe_torch_load
 from hgprune.models.checkpoints import strip_prefix, to_cpu, unwrap
 
 CHECKPOINT = "checkpoint.pth.tar"
@@ -80,13 +80,14 @@ def load_training_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     raw = safe_torch_load(path)
     if not isinstance(raw, dict) or "state_dict" not in raw:
         raise HgpruneError(f"{path}: not a training checkpoint (expected the keys epoch, state_dict, optimizer)")
-    return {
-        "epoch": int(raw.get("epoch", 0)),
-        "best_acc": float(raw.get("best_acc", 0.0)),
-        "optimizer": raw.get("optimizer") or {},
-        "scaler": raw.get("scaler"),
-        "state_dict": strip_prefix(raw["state_dict"]),
-    }
+    with reading(path, "training checkpoint (epoch and best_acc must be numbers)"):
+        return {
+            "epoch": int(raw.get("epoch", 0)),
+            "best_acc": float(raw.get("best_acc", 0.0)),
+            "optimizer": raw.get("optimizer") or {},
+            "scaler": raw.get("scaler"),
+            "state_dict": strip_prefix(raw["state_dict"]),
+        }
 
 
 def read_log(path: str | os.PathLike, before_epoch: int) -> list[dict]:
@@ -94,7 +95,7 @@ def read_log(path: str | os.PathLike, before_epoch: int) -> list[dict]:
     path = Path(path)
     if not path.exists():
         return []
-    with path.open(newline="") as handle:
+    with reading(path, "training log (log.csv)"), path.open(newline="") as handle:
         return [row for row in csv.DictReader(handle) if row.get("epoch") and int(row["epoch"]) <= before_epoch]
 
 

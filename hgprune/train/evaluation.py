@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from hgprune.metrics import DECODERS, decode_heatmaps, decode_to_image, flip_back, pckh
+from hgprune.metrics import DECODERS, check_heatmaps, decode_heatmaps, decode_to_image, flip_back, pckh
 from hgprune.models.checkpoints import unwrap
 from hgprune.train import distributed as ddp
 from hgprune.train.losses import heatmap_loss
@@ -104,6 +104,7 @@ def evaluate_model(
             heatmaps = outputs[stack].float().cpu()
             if output_size is None:
                 output_size = heatmaps.shape[-1]
+            check_heatmaps(heatmaps, num_joints)  # NaN or a score layer narrower than the joints: never scored
             peak = decode_heatmaps(heatmaps)[1]
             rotation = meta.get("rotation", 0)
             image_coords = decode_to_image(
