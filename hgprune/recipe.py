@@ -175,6 +175,10 @@ class PruneSection:
         default_factory=dict, metadata=_check("values must be finite multipliers >= 0", _finite_multipliers)
     )
     tolerance: float = field(default=0.02, metadata=_check("must be in (0, 0.5]", lambda v: 0 < v <= 0.5))
+    # depth pruning (hgprune.prune.depth): whole residual blocks and/or stacks removed before channels; none until
+    # measured on trained parents (docs/depth.md)
+    depth: Literal["none", "blocks", "stacks", "all"] = "none"
+    depth_importance: str = "loss"  # hgprune.prune.depth.IMPORTANCES: how a removable unit is ranked
 
     def __post_init__(self) -> None:
         """Resolve ``allocation`` once, so the resolved recipe names it whichever key the file used."""

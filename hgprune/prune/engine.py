@@ -7,6 +7,10 @@ ever pruned or deep-copied. Only the chosen plan is applied, with explicit indic
 gives full control over rounding (torch-pruning only rounds down and skips small groups) and leaves the model in the
 training mode it had. Final numbers are measured on the pruned model with :mod:`hgprune.profile`.
 
+With ``depth`` other than ``none``, whole stacks and residual blocks go first (:mod:`hgprune.prune.depth` plans
+which, with a cost model from :mod:`hgprune.prune.cost`), then channels meet the target on what remains; a
+depth-pruned model records what it lost in its config.
+
 Plans and their analytic costs live in :mod:`hgprune.prune.planning`. Which group keeps how many channels (uniform,
 global or searched) is :mod:`hgprune.prune.allocation`'s concern; the engine hands it analytic plans and, for
 ``search``, a way to score a plan on a pruned copy.
@@ -42,7 +46,9 @@ from hgprune.models.hourglass import (
 from hgprune.profile import conv_macs, conv_pair_macs, count_params
 from hgprune.prune import allocation as alloc
 from hgprune.prune.bn import recalibrate_bn as _recalibrate_bn
+from hgprune.prune.cost import COSTS, CostModel, get_cost
 from hgprune.prune.criteria import Criterion, get_criterion, group_layers
+from hgprune.prune.depth import DEPTH_MODES, Importance, plan_depth, remove_units_
 from hgprune.prune.planning import Group, Planner, describe_keep, ratio_plan, search_unit, step_down, step_priority
 from hgprune.prune.targets import ROUND_MODES, SearchResult
 
@@ -74,6 +80,8 @@ class PruneResult:
     allocation: dict = field(default_factory=dict)  # method, kept channels per part, search candidates if any
     bn_recalibrated: bool = False
     timings: dict[str, float] = field(default_factory=dict)
+    removed_units: list[str] = field(default_factory=list)  # depth pruning: stacks / blocks removed by this step
+    depth: dict = field(default_factory=dict)  # the depth plan (hgprune.prune.depth.DepthPlan.to_dict) if any
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -113,6 +121,9 @@ def prune_to_target(
     train_set: Any = None,
     seed: int = 0,
     progress: bool = True,
+    depth: str = "none",
+    depth_importance: str | Importance = "loss",
+    cost_model: CostModel | None = None,
 ) -> PruneResult:
     """Prune ``model`` in place so that it keeps ``kept`` of the reference's ``kind`` (± ``tolerance``).
 
@@ -131,19 +142,46 @@ def prune_to_target(
 
     ``ratio`` skips the search and prunes at that channel ratio (times each part's multiplier) — what a sensitivity
     scan needs; ``kept`` is then only reported against.
+
+    ``depth`` (``none``, ``blocks``, ``stacks``, ``all``) first removes whole residual blocks and/or stacks, ranked by
+    ``depth_importance`` (:data:`hgprune.prune.depth.IMPORTANCES`; ``loss`` reads ``train_set``), while the cost
+    stays at or above the target; channels then meet the target on what remains. ``cost_model`` (default: the
+    registered one named ``kind``, :data:`hgprune.prune.cost.COSTS`) is what the target counts; a cost model of
+    another name (e.g. latency) is planned by measuring pruned copies, and ``reference[kind]`` must then hold the
+    unpruned model's cost. A cost model's ``snap``, when set, replaces ``round_to``.
     """
     watch = _Stopwatch()
     model = unwrap(model)
-    _validate(kind, kept, round_mode, tolerance, max_layer_ratio, round_to)
+    if cost_model is not None:
+        kind = cost_model.name
+        round_to = cost_model.snap or round_to
+    _validate(kind, kept, round_mode, tolerance, max_layer_ratio, round_to, depth, cost_model)
     if isinstance(criterion, str):
         criterion = get_criterion(criterion)
-    multipliers = _part_multipliers(model, part_ratios, prune_trunk)
     allocation = alloc.resolve_allocation(allocation, global_ranking)
     search = search or alloc.SearchSettings()
-    data = alloc.TrainingSlice(train_set, search, seed) if recalibrate_bn or allocation == "search" else None
     was_training = model.training
     threads = torch.get_num_threads()
     reference = dict(reference) if reference is not None else model_size(model, input_size)
+    if cost_model is None and (depth != "none" or kind not in KINDS):
+        cost_model = get_cost(kind, input_size)
+    if kind not in reference:
+        reference[kind] = cost_model.cost(model)
+    needs_data = recalibrate_bn or allocation == "search" or depth != "none"
+    data = alloc.TrainingSlice(train_set, search, seed) if needs_data and train_set is not None else None
+    if (recalibrate_bn or allocation == "search") and data is None:
+        data = alloc.TrainingSlice(train_set, search, seed)  # raises its one-line error
+
+    depth_plan = None
+    if depth != "none":
+        model.eval()
+        depth_plan = plan_depth(
+            model, depth, cost_model, kept * reference[kind], tolerance * reference[kind], depth_importance, data
+        )
+        remove_units_(model, depth_plan.units)
+        model.train(was_training)
+        watch.lap("depth_s")
+    multipliers = _part_multipliers(model, part_ratios, prune_trunk)
 
     try:
         criterion.calibrate(model, calibration, loss_fn)
@@ -163,7 +201,9 @@ def prune_to_target(
         mult = np.array([multipliers.get(g.part, multipliers["*"]) for g in infos], dtype=np.float64)
 
         def fraction_of(keep: np.ndarray) -> float:
-            return planner.size(keep)[kind] / reference[kind]
+            if kind in KINDS:
+                return planner.size(keep)[kind] / reference[kind]
+            return cost_model.cost(_pruned_copy(model, groups, keep, input_size)) / reference[kind]  # measured
 
         def plan_for(group_mult: np.ndarray, ranking: str, aim: float = tolerance) -> tuple[np.ndarray, SearchResult]:
             """Kept widths within ``aim`` of the target if reachable; ``met`` is judged against ``tolerance``."""
@@ -210,6 +250,8 @@ def prune_to_target(
     size = _measured_size(model, pair_macs)
     watch.lap("measure_s")
     fractions = {k: size[k] / reference[k] for k in KINDS}
+    if kind not in KINDS:
+        fractions[kind] = cost_model.cost(model) / reference[kind]
     met = abs(fractions[kind] - kept) <= tolerance or (found.ratio == 0.0 and fractions[kind] <= kept + tolerance)
     if not met and ratio is None:
         log.warning(
@@ -236,6 +278,8 @@ def prune_to_target(
         allocation=record,
         bn_recalibrated=bool(recalibrate_bn),
         timings=timings,
+        removed_units=list(depth_plan.units) if depth_plan else [],
+        depth=depth_plan.to_dict() if depth_plan else {},
     )
 
 
@@ -309,6 +353,7 @@ def prune_with(
     loss_fn: Callable | None = None,
     train_set: Any = None,
     seed: int = 0,
+    cost_model: CostModel | None = None,
 ) -> PruneResult:
     """:func:`prune_to_target` driven by a recipe's ``prune`` section (:class:`hgprune.recipe.PruneSection`): the
     one place recipe keys become engine options."""
@@ -332,12 +377,22 @@ def prune_with(
         search=section.search,
         train_set=train_set,
         seed=seed,
+        depth=getattr(section, "depth", "none"),
+        depth_importance=getattr(section, "depth_importance", "loss"),
+        cost_model=cost_model,
     )
 
 
-def _validate(kind: str, kept: float, round_mode: str, tolerance: float, max_layer_ratio: float, round_to) -> None:
-    if kind not in KINDS:
+def _validate(
+    kind: str, kept: float, round_mode: str, tolerance: float, max_layer_ratio: float, round_to, depth: str = "none",
+    cost_model: CostModel | None = None,
+) -> None:  # fmt: skip
+    if kind not in KINDS and cost_model is None and kind not in COSTS:
         raise HgpruneError(f"prune.target kind: unknown {kind!r}; valid: {', '.join(KINDS)}")
+    if depth not in DEPTH_MODES:
+        raise HgpruneError(f"prune.depth: unknown {depth!r}; valid: {', '.join(DEPTH_MODES)}")
+    if depth != "none" and kind == "channels":
+        raise HgpruneError("prune.depth: depth pruning needs a macs or params target (a cost), not channels")
     if not 0 < kept <= 1:
         raise HgpruneError(f"prune.target.{kind}: must be in (0, 1], got {kept}")
     if round_mode not in ROUND_MODES:
