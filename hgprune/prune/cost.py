@@ -3,7 +3,8 @@
 A cost model is any object with ``name``, ``snap`` and ``cost(model) -> float`` (:class:`CostModel`): the absolute
 cost of a candidate model at the input size — conv MACs, parameters, or (``hgprune latency``'s ``LatencyCost``)
 milliseconds on a runtime. ``snap`` is the channel multiple the runtime runs fast; when set, the planner rounds kept
-widths to it instead of the recipe's ``round_to``.
+widths to it instead of the recipe's ``round_to``. An additive cost may also offer ``module_costs(model) -> {module
+name: cost}``; the depth planner then prices every unit from one call instead of one candidate per unit.
 
 :data:`COSTS` is a plain-dict registry of factories ``(input_size) -> CostModel``.
 """
@@ -42,6 +43,9 @@ class MacsCost:
     def cost(self, model: nn.Module) -> float:
         return float(conv_macs(unwrap(model), self.input_size))
 
+    def module_costs(self, model: nn.Module) -> dict[str, float]:
+        return {k: float(v) for k, v in conv_macs(unwrap(model), self.input_size, by_module=True).items()}
+
 
 @dataclass(frozen=True)
 class ParamsCost:
@@ -53,6 +57,9 @@ class ParamsCost:
 
     def cost(self, model: nn.Module) -> float:
         return float(count_params(unwrap(model)))
+
+    def module_costs(self, model: nn.Module) -> dict[str, float]:
+        return {n: float(sum(p.numel() for p in m.parameters(recurse=False))) for n, m in unwrap(model).named_modules()}
 
 
 COSTS: dict[str, Callable[[int], CostModel]] = {

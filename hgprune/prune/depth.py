@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 from torch import nn
 
 from hgprune.errors import HgpruneError
@@ -182,12 +183,37 @@ class DepthPlan:
         return dataclasses.asdict(self)
 
 
+def unit_modules(config, unit: str) -> list[str]:
+    """Module-name prefixes a unit's removal takes away: a block; or a stack's hourglass, ``res``, ``fc``, head and
+    merge, plus the previous kept stack's merge when the stack is the last kept one (nothing reads it any more)."""
+    if not unit.startswith(STACK):
+        return [unit]
+    s = int(unit[len(STACK) :])
+    kept = config.kept_stacks
+    prefixes = [f"hg.{s}", f"res.{s}", f"fc.{s}", f"score.{s}"]
+    if s < kept[-1]:
+        prefixes += [f"fc_.{s}", f"score_.{s}"]
+    elif len(kept) > 1:
+        prefixes += [f"fc_.{kept[-2]}", f"score_.{kept[-2]}"]
+    return prefixes
+
+
 def unit_savings(model: nn.Module, units: Sequence[str], cost_model: CostModel) -> tuple[float, dict[str, float]]:
-    """The model's cost and the cost each unit saves when removed alone (a candidate per unit, weights shared
-    through a deep copy only of the model's structure)."""
+    """The model's cost and the cost each unit saves when removed alone: summed from ``module_costs`` when the cost
+    model offers it (exact for MACs and params), else measured on one candidate per unit."""
     model = unwrap(model)
     before = cost_model.cost(model)
-    return before, {u: before - cost_model.cost(remove_units(model, [u])) for u in units}
+    per_module = getattr(cost_model, "module_costs", None)
+    if per_module is None:
+        return before, {u: before - cost_model.cost(remove_units(model, [u])) for u in units}
+    costs = per_module(model)
+    savings = {}
+    for unit in units:
+        prefixes = unit_modules(model.config, unit)
+        savings[unit] = sum(
+            v for name, v in costs.items() if any(name == p or name.startswith(p + ".") for p in prefixes)
+        )
+    return before, savings
 
 
 def plan_depth(
@@ -238,3 +264,30 @@ def plan_depth(
     plan.units = chosen
     plan.predicted_cost = cost if math.isfinite(cost) else before
     return plan
+
+
+def preview_depth(
+    config, mode: str, cost_model: CostModel, targets: Sequence[float], tolerance: float
+) -> list[list[str]]:
+    """Units each scheduled step would remove from an unpruned ``config``, ranked by ``position`` (no weights, no
+    data: built on the meta device), for ``--dry-run``; a real run ranks by its measured importance."""
+    with torch.device("meta"):
+        model = HourglassNet(config)
+    reference = cost_model.cost(model)
+    steps = []
+    for kept in targets:
+        plan = plan_depth(model, mode, cost_model, kept * reference, tolerance * reference, "position")
+        remove_units_(model, plan.units)
+        steps.append(plan.units)
+    return steps
+
+
+def describe_units(units: Sequence[str]) -> str:
+    """``stack.7, stack.6 + 12 blocks (res.0.0, …)``: what a step removed, short enough for a log line."""
+    stacks = [u for u in units if u.startswith(STACK)]
+    blocks = [u for u in units if not u.startswith(STACK)]
+    parts = [", ".join(stacks)] if stacks else []
+    if blocks:
+        shown = ", ".join(blocks[:3]) + (", …" if len(blocks) > 3 else "")
+        parts.append(f"{len(blocks)} block(s) ({shown})")
+    return " + ".join(parts) or "nothing"

@@ -213,6 +213,8 @@ def prune_to_target(
             return keep, dataclasses.replace(found, met=abs(found.fraction - kept) <= tolerance)
 
         record: dict = {"method": allocation}
+        if depth_plan is not None:
+            record["depth"] = depth_plan.to_dict()
         if ratio is not None:
             if not 0 <= ratio <= 1:
                 raise HgpruneError(f"prune ratio: must be in [0, 1], got {ratio}")
