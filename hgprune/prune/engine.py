@@ -48,7 +48,7 @@ from hgprune.prune import allocation as alloc
 from hgprune.prune.bn import recalibrate_bn as _recalibrate_bn
 from hgprune.prune.cost import COSTS, CostModel, get_cost
 from hgprune.prune.criteria import Criterion, get_criterion, group_layers
-from hgprune.prune.depth import DEPTH_MODES, Importance, plan_depth, remove_units_
+from hgprune.prune.depth import DEPTH_MODES, Importance, plan_depth, remove_units, remove_units_
 from hgprune.prune.planning import Group, Planner, describe_keep, ratio_plan, search_unit, step_down, step_priority
 from hgprune.prune.targets import ROUND_MODES, SearchResult
 
@@ -95,6 +95,38 @@ def model_size(model: nn.Module, input_size: int = 256) -> dict[str, int]:
         "params": count_params(model),
         "channels": sum(m.out_channels for m in model.modules() if isinstance(m, nn.Conv2d)),
     }
+
+
+@dataclass
+class PrunePlan:
+    """What one prune step will do, decided without touching the model: the depth units it removes, then the
+    channels each coupled group loses (by the group's root conv name, in the depth-pruned model), and what the plan
+    is predicted to cost. :func:`apply_plan` carries it out."""
+
+    kind: str  # what the target counts: macs, params, channels or a cost model's name (e.g. latency)
+    target: float  # kept fraction of the reference's ``kind`` aimed at
+    tolerance: float
+    reference: dict[str, float]  # the unpruned model's sizes (and cost under ``kind``)
+    input_size: int = 256
+    removed_units: list[str] = field(default_factory=list)  # stacks / blocks (hgprune.prune.depth)
+    keep: dict[str, int] = field(default_factory=dict)  # channels kept per group (root conv name)
+    remove: dict[str, list[int]] = field(default_factory=dict)  # channel indices each group loses
+    predicted_fraction: float = 1.0  # planned kept fraction of ``kind`` (analytic for macs/params/channels)
+    ratio: float = 0.0  # the channel ratio found
+    evaluations: int = 0  # plans counted by the search
+    met: bool = True  # the prediction is within tolerance
+    fixed_ratio: bool = False  # planned at a given channel ratio (a sensitivity scan): the target is only reported
+    allocation: dict = field(default_factory=dict)  # method, kept channels per part, search candidates, depth plan
+    depth: dict = field(default_factory=dict)  # hgprune.prune.depth.DepthPlan.to_dict() when depth pruning ran
+    timings: dict[str, float] = field(default_factory=dict)
+    _traced: Any = field(default=None, repr=False, compare=False)  # (model, graph, groups, pair MACs) reused by apply
+
+    @property
+    def predicted_cost(self) -> float:
+        return self.predicted_fraction * self.reference[self.kind]
+
+    def to_dict(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if not f.name.startswith("_")}
 
 
 def prune_to_target(
@@ -150,12 +182,54 @@ def prune_to_target(
     another name (e.g. latency) is planned by measuring pruned copies, and ``reference[kind]`` must then hold the
     unpruned model's cost. A cost model's ``snap``, when set, replaces ``round_to``.
     """
+    model = unwrap(model)
+    options = dict(locals())
+    del options["model"], options["recalibrate_bn"]
+    plan = plan_prune(model, **options)
+    data = plan._traced[4] if plan._traced is not None else None
+    if recalibrate_bn and data is None:
+        data = alloc.TrainingSlice(train_set, search or alloc.SearchSettings(), seed)
+    return apply_plan(model, plan, bn_batches=data.bn_batches() if recalibrate_bn else None)
+
+
+def plan_prune(
+    model: nn.Module,
+    *,
+    criterion: Criterion | str,
+    kind: str = "macs",
+    kept: float = 0.5,
+    reference: dict[str, int] | None = None,
+    input_size: int = 256,
+    allocation: str | None = None,
+    global_ranking: bool | None = None,
+    part_ratios: dict[str, float] | None = None,
+    max_layer_ratio: float = 0.9,
+    round_to: int | None = 8,
+    round_mode: str = "nearest",
+    prune_trunk: bool = False,
+    calibration: Iterable | None = None,
+    loss_fn: Callable | None = None,
+    tolerance: float = 0.02,
+    ratio: float | None = None,
+    search: alloc.SearchSettings | None = None,
+    train_set: Any = None,
+    seed: int = 0,
+    progress: bool = True,
+    depth: str = "none",
+    depth_importance: str | Importance = "loss",
+    cost_model: CostModel | None = None,
+) -> PrunePlan:
+    """The planner: depth units and per-group channel cuts that meet the target together, as a :class:`PrunePlan`
+    (options as :func:`prune_to_target`). ``model`` is not modified: with depth units to remove, channels are planned
+    on a depth-pruned copy."""
     watch = _Stopwatch()
     model = unwrap(model)
     if cost_model is not None:
         kind = cost_model.name
         round_to = cost_model.snap or round_to
     _validate(kind, kept, round_mode, tolerance, max_layer_ratio, round_to, depth, cost_model)
+    if ratio is not None and not 0 <= ratio <= 1:
+        raise HgpruneError(f"prune ratio: must be in [0, 1], got {ratio}")
     if isinstance(criterion, str):
         criterion = get_criterion(criterion)
     allocation = alloc.resolve_allocation(allocation, global_ranking)
@@ -167,43 +241,46 @@ def prune_to_target(
         cost_model = get_cost(kind, input_size)
     if kind not in reference:
         reference[kind] = cost_model.cost(model)
-    needs_data = recalibrate_bn or allocation == "search" or depth != "none"
-    data = alloc.TrainingSlice(train_set, search, seed) if needs_data and train_set is not None else None
-    if (recalibrate_bn or allocation == "search") and data is None:
+    data = alloc.TrainingSlice(train_set, search, seed) if train_set is not None else None
+    if allocation == "search" and data is None:
         data = alloc.TrainingSlice(train_set, search, seed)  # raises its one-line error
 
     depth_plan = None
+    work = model
     if depth != "none":
         model.eval()
-        depth_plan = plan_depth(
-            model, depth, cost_model, kept * reference[kind], tolerance * reference[kind], depth_importance, data
-        )
-        remove_units_(model, depth_plan.units)
-        model.train(was_training)
+        try:
+            depth_plan = plan_depth(
+                model, depth, cost_model, kept * reference[kind], tolerance * reference[kind], depth_importance, data
+            )
+        finally:
+            model.train(was_training)
+        if depth_plan.units:
+            work = remove_units(model, depth_plan.units)  # channels are planned on what depth pruning leaves
         watch.lap("depth_s")
-    multipliers = _part_multipliers(model, part_ratios, prune_trunk)
+    multipliers = _part_multipliers(work, part_ratios, prune_trunk)
 
     try:
-        criterion.calibrate(model, calibration, loss_fn)
+        criterion.calibrate(work, calibration, loss_fn)
         watch.lap("calibrate_s")
 
         torch.set_num_threads(1)  # graph bookkeeping is tiny ops; extra threads only spin on a busy machine
-        model.eval()  # tracing must not touch BatchNorm running statistics
-        graph, pair_macs = _trace(model, input_size)
-        raw_groups = list(graph.get_all_groups(ignored_layers=_heads(model), root_module_types=[nn.Conv2d]))
+        work.eval()  # tracing must not touch BatchNorm running statistics
+        graph, pair_macs = _trace(work, input_size)
+        raw_groups = list(graph.get_all_groups(ignored_layers=_heads(work), root_module_types=[nn.Conv2d]))
         watch.lap("graph_s")
 
-        groups = _describe_groups(model, raw_groups, criterion)
+        groups = _describe_groups(work, raw_groups, criterion)
         watch.lap("score_s")
 
-        planner = Planner(model, groups, pair_macs)
+        planner = Planner(work, groups, pair_macs)
         infos = [info for info, _ in groups]
         mult = np.array([multipliers.get(g.part, multipliers["*"]) for g in infos], dtype=np.float64)
 
         def fraction_of(keep: np.ndarray) -> float:
             if kind in KINDS:
                 return planner.size(keep)[kind] / reference[kind]
-            return cost_model.cost(_pruned_copy(model, groups, keep, input_size)) / reference[kind]  # measured
+            return cost_model.cost(_pruned_copy(work, groups, keep, input_size)) / reference[kind]  # measured
 
         def plan_for(group_mult: np.ndarray, ranking: str, aim: float = tolerance) -> tuple[np.ndarray, SearchResult]:
             """Kept widths within ``aim`` of the target if reachable; ``met`` is judged against ``tolerance``."""
@@ -216,8 +293,6 @@ def prune_to_target(
         if depth_plan is not None:
             record["depth"] = depth_plan.to_dict()
         if ratio is not None:
-            if not 0 <= ratio <= 1:
-                raise HgpruneError(f"prune ratio: must be in [0, 1], got {ratio}")
             keep = ratio_plan(infos, mult, allocation == "global", max_layer_ratio, round_to, round_mode)(ratio)
             at = fraction_of(keep)
             found = SearchResult(ratio, at, 1, abs(at - kept) <= tolerance)
@@ -225,25 +300,69 @@ def prune_to_target(
             # candidates are planned to a quarter of the tolerance: the proxy favours more MACs, so candidates must
             # not differ in size by up to 2 × tolerance (measured: the search otherwise picked plans at the upper edge)
             near = partial(plan_for, aim=tolerance / 4)
-            searched = _search_plan(model, groups, mult, near, search, data, seed, input_size, threads, progress)
+            searched = _search_plan(work, groups, mult, near, search, data, seed, input_size, threads, progress)
             keep, found, details = searched
             record.update(details)
         else:
             keep, found = plan_for(mult, allocation)
         record["parts"] = describe_keep(infos, keep)
         watch.lap("search_s")
+    finally:
+        torch.set_num_threads(threads)
+        work.train(was_training)
 
+    return PrunePlan(
+        kind=kind,
+        target=kept,
+        tolerance=tolerance,
+        reference=reference,
+        input_size=input_size,
+        removed_units=list(depth_plan.units) if depth_plan else [],
+        keep={info.name: int(k) for info, k in zip(infos, keep)},
+        remove={info.name: sorted(int(c) for c in info.order[: info.width - int(k)]) for info, k in zip(infos, keep)},
+        predicted_fraction=found.fraction,
+        ratio=found.ratio,
+        evaluations=found.evaluations,
+        met=found.met,
+        fixed_ratio=ratio is not None,
+        allocation=record,
+        depth=depth_plan.to_dict() if depth_plan else {},
+        timings=dict(watch.timings),
+        _traced=(work, graph, groups, pair_macs, data, cost_model),
+    )
+
+
+def apply_plan(model: nn.Module, plan: PrunePlan, bn_batches: Iterable | None = None) -> PruneResult:
+    """The engine: carry out ``plan`` on ``model`` in place — remove its depth units, then the planned channels of
+    each group — re-estimate BatchNorm statistics on ``bn_batches`` if given, and measure the result."""
+    watch = _Stopwatch()
+    model = unwrap(model)
+    was_training = model.training
+    threads = torch.get_num_threads()
+    traced = plan._traced
+    cost_model = traced[5] if traced is not None else None
+    try:
+        torch.set_num_threads(1)
+        model.eval()
+        if plan.removed_units:
+            remove_units_(model, plan.removed_units)
+        if traced is not None and traced[0] is model:  # planned on this very model: reuse its graph and groups
+            graph, groups, pair_macs = traced[1], traced[2], traced[3]
+        else:
+            graph, pair_macs = _trace(model, plan.input_size)
+            groups = _groups_by_name(model, graph, plan)
+        watch.lap("graph_s")
         removed = groups_pruned = 0
-        for (info, group), keep_count in zip(groups, keep):
-            n_remove = info.width - int(keep_count)
-            if n_remove > 0:
-                _prune_group(graph, info, group, info.order[:n_remove])
-                removed += n_remove
+        for info, group in groups:
+            channels = plan.remove.get(info.name, [])
+            if channels:
+                _prune_group(graph, info, group, np.asarray(channels))
+                removed += len(channels)
                 groups_pruned += 1
         watch.lap("prune_s")
-        if recalibrate_bn:
+        if bn_batches is not None:
             torch.set_num_threads(threads)
-            _recalibrate_bn(model, data.bn_batches())
+            _recalibrate_bn(model, bn_batches)
             watch.lap("recalibrate_bn_s")
     finally:
         torch.set_num_threads(threads)
@@ -251,21 +370,23 @@ def prune_to_target(
 
     size = _measured_size(model, pair_macs)
     watch.lap("measure_s")
+    kind, kept, tolerance, reference = plan.kind, plan.target, plan.tolerance, plan.reference
     fractions = {k: size[k] / reference[k] for k in KINDS}
     if kind not in KINDS:
         fractions[kind] = cost_model.cost(model) / reference[kind]
-    met = abs(fractions[kind] - kept) <= tolerance or (found.ratio == 0.0 and fractions[kind] <= kept + tolerance)
-    if not met and ratio is None:
+    met = abs(fractions[kind] - kept) <= tolerance or (plan.ratio == 0.0 and fractions[kind] <= kept + tolerance)
+    if not met and not plan.fixed_ratio:
         log.warning(
-            "prune target %s=%.3f not reached: got %.3f (round_to=%s, max_layer_ratio=%s limit the reachable widths)",
-            kind, kept, fractions[kind], round_to, max_layer_ratio,
+            "prune target %s=%.3f not reached: got %.3f (round_to and max_layer_ratio limit the reachable widths)",
+            kind, kept, fractions[kind],
         )  # fmt: skip
-    timings = dict(watch.timings, total_s=sum(watch.timings.values()))
+    timings = {**plan.timings, **watch.timings}
+    timings["total_s"] = sum(timings.values())
     return PruneResult(
         kept_macs=fractions["macs"],
         kept_params=fractions["params"],
         kept_channels=fractions["channels"],
-        channel_ratio=found.ratio,
+        channel_ratio=plan.ratio,
         widths={n: m.out_channels for n, m in model.named_modules() if isinstance(m, nn.Conv2d)},
         kind=kind,
         target=kept,
@@ -275,14 +396,30 @@ def prune_to_target(
         channels=size["channels"],
         removed_channels=removed,
         groups_pruned=groups_pruned,
-        search_evaluations=found.evaluations,
-        planned_fraction=found.fraction,
-        allocation=record,
-        bn_recalibrated=bool(recalibrate_bn),
+        search_evaluations=plan.evaluations,
+        planned_fraction=plan.predicted_fraction,
+        allocation=plan.allocation,
+        bn_recalibrated=bn_batches is not None,
         timings=timings,
-        removed_units=list(depth_plan.units) if depth_plan else [],
-        depth=depth_plan.to_dict() if depth_plan else {},
+        removed_units=list(plan.removed_units),
+        depth=plan.depth,
     )
+
+
+def _groups_by_name(model: nn.Module, graph: Any, plan: PrunePlan) -> list[tuple[Group, Any]]:
+    """``model``'s coupled groups matched by root name to the groups ``plan`` was made for."""
+    names = {m: n for n, m in model.named_modules()}
+    found = []
+    for group in graph.get_all_groups(ignored_layers=_heads(model), root_module_types=[nn.Conv2d]):
+        root = group[0].dep.target.module
+        width = len(group[0].idxs)
+        name = names[root]
+        if name not in plan.keep or width != plan.keep[name] + len(plan.remove.get(name, [])):
+            raise HgpruneError(f"{name}: the model does not match the plan (plan it on this model)")
+        found.append((Group(root, name, "", width, width, np.arange(width), np.ones(width)), group))
+    if len(found) != len(plan.keep):
+        raise HgpruneError(f"the model has {len(found)} channel groups, the plan {len(plan.keep)}")
+    return found
 
 
 def _search_plan(

@@ -197,3 +197,48 @@ def test_loss_importance_reads_only_the_training_slice(hg3):
     assert [int(i) for *_, meta in sliced.holdout_batches() for i in meta] == [8, 9, 10, 11]
     with pytest.raises(HgpruneError, match="needs the training split"):
         get_importance("loss")(hg3, ["stack.2"], None)
+
+
+def test_a_plan_is_json_and_applies_to_another_copy_of_the_model_exactly():
+    import json
+
+    from hgprune.prune import apply_plan, plan_prune
+
+    planned_on, other = _hg3(), _hg3()
+    plan = plan_prune(planned_on, criterion="l1", kind="macs", kept=0.5, input_size=64, depth="all",
+                      depth_importance="position", round_to=2)  # fmt: skip
+    assert planned_on.config.removed_stacks == () and json.loads(json.dumps(plan.to_dict()))["removed_units"]
+    result = apply_plan(other, plan)  # traced afresh: groups matched by name
+    direct = _hg3()
+    expected = prune_to_target(direct, criterion="l1", kind="macs", kept=0.5, input_size=64, depth="all",
+                               depth_importance="position", round_to=2)  # fmt: skip
+    assert result.macs == expected.macs and result.removed_units == expected.removed_units == plan.removed_units
+    assert result.macs == pytest.approx(plan.predicted_cost)
+    assert all(torch.equal(a, b) for a, b in zip(other.state_dict().values(), direct.state_dict().values()))
+    channels_only = plan_prune(_hg3(), criterion="l1", kind="macs", kept=0.5, input_size=64, round_to=2)
+    assert not channels_only.removed_units and any(channels_only.remove.values())
+    twice = _hg3()
+    apply_plan(twice, channels_only)
+    with pytest.raises(HgpruneError, match="does not match the plan"):
+        apply_plan(twice, channels_only)  # already pruned: its groups are narrower than the plan's
+
+
+class _FakeLatency:
+    """A deterministic cost of another name: 1 ms per kept stack plus 1e-6 ms per conv MAC, snapped to 4."""
+
+    name, snap = "latency", 4
+
+    def cost(self, model):
+        return model.config.num_outputs + 1e-6 * conv_macs(model, 64)
+
+
+def test_a_cost_model_of_another_name_is_met_by_measuring_candidates():
+    model = _hg3()
+    fake = _FakeLatency()
+    reference = {**model_size(model, 64), "latency": fake.cost(model)}
+    result = prune_to_target(model, criterion="l1", kept=0.5, reference=reference, input_size=64, depth="stacks",
+                             depth_importance="position", cost_model=fake, round_to=2)  # fmt: skip
+    assert result.kind == "latency" and result.target_met and result.removed_units == ["stack.2"]
+    assert abs(fake.cost(model) / reference["latency"] - 0.5) <= 0.02
+    inner = [m.out_channels for n, m in model.named_modules() if n.endswith("conv1") and n.startswith("hg.")]
+    assert all(w % 4 == 0 for w in inner)  # the cost model's snap replaced round_to
