@@ -11,14 +11,16 @@ With ``depth`` other than ``none``, whole stacks and residual blocks go first (:
 which, with a cost model from :mod:`hgprune.prune.cost`), then channels meet the target on what remains; a
 depth-pruned model records what it lost in its config.
 
-Plans and their analytic costs live in :mod:`hgprune.prune.planning`. Which group keeps how many channels (uniform,
-global or searched) is :mod:`hgprune.prune.allocation`'s concern; the engine hands it analytic plans and, for
-``search``, a way to score a plan on a pruned copy.
+One prune step has one shape: :func:`plan_prune` (the planner) decides the depth units and each group's channel
+cuts that meet the target under a cost model and returns a :class:`PrunePlan`; :func:`apply_plan` (the engine)
+carries it out and measures; :func:`prune_to_target` is the two in a row. Channel groups (torch-pruning's graph)
+live in :mod:`hgprune.prune.graph`; plans' analytic costs in :mod:`hgprune.prune.planning`. Which group keeps how
+many channels (uniform, global or searched) is :mod:`hgprune.prune.allocation`'s concern; the planner hands it
+analytic plans and, for ``search``, a way to score a plan on a pruned copy.
 """
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import logging
 import time
@@ -29,33 +31,36 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch_pruning as tp
 from torch import nn
 
 from hgprune.errors import HgpruneError
 from hgprune.models.checkpoints import unwrap
 from hgprune.models.hourglass import (
-    HEAD_PREFIX,
-    TRUNK_ROOT,
     HourglassNet,
-    base_width,
     model_parts,
-    part_of,
-    probe_size,
 )
-from hgprune.profile import conv_macs, conv_pair_macs, count_params
+from hgprune.profile import conv_macs, count_params
 from hgprune.prune import allocation as alloc
 from hgprune.prune.bn import recalibrate_bn as _recalibrate_bn
 from hgprune.prune.cost import COSTS, CostModel, get_cost
-from hgprune.prune.criteria import Criterion, get_criterion, group_layers
+from hgprune.prune.criteria import Criterion, get_criterion
 from hgprune.prune.depth import DEPTH_MODES, Importance, plan_depth, remove_units, remove_units_
+from hgprune.prune.graph import (
+    TRUNK,
+    describe_groups,
+    groups_by_name,
+    heads,
+    measured_size,
+    prune_group,
+    pruned_copy,
+    trace,
+)
 from hgprune.prune.planning import Group, Planner, describe_keep, ratio_plan, search_unit, step_down, step_priority
 from hgprune.prune.targets import ROUND_MODES, SearchResult
 
 log = logging.getLogger(__name__)
 
 KINDS = ("macs", "params", "channels")
-TRUNK = "trunk"
 
 
 @dataclass
@@ -266,11 +271,11 @@ def plan_prune(
 
         torch.set_num_threads(1)  # graph bookkeeping is tiny ops; extra threads only spin on a busy machine
         work.eval()  # tracing must not touch BatchNorm running statistics
-        graph, pair_macs = _trace(work, input_size)
-        raw_groups = list(graph.get_all_groups(ignored_layers=_heads(work), root_module_types=[nn.Conv2d]))
+        graph, pair_macs = trace(work, input_size)
+        raw_groups = list(graph.get_all_groups(ignored_layers=heads(work), root_module_types=[nn.Conv2d]))
         watch.lap("graph_s")
 
-        groups = _describe_groups(work, raw_groups, criterion)
+        groups = describe_groups(work, raw_groups, criterion)
         watch.lap("score_s")
 
         planner = Planner(work, groups, pair_macs)
@@ -280,7 +285,7 @@ def plan_prune(
         def fraction_of(keep: np.ndarray) -> float:
             if kind in KINDS:
                 return planner.size(keep)[kind] / reference[kind]
-            return cost_model.cost(_pruned_copy(work, groups, keep, input_size)) / reference[kind]  # measured
+            return cost_model.cost(pruned_copy(work, groups, keep, input_size)) / reference[kind]  # measured
 
         def plan_for(group_mult: np.ndarray, ranking: str, aim: float = tolerance) -> tuple[np.ndarray, SearchResult]:
             """Kept widths within ``aim`` of the target if reachable; ``met`` is judged against ``tolerance``."""
@@ -349,14 +354,14 @@ def apply_plan(model: nn.Module, plan: PrunePlan, bn_batches: Iterable | None = 
         if traced is not None and traced[0] is model:  # planned on this very model: reuse its graph and groups
             graph, groups, pair_macs = traced[1], traced[2], traced[3]
         else:
-            graph, pair_macs = _trace(model, plan.input_size)
-            groups = _groups_by_name(model, graph, plan)
+            graph, pair_macs = trace(model, plan.input_size)
+            groups = groups_by_name(model, graph, plan.keep, plan.remove)
         watch.lap("graph_s")
         removed = groups_pruned = 0
         for info, group in groups:
             channels = plan.remove.get(info.name, [])
             if channels:
-                _prune_group(graph, info, group, np.asarray(channels))
+                prune_group(graph, info, group, np.asarray(channels))
                 removed += len(channels)
                 groups_pruned += 1
         watch.lap("prune_s")
@@ -368,7 +373,7 @@ def apply_plan(model: nn.Module, plan: PrunePlan, bn_batches: Iterable | None = 
         torch.set_num_threads(threads)
         model.train(was_training)
 
-    size = _measured_size(model, pair_macs)
+    size = measured_size(model, pair_macs)
     watch.lap("measure_s")
     kind, kept, tolerance, reference = plan.kind, plan.target, plan.tolerance, plan.reference
     fractions = {k: size[k] / reference[k] for k in KINDS}
@@ -406,22 +411,6 @@ def apply_plan(model: nn.Module, plan: PrunePlan, bn_batches: Iterable | None = 
     )
 
 
-def _groups_by_name(model: nn.Module, graph: Any, plan: PrunePlan) -> list[tuple[Group, Any]]:
-    """``model``'s coupled groups matched by root name to the groups ``plan`` was made for."""
-    names = {m: n for n, m in model.named_modules()}
-    found = []
-    for group in graph.get_all_groups(ignored_layers=_heads(model), root_module_types=[nn.Conv2d]):
-        root = group[0].dep.target.module
-        width = len(group[0].idxs)
-        name = names[root]
-        if name not in plan.keep or width != plan.keep[name] + len(plan.remove.get(name, [])):
-            raise HgpruneError(f"{name}: the model does not match the plan (plan it on this model)")
-        found.append((Group(root, name, "", width, width, np.arange(width), np.ones(width)), group))
-    if len(found) != len(plan.keep):
-        raise HgpruneError(f"the model has {len(found)} channel groups, the plan {len(plan.keep)}")
-    return found
-
-
 def _search_plan(
     model: nn.Module,
     groups: list[tuple[Group, Any]],
@@ -448,7 +437,7 @@ def _search_plan(
         return plan_for(group_mult, candidate.ranking)
 
     def score(keep: np.ndarray) -> float:
-        clone = _pruned_copy(model, groups, keep, input_size)
+        clone = pruned_copy(model, groups, keep, input_size)
         torch.set_num_threads(threads)  # scoring is real convolution work; planning runs on one thread
         try:
             _recalibrate_bn(clone, data.bn_batches())
@@ -561,114 +550,3 @@ def _part_multipliers(model: nn.Module, part_ratios: dict[str, float] | None, pr
     multipliers[TRUNK] = float(part_ratios.get(TRUNK, default)) if prune_trunk else 0.0
     multipliers["*"] = default
     return multipliers
-
-
-def _trace(model: nn.Module, input_size: int) -> tuple[Any, dict[nn.Module, int]]:
-    """Dependency graph from one forward at the smallest valid size, plus every conv's MACs per (in × out) channel
-    pair (:func:`hgprune.profile.conv_pair_macs`), which makes every later MACs count pure arithmetic."""
-    modules = dict(model.named_modules())
-    try:
-        pair_macs = {modules[name]: pair for name, pair in conv_pair_macs(model, input_size).items()}
-    except HgpruneError as exc:
-        raise HgpruneError(f"model.{exc}") from None
-    probe = probe_size(getattr(getattr(model, "config", None), "depth", 4))
-    graph = tp.DependencyGraph().build_dependency(
-        model,
-        example_inputs=torch.zeros(1, 3, probe, probe, device=next(model.parameters()).device),
-        forward_fn=lambda net, x: net(x),  # tp would first try net(*x), a partial unbatched forward
-        output_transform=lambda outputs: sum(o.sum() for o in outputs),
-        verbose=False,
-    )
-    return graph, pair_macs
-
-
-def _heads(model: nn.Module) -> list[nn.Module]:
-    """The score heads: one channel per joint, never pruned."""
-    return [m for n, m in model.named_modules() if n.startswith(HEAD_PREFIX) and isinstance(m, nn.Conv2d)]
-
-
-def _measured_size(model: nn.Module, pair_macs: dict[nn.Module, int]) -> dict[str, int]:
-    """:func:`model_size` of the pruned model from its real layer widths (same numbers, no forward pass)."""
-    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
-    return {
-        "macs": int(sum(pair_macs.get(m, 0) * m.in_channels * m.out_channels for m in convs)),
-        "params": count_params(model),
-        "channels": sum(m.out_channels for m in convs),
-    }
-
-
-def _prune_group(graph: Any, info: Group, group: Any, channels: np.ndarray) -> None:
-    """Remove root ``channels`` from every member of the group, reusing the group already built for scoring.
-
-    Asking the graph again (``get_pruning_group``) would re-walk all of it for every group; groups are disjoint, so
-    pruning one never shifts another's indices.
-    """
-    doomed = {int(c) for c in channels}
-    if any(item.dep.target.type == tp.ops.OPTYPE.PARAMETER for item in group):
-        graph.get_pruning_group(info.root, tp.prune_conv_out_channels, sorted(doomed)).prune()
-        return
-    for item in group:
-        roots = item.root_idxs if item.root_idxs is not None else item.idxs
-        idxs = sorted({int(i) for i, r in zip(item.idxs, roots) if int(r) in doomed})
-        if idxs:
-            item.dep(idxs)
-
-
-def _base_width(name: str, model: nn.Module, width: int) -> int:
-    """Out-channels of conv ``name`` in the unpruned architecture (a foreign model: its current width)."""
-    config = getattr(model, "config", None)
-    return base_width(name, config) if isinstance(model, HourglassNet) and config is not None else width
-
-
-def _describe_groups(model: nn.Module, raw_groups: list, criterion: Criterion) -> list[tuple[Group, Any]]:
-    names = {m: n for n, m in model.named_modules()}
-    parts = model_parts(model) if isinstance(model, HourglassNet) else {}
-    described = []
-    for group in raw_groups:
-        root = group[0].dep.target.module
-        name = names[root]
-        producers = [names[layer] for role, layer, _, _ in group_layers(group) if role == "conv_out"]
-        part = TRUNK if TRUNK_ROOT in producers else (part_of(name, parts) or "*")
-        width = len(group[0].idxs)
-        scores = criterion.score(group)
-        scores = torch.as_tensor(scores).detach().float().cpu().reshape(-1)
-        if scores.numel() != width:
-            raise HgpruneError(
-                f"criterion {type(criterion).__name__} returned {scores.numel()} scores for {name} "
-                f"({width} channels); score(group) must return one value per channel"
-            )
-        if not torch.isfinite(scores).all():
-            raise HgpruneError(f"criterion {type(criterion).__name__} returned non-finite scores for {name}")
-        values = scores.numpy().astype(np.float64)
-        mean = float(values.mean())
-        info = Group(
-            root=root,
-            name=name,
-            part=part,
-            width=width,
-            base_width=_base_width(name, model, width),
-            order=np.argsort(values, kind="stable"),
-            normalized=values / mean if mean > 0 else values,
-        )
-        described.append((info, group))
-    return described
-
-
-def _pruned_copy(model: nn.Module, groups: list[tuple[Group, Any]], keep: np.ndarray, input_size: int) -> nn.Module:
-    """A deep copy of ``model`` pruned to ``keep``; ``model`` is untouched. The copy gets its own graph (groups hold
-    module references), and the original's channel order, so it is exactly what pruning ``model`` would give."""
-    clone = copy.deepcopy(model)
-    graph, _ = _trace(clone, input_size)
-    names = dict(clone.named_modules())
-    by_root = {}
-    for group in graph.get_all_groups(ignored_layers=_heads(clone), root_module_types=[nn.Conv2d]):
-        by_root[group[0].dep.target.module] = group
-    for (info, _), keep_count in zip(groups, keep):
-        n_remove = info.width - int(keep_count)
-        if n_remove <= 0:
-            continue
-        root = names[info.name]
-        if root not in by_root:
-            raise HgpruneError(f"{info.name}: no matching group in the copy of the model")
-        _prune_group(graph, dataclasses.replace(info, root=root), by_root[root], info.order[:n_remove])
-    return clone
