@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import importlib
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -121,11 +122,23 @@ def register_importance(name: str) -> Callable[[type[Importance]], type[Importan
 
 
 def get_importance(name: str | Importance) -> Importance:
-    """A registered importance by name (or an instance, returned as is), with an error listing the valid names."""
+    """A registered importance by name, ``"package.module:Class"``, or an instance (returned as is); errors list
+    the valid names."""
     if isinstance(name, Importance):
         return name
+    if ":" in name:
+        module_name, _, class_name = name.partition(":")
+        try:
+            cls = getattr(importlib.import_module(module_name), class_name, None)
+        except Exception as exc:  # noqa: BLE001 - any import failure is the user's module, reported in one line
+            reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            raise HgpruneError(f"prune.depth_importance {name!r}: cannot import {module_name!r} ({reason})") from None
+        if not isinstance(cls, type) or not callable(cls):
+            raise HgpruneError(f"prune.depth_importance {name!r}: {module_name!r} has no class {class_name!r}")
+        return cls()
     if name not in IMPORTANCES:
-        raise HgpruneError(f"prune.depth_importance: unknown {name!r}; valid: {', '.join(IMPORTANCES)}")
+        valid = ", ".join(IMPORTANCES)
+        raise HgpruneError(f"prune.depth_importance: unknown {name!r}; valid: {valid} or 'package.module:ClassName'")
     return IMPORTANCES[name]()
 
 

@@ -158,6 +158,9 @@ def test_depth_plan_stops_at_the_target_and_ranks_by_importance(hg3):
     assert set(IMPORTANCES) >= {"loss", "position"}
     with pytest.raises(HgpruneError, match="valid: loss, position"):
         get_importance("magic")
+    assert isinstance(get_importance("hgprune.prune.depth:PositionImportance"), IMPORTANCES["position"])
+    with pytest.raises(HgpruneError, match="cannot import 'no_such_module'"):
+        get_importance("no_such_module:Thing")
 
 
 @pytest.mark.parametrize(("depth", "kind"), [("stacks", "macs"), ("all", "params"), ("blocks", "macs")])
@@ -242,3 +245,22 @@ def test_a_cost_model_of_another_name_is_met_by_measuring_candidates():
     assert abs(fake.cost(model) / reference["latency"] - 0.5) <= 0.02
     inner = [m.out_channels for n, m in model.named_modules() if n.endswith("conv1") and n.startswith("hg.")]
     assert all(w % 4 == 0 for w in inner)  # the cost model's snap replaced round_to
+
+
+@pytest.mark.parametrize(
+    ("prune", "match"),
+    [
+        ("{depth: most}", "prune.depth: must be one of 'none', 'blocks', 'stacks', 'all'"),
+        ("{depth: all, depth_importance: magic}", "prune.depth_importance: unknown 'magic'"),
+        ("{depth: stacks, target: {kind: channels, kept: 0.5}}", "needs a macs or params target"),
+    ],
+)
+def test_recipe_depth_keys_are_checked_at_load(tmp_path, prune, match):
+    from hgprune.recipe import load_recipe
+
+    path = tmp_path / "r.yaml"
+    path.write_text(f"name: r\nprune: {prune}\n")
+    with pytest.raises(HgpruneError, match=match):
+        load_recipe(path)
+    path.write_text("name: r\nprune: {depth: stacks, depth_importance: position}\n")
+    assert load_recipe(path).prune.depth == "stacks" and load_recipe(path).prune.depth_importance == "position"
