@@ -264,3 +264,23 @@ def test_recipe_depth_keys_are_checked_at_load(tmp_path, prune, match):
         load_recipe(path)
     path.write_text("name: r\nprune: {depth: stacks, depth_importance: position}\n")
     assert load_recipe(path).prune.depth == "stacks" and load_recipe(path).prune.depth_importance == "position"
+
+
+def test_depth_benchmark_prunes_each_method_to_its_target_on_a_tiny_model():
+    from tests.conftest import load_script
+
+    bench = load_script("benchmarks/depth.py")
+    models = bench.pruned_models({**bench.SCALES["tiny"], "N": 16, "M": 32}, round_to=2)
+    assert set(models) == {"parent"} | {f"{m}@{k:g}" for m in bench.METHODS for k in bench.TARGETS}
+    for name, (model, kept_macs, removed) in models.items():
+        target = 1.0 if name == "parent" else float(name.split("@")[1])
+        assert abs(kept_macs - target) <= 0.02, name
+        assert bool(removed) == name.startswith("depth"), name
+        assert model.config.num_outputs == 2 - sum(u.startswith("stack.") for u in removed)
+    timing = {"median_ms": 1.0, "speedup": 1.0, "efficiency": 1.0}
+    rows = [
+        {"model": n, "kept_macs": k, "removed": r, "eager": timing, "ort": timing} for n, (_, k, r) in models.items()
+    ]
+    report = {"threads": 2, "repeats": 1, "warmup": 0, "load_before": [], "load_after": [], "cpu": "x", "round_to": 2}
+    report["scales"] = [{"scale": "tiny", "config": bench.SCALES["tiny"], "rows": rows}]
+    assert bench.to_markdown(report).count("\n| depth-") == 4
