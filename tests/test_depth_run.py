@@ -14,7 +14,7 @@ from tests.test_faults import _stop_at_epoch
 
 TINY = Path(__file__).resolve().parent / "recipes" / "tiny.yaml"
 DEPTH = ["--set", "model.arch=hg2", "--set", "model.depth=2", "--set", "prune.depth=all"]
-DEPTH += ["--set", "prune.target.kept=0.4", "--set", "data.synth.num_train=32"]
+DEPTH += ["--set", "prune.target.kept=0.4", "--set", "prune.steps=1", "--set", "data.synth.num_train=32"]
 
 
 @pytest.fixture
@@ -35,10 +35,10 @@ def test_depth_pruned_run_records_its_removals_and_resumes_to_the_same_numbers(t
     assert abs(rows["conv_macs"].iloc[-1] / rows["conv_macs"].iloc[0] - 0.4) <= 0.02
 
     out = tmp_path / "stopped"
-    _stop_at_epoch(monkeypatch, 4)  # baseline, step 1, then step 2's second (final) epoch
+    _stop_at_epoch(monkeypatch, 3)  # baseline, then step 1's second (final) epoch
     assert main(["run", str(TINY), "--out", str(out), *DEPTH]) == 2
-    partial, partial_info = load_checkpoint(out / "checkpoints" / "partial_step_002.pt")
-    assert partial_info["config"] == info["config"]  # step 2's depth removal was kept with the partial step
+    partial, partial_info = load_checkpoint(out / "checkpoints" / "partial_step_001.pt")
+    assert partial_info["config"] == info["config"]  # step 1's depth removal was kept with the partial step
     monkeypatch.undo()
     assert main(["run", str(TINY), "--out", str(out), *DEPTH, "--resume"]) == 0
     got, want = (pd.read_csv(d / "metrics.csv").drop(columns=["wall_s"]) for d in (out, reference))
