@@ -103,6 +103,19 @@ def model_size(model: nn.Module, input_size: int = 256) -> dict[str, int]:
 
 
 @dataclass
+class _Planned:
+    """What the planner traced, kept with the plan: applied to the model it was planned on, the engine reuses the
+    graph and groups instead of tracing again; ``data`` and ``cost_model`` are the ones the plan was made with."""
+
+    model: nn.Module
+    graph: Any
+    groups: list
+    pair_macs: dict
+    data: Any
+    cost_model: CostModel | None
+
+
+@dataclass
 class PrunePlan:
     """What one prune step will do, decided without touching the model: the depth units it removes, then the
     channels each coupled group loses (by the group's root conv name, in the depth-pruned model), and what the plan
@@ -124,7 +137,7 @@ class PrunePlan:
     allocation: dict = field(default_factory=dict)  # method, kept channels per part, search candidates, depth plan
     depth: dict = field(default_factory=dict)  # hgprune.prune.depth.DepthPlan.to_dict() when depth pruning ran
     timings: dict[str, float] = field(default_factory=dict)
-    _traced: Any = field(default=None, repr=False, compare=False)  # (model, graph, groups, pair MACs) reused by apply
+    _planned: _Planned | None = field(default=None, repr=False, compare=False)  # what apply_plan may reuse
 
     @property
     def predicted_cost(self) -> float:
@@ -191,7 +204,7 @@ def prune_to_target(
     options = dict(locals())
     del options["model"], options["recalibrate_bn"]
     plan = plan_prune(model, **options)
-    data = plan._traced[4] if plan._traced is not None else None
+    data = plan._planned.data if plan._planned is not None else None
     if recalibrate_bn and data is None:
         data = alloc.TrainingSlice(train_set, search or alloc.SearchSettings(), seed)
     return apply_plan(model, plan, bn_batches=data.bn_batches() if recalibrate_bn else None)
@@ -333,26 +346,32 @@ def plan_prune(
         allocation=record,
         depth=depth_plan.to_dict() if depth_plan else {},
         timings=dict(watch.timings),
-        _traced=(work, graph, groups, pair_macs, data, cost_model),
+        _planned=_Planned(work, graph, groups, pair_macs, data, cost_model),
     )
 
 
-def apply_plan(model: nn.Module, plan: PrunePlan, bn_batches: Iterable | None = None) -> PruneResult:
+def apply_plan(
+    model: nn.Module, plan: PrunePlan, bn_batches: Iterable | None = None, cost_model: CostModel | None = None
+) -> PruneResult:
     """The engine: carry out ``plan`` on ``model`` in place — remove its depth units, then the planned channels of
-    each group — re-estimate BatchNorm statistics on ``bn_batches`` if given, and measure the result."""
+    each group — re-estimate BatchNorm statistics on ``bn_batches`` if given, and measure the result (a plan for
+    another cost than macs/params/channels is measured with ``cost_model``, by default the one it was planned with).
+    ``model`` must be the model planned on or one of the same architecture and widths."""
     watch = _Stopwatch()
     model = unwrap(model)
     was_training = model.training
     threads = torch.get_num_threads()
-    traced = plan._traced
-    cost_model = traced[5] if traced is not None else None
+    planned = plan._planned
+    cost_model = cost_model or (planned.cost_model if planned is not None else None)
+    if plan.kind not in KINDS and cost_model is None:
+        raise HgpruneError(f"apply_plan: a {plan.kind} plan needs its cost model (cost_model=...) to measure")
     try:
         torch.set_num_threads(1)
         model.eval()
         if plan.removed_units:
             remove_units_(model, plan.removed_units)
-        if traced is not None and traced[0] is model:  # planned on this very model: reuse its graph and groups
-            graph, groups, pair_macs = traced[1], traced[2], traced[3]
+        if planned is not None and planned.model is model:  # planned on this very model: reuse graph and groups
+            graph, groups, pair_macs = planned.graph, planned.groups, planned.pair_macs
         else:
             graph, pair_macs = trace(model, plan.input_size)
             groups = groups_by_name(model, graph, plan.keep, plan.remove)
