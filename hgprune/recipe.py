@@ -23,6 +23,7 @@ import yaml
 from hgprune.errors import HgpruneError
 from hgprune.models.hourglass import ARCHS, CONFIG_LIMITS, HourglassConfig, check_input_size, parse_arch
 from hgprune.prune.allocation import resolve_allocation
+from hgprune.prune.depth import get_importance
 from hgprune.prune.targets import SCHEDULES
 
 MAX_INPUT, MAX_JOINTS = CONFIG_LIMITS["input_size"], CONFIG_LIMITS["num_joints"]  # the model's own bounds
@@ -175,10 +176,18 @@ class PruneSection:
         default_factory=dict, metadata=_check("values must be finite multipliers >= 0", _finite_multipliers)
     )
     tolerance: float = field(default=0.02, metadata=_check("must be in (0, 0.5]", lambda v: 0 < v <= 0.5))
+    # depth pruning (hgprune.prune.depth): whole residual blocks and/or stacks removed before channels; none until
+    # measured on trained parents (docs/depth.md)
+    depth: Literal["none", "blocks", "stacks", "all"] = "none"
+    depth_importance: str = "loss"  # hgprune.prune.depth.IMPORTANCES: how a removable unit is ranked
 
     def __post_init__(self) -> None:
         """Resolve ``allocation`` once, so the resolved recipe names it whichever key the file used."""
         object.__setattr__(self, "allocation", resolve_allocation(self.allocation, self.global_ranking))
+        if ":" not in self.depth_importance:  # an unknown name fails at load, not after the baseline trained
+            get_importance(self.depth_importance)
+        if self.depth != "none" and self.target.kind == "channels":
+            raise HgpruneError("prune.depth: depth pruning needs a macs or params target, not channels")
 
 
 @dataclass(frozen=True)

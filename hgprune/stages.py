@@ -32,6 +32,8 @@ from hgprune.models.normalization import Normalization
 from hgprune.pipeline import Pipeline
 from hgprune.profile import conv_macs, count_params, profile_model
 from hgprune.prune import get_criterion, model_size, prune_with, schedule_targets
+from hgprune.prune.cost import COSTS, get_cost
+from hgprune.prune.depth import describe_units, preview_depth
 from hgprune.recipe import Recipe, TrainSection
 from hgprune.report import write_report
 from hgprune.rundir import METRIC_COLUMNS, MetricsRow, RunDir, check_epochs_done, step_row
@@ -186,6 +188,8 @@ def prune_step(
             f"[step {step}/{total}] pruned with {r.prune.criterion} to kept {r.prune.target.kind} "
             f"{kept_text(result, r.prune.target.kind)} (target {kept:.3f})"
         )
+        if result.depth:
+            log(f"[step {step}/{total}] depth {result.depth['mode']} removed {describe_units(result.removed_units)}")
     start_epoch = step * EPOCHS_PER_STEP_SLOT
     loss = fine_tune(ctx, model, r.finetune.train, epochs, start_epoch, teacher, step, partial, started)
     row = measure(ctx, model, step=step, target=kept, reference=reference, epochs=epochs, loss=loss)
@@ -361,6 +365,12 @@ def plan(recipe: Recipe) -> list[dict]:
     rows = [{"step": 0, "kept": 1.0, "macs": macs, "params": params, "note": "baseline"}]
     steps = recipe.prune.steps
     targets = schedule_targets(recipe.prune.target.kept, steps, recipe.prune.schedule) if steps else []
+    depth = getattr(recipe.prune, "depth", "none")
+    removals = (
+        preview_depth(model.config, depth, get_cost(kind, recipe.model.input_size), targets, recipe.prune.tolerance)
+        if depth != "none" and kind in COSTS
+        else [[] for _ in targets]
+    )
     for step, kept in enumerate(targets, 1):
         if kind == "macs":
             est = {"macs": macs * kept, "params": None, "note": "MACs target"}
@@ -368,5 +378,9 @@ def plan(recipe: Recipe) -> list[dict]:
             est = {"macs": None, "params": params * kept, "note": "params target"}
         else:
             est = {"macs": macs * kept**2, "params": params * kept**2, "note": "channels target (≈ kept² estimate)"}
+        if depth != "none":
+            est["note"] += (
+                f"; depth {depth} removes (preview, trailing stacks first): {describe_units(removals[step - 1])}"
+            )
         rows.append({"step": step, "kept": kept, **est})
     return rows

@@ -121,7 +121,7 @@ def diagnose(recipe, archs: list[str], root: str | None = None) -> str:
             continue
         data = Pipeline.from_recipe(plain, model.config.normalization)
         stacks = [evaluate_model(model, data.val_set, batch, device, stack=k).mpii.mean
-                  for k in range(model.config.num_stacks)]  # fmt: skip
+                  for k in range(model.config.num_outputs)]  # fmt: skip
         train = evaluate_model(model, limit_dataset(data.train_set, TRAIN_SAMPLE), batch, device).mpii.mean
         per_stack = " → ".join(f"{v:.2f}" for v in stacks)
         lines.append(f"| {arch} | {per_stack} | {train:.2f} | {train - stacks[-1]:+.2f} |")

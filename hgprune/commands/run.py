@@ -244,5 +244,7 @@ def _allocation_lines(entry, previews: dict[tuple, str] | None) -> list[str]:
         parts = ", ".join(f"{name} {kept}/{width}" for name, (kept, width) in totals.items() if width)
         previews[key] = f"{parts} (kept {p.target.kind} {result.planned_fraction:.3f})"
     label = "plan" if p.allocation == "uniform" else "uniform plan for comparison"
+    if p.depth != "none":
+        label += f" (channels only; depth {p.depth} removes the units listed per step below first)"
     lines.append(f"{label} at the final target, kept/original channels per part: {previews[key]}")
     return lines

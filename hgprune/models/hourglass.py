@@ -7,9 +7,14 @@ Naming of the two width knobs follows the seed's flags, but note what its code d
 ``N`` sets the stem only (``conv1`` has N/2 outputs, ``layer1`` N, ``layer2`` 2N) and ``M`` is the width of the whole
 trunk (every hourglass, residual and merge works at M channels, bottleneck interiors at M/2).
 
-Pruned models only differ in channel counts. Every block therefore takes its widths from its layers, never from
-``N``/``M``, and :func:`hgprune.models.checkpoints.narrow_to_state_dict` can rebuild a pruned model from a plain
+Channel-pruned models only differ in channel counts. Every block therefore takes its widths from its layers, never
+from ``N``/``M``, and :func:`hgprune.models.checkpoints.narrow_to_state_dict` can rebuild a pruned model from a plain
 state dict by resizing layers of the base architecture.
+
+Depth-pruned models record what was removed in their config (``removed_stacks``, ``removed_blocks``): a removed
+block (an identity-skip bottleneck of an hourglass or of ``res``) is the identity, a removed stack passes the stream
+on unchanged and has no output. Removed modules are ``nn.Identity`` in place, so every kept module keeps its name and
+state-dict key (:mod:`hgprune.prune.depth` removes them).
 """
 
 from __future__ import annotations
@@ -52,6 +57,8 @@ class HourglassConfig:
     depth: int = 4  # recursion depth of each hourglass; input size must be a multiple of 4 * 2**depth
     input_size: int = 256  # square input side the model is trained and profiled at
     normalization: Normalization = DEFAULT_NORMALIZATION  # how RGB in [0, 1] is normalised before the model
+    removed_stacks: tuple[int, ...] = ()  # depth pruning: stacks that pass the stream on (no output), sorted
+    removed_blocks: tuple[str, ...] = ()  # depth pruning: bottlenecks that are the identity, e.g. "hg.0.hg.3.1.0"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "normalization", get_normalization(self.normalization))
@@ -73,14 +80,28 @@ class HourglassConfig:
         for key, ok in checks.items():
             if not ok:
                 raise HgpruneError(f"model.{key}: invalid value {_shown_int(getattr(self, key))} ({_RULES[key]})")
+        object.__setattr__(self, "removed_stacks", _checked_stacks(self.removed_stacks, self.num_stacks))
+        object.__setattr__(self, "removed_blocks", _checked_blocks(self.removed_blocks, self))
 
     @property
     def arch(self) -> str:
         return f"hg{self.num_stacks}"
 
+    @property
+    def kept_stacks(self) -> tuple[int, ...]:
+        """Stacks that run and produce an output, in order (all of them unless depth-pruned)."""
+        return tuple(s for s in range(self.num_stacks) if s not in self.removed_stacks)
+
+    @property
+    def num_outputs(self) -> int:
+        """Heatmap outputs of ``forward``: one per kept stack (the last is the prediction)."""
+        return len(self.kept_stacks)
+
     def to_dict(self) -> dict:
         out = asdict(self)
         out["normalization"] = self.normalization.to_dict()
+        out["removed_stacks"] = list(self.removed_stacks)
+        out["removed_blocks"] = list(self.removed_blocks)
         return out
 
 
@@ -94,6 +115,58 @@ CONFIG_LIMITS: dict[str, int] = {
     "depth": 8,
     "input_size": 4096,
 }
+
+
+def block_names(config: HourglassConfig) -> list[str]:
+    """Every removable bottleneck of the base architecture: each hourglass branch and ``res``, stack by stack (all
+    have an identity skip; the stem's ``layer1-3`` change width and stay)."""
+    names = []
+    for s in range(config.num_stacks):
+        for level in range(config.depth):
+            names += [f"hg.{s}.hg.{level}.{branch}.0" for branch in range(4 if level == 0 else 3)]
+        names.append(f"res.{s}.0")
+    return names
+
+
+def block_stack(name: str) -> int:
+    """The stack a block name belongs to (``hg.3.hg.0.1.0`` → 3)."""
+    return int(name.split(".")[1])
+
+
+def _checked_stacks(value, num_stacks: int) -> tuple[int, ...]:
+    if not isinstance(value, (list, tuple)):
+        raise HgpruneError(f"model.removed_stacks: must be a list of stack indices, got a {type(value).__name__}")
+    if len(value) >= num_stacks:
+        raise HgpruneError(f"model.removed_stacks: at least one of the {num_stacks} stack(s) must remain")
+    for s in value:
+        if not isinstance(s, (int, np.integer)) or isinstance(s, bool) or not 0 <= s < num_stacks:
+            shown = _shown_int(s) if isinstance(s, (int, np.integer)) else type(s).__name__
+            raise HgpruneError(f"model.removed_stacks: {shown} is not a stack index in [0, {num_stacks})")
+    if len(set(value)) != len(value):
+        raise HgpruneError("model.removed_stacks: a stack is listed twice")
+    return tuple(sorted(int(s) for s in value))
+
+
+def _checked_blocks(value, config: HourglassConfig) -> tuple[str, ...]:
+    if not isinstance(value, (list, tuple)):
+        raise HgpruneError(f"model.removed_blocks: must be a list of block names, got a {type(value).__name__}")
+    valid = block_names(config)
+    if len(value) > len(valid):
+        raise HgpruneError(f"model.removed_blocks: {len(value)} names, but {config.arch} has {len(valid)} blocks")
+    known = set(valid)
+    for name in value:
+        if not isinstance(name, str) or name not in known:
+            shown = repr(name[:60]) if isinstance(name, str) else f"a {type(name).__name__}"
+            raise HgpruneError(
+                f"model.removed_blocks: {shown} is not a block of {config.arch} depth {config.depth} "
+                "(e.g. 'hg.0.hg.0.1.0' or 'res.0.0')"
+            )
+        if block_stack(name) in config.removed_stacks:
+            raise HgpruneError(f"model.removed_blocks: {name} lies in removed stack {block_stack(name)}")
+    if len(set(value)) != len(value):
+        raise HgpruneError("model.removed_blocks: a block is listed twice")
+    order = {n: i for i, n in enumerate(valid)}
+    return tuple(sorted(value, key=order.__getitem__))
 
 
 def _shown_int(value: int) -> str:
@@ -233,16 +306,35 @@ class HourglassNet(nn.Module):
         self.score = nn.ModuleList([nn.Conv2d(M, config.num_joints, 1, bias=True) for _ in range(S)])
         self.fc_ = nn.ModuleList([nn.Conv2d(M, M, 1, bias=True) for _ in range(S - 1)])
         self.score_ = nn.ModuleList([nn.Conv2d(config.num_joints, M, 1, bias=True) for _ in range(S - 1)])
+        self.apply_depth(config)
+
+    def apply_depth(self, config: HourglassConfig) -> None:
+        """Make this model's depth match ``config`` (same base architecture, at least as much removed): removed
+        blocks and stacks become ``nn.Identity`` in place, as do the merges (``fc_``, ``score_``) of a stack no kept
+        stack follows. Kept modules, their weights and state-dict keys are untouched."""
+        kept = config.kept_stacks
+        for s in config.removed_stacks:
+            for modules in (self.hg, self.res, self.fc, self.score):
+                modules[s] = nn.Identity()
+        for s in range(config.num_stacks - 1):
+            if s not in kept or s >= kept[-1]:  # removed, or no kept stack reads its merge
+                self.fc_[s] = nn.Identity()
+                self.score_[s] = nn.Identity()
+        for name in config.removed_blocks:
+            parent, _, child = name.rpartition(".")
+            setattr(self.get_submodule(parent), child, nn.Identity())
+        self.config = config
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         x = self.relu(self.bn1(self.conv1(x)))
-        x = self.layer3(self.layer2(self.maxpool(self.layer1(x))))
+        x = self.layer3(self.layer2(self.maxpool(self.layer1(x))))  # (B, M, H/4, W/4): the stream
         outputs = []
-        for i in range(self.config.num_stacks):
+        kept = self.config.kept_stacks
+        for j, i in enumerate(kept):  # a removed stack passes the stream on unchanged
             y = self.fc[i](self.res[i](self.hg[i](x)))
             score = self.score[i](y)
             outputs.append(score)
-            if i < self.config.num_stacks - 1:
+            if j < len(kept) - 1:
                 x = x + self.fc_[i](y) + self.score_[i](score)
         return outputs
 
@@ -276,13 +368,15 @@ def model_parts(model: HourglassNet) -> dict[str, list[str]]:
 
     Used for per-part pruning ratios, per-part profiles and sensitivity maps: ``stem``, then for each stack ``s``
     ``hg{s}`` (the hourglass), ``res{s}``, ``fc{s}``, ``merge{s}`` (``fc_`` + ``score_``) and ``score{s}``.
+    A depth-pruned model has the parts of its kept stacks only (a stack's ``merge`` only while a kept stack follows).
     """
     parts: dict[str, list[str]] = {"stem": ["conv1", "bn1", "layer1", "layer2", "layer3"]}
-    for s in range(model.config.num_stacks):
+    kept = model.config.kept_stacks
+    for s in kept:
         parts[f"hg{s}"] = [f"hg.{s}"]
         parts[f"res{s}"] = [f"res.{s}"]
         parts[f"fc{s}"] = [f"fc.{s}"]
-        if s < model.config.num_stacks - 1:
+        if s < kept[-1]:
             parts[f"merge{s}"] = [f"fc_.{s}", f"score_.{s}"]
         parts[f"score{s}"] = [f"score.{s}"]
     return parts

@@ -18,6 +18,7 @@ the target.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -250,6 +251,7 @@ class TrainingSlice:
         pool = torch.randperm(size - holdout, generator=generator).tolist()
         self.bn_indices = pool[: settings.batches * settings.batch_size]
         self._bn_batches: list | None = None
+        self._holdout_batches: list | None = None
 
     def bn_batches(self) -> list:
         """The BatchNorm batches, read once and reused by every candidate and the final re-estimation."""
@@ -257,6 +259,36 @@ class TrainingSlice:
             subset = torch.utils.data.Subset(self.train_set, self.bn_indices)
             self._bn_batches = list(torch.utils.data.DataLoader(subset, batch_size=self.settings.batch_size))
         return self._bn_batches
+
+    def holdout_batches(self) -> list:
+        """The held-out slice as ``(images, target, weight, meta)`` batches without augmentation, read once; the
+        caller's dataset is not modified (a shallow copy has its augmentation turned off)."""
+        if self._holdout_batches is None:
+            plain = copy.copy(self.train_set)
+            if getattr(plain, "augment", None) is not None:
+                plain.augment = None
+            subset = torch.utils.data.Subset(plain, self.holdout_indices)
+            self._holdout_batches = list(torch.utils.data.DataLoader(subset, batch_size=self.settings.batch_size))
+        return self._holdout_batches
+
+    @torch.no_grad()
+    def holdout_loss(self, model: torch.nn.Module) -> float:
+        """Mean visibility-weighted heatmap MSE of the model's *last* output on the held-out slice (every
+        depth-pruned model has one), in eval mode: what depth-unit importance is measured with."""
+        from hgprune.train.losses import joints_mse
+
+        was_training = model.training
+        model.eval()
+        device = next(model.parameters()).device
+        total, count = 0.0, 0
+        try:
+            for images, target, weight, *_ in self.holdout_batches():
+                last = model(images.to(device))[-1]
+                total += float(joints_mse(last, target.to(device), weight.to(device))) * len(images)
+                count += len(images)
+        finally:
+            model.train(was_training)
+        return total / max(count, 1)
 
     def holdout_pckh(self, model: torch.nn.Module) -> float:
         """PCKh (MPII protocol) on the held-out training slice, without augmentation."""

@@ -7,14 +7,20 @@ ever pruned or deep-copied. Only the chosen plan is applied, with explicit indic
 gives full control over rounding (torch-pruning only rounds down and skips small groups) and leaves the model in the
 training mode it had. Final numbers are measured on the pruned model with :mod:`hgprune.profile`.
 
-Plans and their analytic costs live in :mod:`hgprune.prune.planning`. Which group keeps how many channels (uniform,
-global or searched) is :mod:`hgprune.prune.allocation`'s concern; the engine hands it analytic plans and, for
-``search``, a way to score a plan on a pruned copy.
+With ``depth`` other than ``none``, whole stacks and residual blocks go first (:mod:`hgprune.prune.depth` plans
+which, with a cost model from :mod:`hgprune.prune.cost`), then channels meet the target on what remains; a
+depth-pruned model records what it lost in its config.
+
+One prune step has one shape: :func:`plan_prune` (the planner) decides the depth units and each group's channel
+cuts that meet the target under a cost model and returns a :class:`PrunePlan`; :func:`apply_plan` (the engine)
+carries it out and measures; :func:`prune_to_target` is the two in a row. Channel groups (torch-pruning's graph)
+live in :mod:`hgprune.prune.graph`; plans' analytic costs in :mod:`hgprune.prune.planning`. Which group keeps how
+many channels (uniform, global or searched) is :mod:`hgprune.prune.allocation`'s concern; the planner hands it
+analytic plans and, for ``search``, a way to score a plan on a pruned copy.
 """
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import logging
 import time
@@ -25,31 +31,36 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch_pruning as tp
 from torch import nn
 
 from hgprune.errors import HgpruneError
 from hgprune.models.checkpoints import unwrap
 from hgprune.models.hourglass import (
-    HEAD_PREFIX,
-    TRUNK_ROOT,
     HourglassNet,
-    base_width,
     model_parts,
-    part_of,
-    probe_size,
 )
-from hgprune.profile import conv_macs, conv_pair_macs, count_params
+from hgprune.profile import conv_macs, count_params
 from hgprune.prune import allocation as alloc
 from hgprune.prune.bn import recalibrate_bn as _recalibrate_bn
-from hgprune.prune.criteria import Criterion, get_criterion, group_layers
+from hgprune.prune.cost import COSTS, CostModel, get_cost
+from hgprune.prune.criteria import Criterion, get_criterion
+from hgprune.prune.depth import DEPTH_MODES, Importance, plan_depth, remove_units, remove_units_
+from hgprune.prune.graph import (
+    TRUNK,
+    describe_groups,
+    groups_by_name,
+    heads,
+    measured_size,
+    prune_group,
+    pruned_copy,
+    trace,
+)
 from hgprune.prune.planning import Group, Planner, describe_keep, ratio_plan, search_unit, step_down, step_priority
 from hgprune.prune.targets import ROUND_MODES, SearchResult
 
 log = logging.getLogger(__name__)
 
 KINDS = ("macs", "params", "channels")
-TRUNK = "trunk"
 
 
 @dataclass
@@ -74,6 +85,8 @@ class PruneResult:
     allocation: dict = field(default_factory=dict)  # method, kept channels per part, search candidates if any
     bn_recalibrated: bool = False
     timings: dict[str, float] = field(default_factory=dict)
+    removed_units: list[str] = field(default_factory=list)  # depth pruning: stacks / blocks removed by this step
+    depth: dict = field(default_factory=dict)  # the depth plan (hgprune.prune.depth.DepthPlan.to_dict) if any
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -87,6 +100,51 @@ def model_size(model: nn.Module, input_size: int = 256) -> dict[str, int]:
         "params": count_params(model),
         "channels": sum(m.out_channels for m in model.modules() if isinstance(m, nn.Conv2d)),
     }
+
+
+@dataclass
+class _Planned:
+    """What the planner traced, kept with the plan: applied to the model it was planned on, the engine reuses the
+    graph and groups instead of tracing again; ``data`` and ``cost_model`` are the ones the plan was made with."""
+
+    model: nn.Module
+    graph: Any
+    groups: list
+    pair_macs: dict
+    data: Any
+    cost_model: CostModel | None
+
+
+@dataclass
+class PrunePlan:
+    """What one prune step will do, decided without touching the model: the depth units it removes, then the
+    channels each coupled group loses (by the group's root conv name, in the depth-pruned model), and what the plan
+    is predicted to cost. :func:`apply_plan` carries it out."""
+
+    kind: str  # what the target counts: macs, params, channels or a cost model's name (e.g. latency)
+    target: float  # kept fraction of the reference's ``kind`` aimed at
+    tolerance: float
+    reference: dict[str, float]  # the unpruned model's sizes (and cost under ``kind``)
+    input_size: int = 256
+    removed_units: list[str] = field(default_factory=list)  # stacks / blocks (hgprune.prune.depth)
+    keep: dict[str, int] = field(default_factory=dict)  # channels kept per group (root conv name)
+    remove: dict[str, list[int]] = field(default_factory=dict)  # channel indices each group loses
+    predicted_fraction: float = 1.0  # planned kept fraction of ``kind`` (analytic for macs/params/channels)
+    ratio: float = 0.0  # the channel ratio found
+    evaluations: int = 0  # plans counted by the search
+    met: bool = True  # the prediction is within tolerance
+    fixed_ratio: bool = False  # planned at a given channel ratio (a sensitivity scan): the target is only reported
+    allocation: dict = field(default_factory=dict)  # method, kept channels per part, search candidates, depth plan
+    depth: dict = field(default_factory=dict)  # hgprune.prune.depth.DepthPlan.to_dict() when depth pruning ran
+    timings: dict[str, float] = field(default_factory=dict)
+    _planned: _Planned | None = field(default=None, repr=False, compare=False)  # what apply_plan may reuse
+
+    @property
+    def predicted_cost(self) -> float:
+        return self.predicted_fraction * self.reference[self.kind]
+
+    def to_dict(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if not f.name.startswith("_")}
 
 
 def prune_to_target(
@@ -113,6 +171,9 @@ def prune_to_target(
     train_set: Any = None,
     seed: int = 0,
     progress: bool = True,
+    depth: str = "none",
+    depth_importance: str | Importance = "loss",
+    cost_model: CostModel | None = None,
 ) -> PruneResult:
     """Prune ``model`` in place so that it keeps ``kept`` of the reference's ``kind`` (± ``tolerance``).
 
@@ -131,39 +192,113 @@ def prune_to_target(
 
     ``ratio`` skips the search and prunes at that channel ratio (times each part's multiplier) — what a sensitivity
     scan needs; ``kept`` is then only reported against.
+
+    ``depth`` (``none``, ``blocks``, ``stacks``, ``all``) first removes whole residual blocks and/or stacks, ranked by
+    ``depth_importance`` (:data:`hgprune.prune.depth.IMPORTANCES`; ``loss`` reads ``train_set``), while the cost
+    stays at or above the target; channels then meet the target on what remains. ``cost_model`` (default: the
+    registered one named ``kind``, :data:`hgprune.prune.cost.COSTS`) is what the target counts; a cost model of
+    another name (e.g. latency) is planned by measuring pruned copies, and ``reference[kind]`` must then hold the
+    unpruned model's cost. A cost model's ``snap``, when set, replaces ``round_to``.
     """
+    model = unwrap(model)
+    options = dict(locals())
+    del options["model"], options["recalibrate_bn"]
+    plan = plan_prune(model, **options)
+    data = plan._planned.data if plan._planned is not None else None
+    if recalibrate_bn and data is None:
+        data = alloc.TrainingSlice(train_set, search or alloc.SearchSettings(), seed)
+    return apply_plan(model, plan, bn_batches=data.bn_batches() if recalibrate_bn else None)
+
+
+def plan_prune(
+    model: nn.Module,
+    *,
+    criterion: Criterion | str,
+    kind: str = "macs",
+    kept: float = 0.5,
+    reference: dict[str, int] | None = None,
+    input_size: int = 256,
+    allocation: str | None = None,
+    global_ranking: bool | None = None,
+    part_ratios: dict[str, float] | None = None,
+    max_layer_ratio: float = 0.9,
+    round_to: int | None = 8,
+    round_mode: str = "nearest",
+    prune_trunk: bool = False,
+    calibration: Iterable | None = None,
+    loss_fn: Callable | None = None,
+    tolerance: float = 0.02,
+    ratio: float | None = None,
+    search: alloc.SearchSettings | None = None,
+    train_set: Any = None,
+    seed: int = 0,
+    progress: bool = True,
+    depth: str = "none",
+    depth_importance: str | Importance = "loss",
+    cost_model: CostModel | None = None,
+) -> PrunePlan:
+    """The planner: depth units and per-group channel cuts that meet the target together, as a :class:`PrunePlan`
+    (options as :func:`prune_to_target`). ``model`` is not modified: with depth units to remove, channels are planned
+    on a depth-pruned copy."""
     watch = _Stopwatch()
     model = unwrap(model)
-    _validate(kind, kept, round_mode, tolerance, max_layer_ratio, round_to)
+    if cost_model is not None:
+        kind = cost_model.name
+        round_to = cost_model.snap or round_to
+    _validate(kind, kept, round_mode, tolerance, max_layer_ratio, round_to, depth, cost_model)
+    if ratio is not None and not 0 <= ratio <= 1:
+        raise HgpruneError(f"prune ratio: must be in [0, 1], got {ratio}")
     if isinstance(criterion, str):
         criterion = get_criterion(criterion)
-    multipliers = _part_multipliers(model, part_ratios, prune_trunk)
     allocation = alloc.resolve_allocation(allocation, global_ranking)
     search = search or alloc.SearchSettings()
-    data = alloc.TrainingSlice(train_set, search, seed) if recalibrate_bn or allocation == "search" else None
     was_training = model.training
     threads = torch.get_num_threads()
     reference = dict(reference) if reference is not None else model_size(model, input_size)
+    if cost_model is None and (depth != "none" or kind not in KINDS):
+        cost_model = get_cost(kind, input_size)
+    if kind not in reference:
+        reference[kind] = cost_model.cost(model)
+    data = alloc.TrainingSlice(train_set, search, seed) if train_set is not None else None
+    if allocation == "search" and data is None:
+        data = alloc.TrainingSlice(train_set, search, seed)  # raises its one-line error
+
+    depth_plan = None
+    work = model
+    if depth != "none":
+        model.eval()
+        try:
+            depth_plan = plan_depth(
+                model, depth, cost_model, kept * reference[kind], tolerance * reference[kind], depth_importance, data
+            )
+        finally:
+            model.train(was_training)
+        if depth_plan.units:
+            work = remove_units(model, depth_plan.units)  # channels are planned on what depth pruning leaves
+        watch.lap("depth_s")
+    multipliers = _part_multipliers(work, part_ratios, prune_trunk)
 
     try:
-        criterion.calibrate(model, calibration, loss_fn)
+        criterion.calibrate(work, calibration, loss_fn)
         watch.lap("calibrate_s")
 
         torch.set_num_threads(1)  # graph bookkeeping is tiny ops; extra threads only spin on a busy machine
-        model.eval()  # tracing must not touch BatchNorm running statistics
-        graph, pair_macs = _trace(model, input_size)
-        raw_groups = list(graph.get_all_groups(ignored_layers=_heads(model), root_module_types=[nn.Conv2d]))
+        work.eval()  # tracing must not touch BatchNorm running statistics
+        graph, pair_macs = trace(work, input_size)
+        raw_groups = list(graph.get_all_groups(ignored_layers=heads(work), root_module_types=[nn.Conv2d]))
         watch.lap("graph_s")
 
-        groups = _describe_groups(model, raw_groups, criterion)
+        groups = describe_groups(work, raw_groups, criterion)
         watch.lap("score_s")
 
-        planner = Planner(model, groups, pair_macs)
+        planner = Planner(work, groups, pair_macs)
         infos = [info for info, _ in groups]
         mult = np.array([multipliers.get(g.part, multipliers["*"]) for g in infos], dtype=np.float64)
 
         def fraction_of(keep: np.ndarray) -> float:
-            return planner.size(keep)[kind] / reference[kind]
+            if kind in KINDS:
+                return planner.size(keep)[kind] / reference[kind]
+            return cost_model.cost(pruned_copy(work, groups, keep, input_size)) / reference[kind]  # measured
 
         def plan_for(group_mult: np.ndarray, ranking: str, aim: float = tolerance) -> tuple[np.ndarray, SearchResult]:
             """Kept widths within ``aim`` of the target if reachable; ``met`` is judged against ``tolerance``."""
@@ -173,9 +308,9 @@ def prune_to_target(
             return keep, dataclasses.replace(found, met=abs(found.fraction - kept) <= tolerance)
 
         record: dict = {"method": allocation}
+        if depth_plan is not None:
+            record["depth"] = depth_plan.to_dict()
         if ratio is not None:
-            if not 0 <= ratio <= 1:
-                raise HgpruneError(f"prune ratio: must be in [0, 1], got {ratio}")
             keep = ratio_plan(infos, mult, allocation == "global", max_layer_ratio, round_to, round_mode)(ratio)
             at = fraction_of(keep)
             found = SearchResult(ratio, at, 1, abs(at - kept) <= tolerance)
@@ -183,45 +318,99 @@ def prune_to_target(
             # candidates are planned to a quarter of the tolerance: the proxy favours more MACs, so candidates must
             # not differ in size by up to 2 × tolerance (measured: the search otherwise picked plans at the upper edge)
             near = partial(plan_for, aim=tolerance / 4)
-            searched = _search_plan(model, groups, mult, near, search, data, seed, input_size, threads, progress)
+            searched = _search_plan(work, groups, mult, near, search, data, seed, input_size, threads, progress)
             keep, found, details = searched
             record.update(details)
         else:
             keep, found = plan_for(mult, allocation)
         record["parts"] = describe_keep(infos, keep)
         watch.lap("search_s")
+    finally:
+        torch.set_num_threads(threads)
+        work.train(was_training)
 
+    return PrunePlan(
+        kind=kind,
+        target=kept,
+        tolerance=tolerance,
+        reference=reference,
+        input_size=input_size,
+        removed_units=list(depth_plan.units) if depth_plan else [],
+        keep={info.name: int(k) for info, k in zip(infos, keep)},
+        remove={info.name: sorted(int(c) for c in info.order[: info.width - int(k)]) for info, k in zip(infos, keep)},
+        predicted_fraction=found.fraction,
+        ratio=found.ratio,
+        evaluations=found.evaluations,
+        met=found.met,
+        fixed_ratio=ratio is not None,
+        allocation=record,
+        depth=depth_plan.to_dict() if depth_plan else {},
+        timings=dict(watch.timings),
+        _planned=_Planned(work, graph, groups, pair_macs, data, cost_model),
+    )
+
+
+def apply_plan(
+    model: nn.Module, plan: PrunePlan, bn_batches: Iterable | None = None, cost_model: CostModel | None = None
+) -> PruneResult:
+    """The engine: carry out ``plan`` on ``model`` in place — remove its depth units, then the planned channels of
+    each group — re-estimate BatchNorm statistics on ``bn_batches`` if given, and measure the result (a plan for
+    another cost than macs/params/channels is measured with ``cost_model``, by default the one it was planned with).
+    ``model`` must be the model planned on or one of the same architecture and widths."""
+    watch = _Stopwatch()
+    model = unwrap(model)
+    was_training = model.training
+    threads = torch.get_num_threads()
+    planned = plan._planned
+    cost_model = cost_model or (planned.cost_model if planned is not None else None)
+    if plan.kind not in KINDS and cost_model is None:
+        raise HgpruneError(f"apply_plan: a {plan.kind} plan needs its cost model (cost_model=...) to measure")
+    try:
+        torch.set_num_threads(1)
+        model.eval()
+        if plan.removed_units:
+            remove_units_(model, plan.removed_units)
+        if planned is not None and planned.model is model:  # planned on this very model: reuse graph and groups
+            graph, groups, pair_macs = planned.graph, planned.groups, planned.pair_macs
+        else:
+            graph, pair_macs = trace(model, plan.input_size)
+            groups = groups_by_name(model, graph, plan.keep, plan.remove)
+        watch.lap("graph_s")
         removed = groups_pruned = 0
-        for (info, group), keep_count in zip(groups, keep):
-            n_remove = info.width - int(keep_count)
-            if n_remove > 0:
-                _prune_group(graph, info, group, info.order[:n_remove])
-                removed += n_remove
+        for info, group in groups:
+            channels = plan.remove.get(info.name, [])
+            if channels:
+                prune_group(graph, info, group, np.asarray(channels))
+                removed += len(channels)
                 groups_pruned += 1
         watch.lap("prune_s")
-        if recalibrate_bn:
+        if bn_batches is not None:
             torch.set_num_threads(threads)
-            _recalibrate_bn(model, data.bn_batches())
+            _recalibrate_bn(model, bn_batches)
             watch.lap("recalibrate_bn_s")
     finally:
         torch.set_num_threads(threads)
         model.train(was_training)
 
-    size = _measured_size(model, pair_macs)
+    size = measured_size(model, pair_macs)
     watch.lap("measure_s")
+    kind, kept, tolerance, reference = plan.kind, plan.target, plan.tolerance, plan.reference
     fractions = {k: size[k] / reference[k] for k in KINDS}
-    met = abs(fractions[kind] - kept) <= tolerance or (found.ratio == 0.0 and fractions[kind] <= kept + tolerance)
-    if not met and ratio is None:
+    if kind not in KINDS:
+        fractions[kind] = cost_model.cost(model) / reference[kind]
+    met = abs(fractions[kind] - kept) <= tolerance or (plan.ratio == 0.0 and fractions[kind] <= kept + tolerance)
+    if not met and not plan.fixed_ratio:
         log.warning(
-            "prune target %s=%.3f not reached: got %.3f (round_to=%s, max_layer_ratio=%s limit the reachable widths)",
-            kind, kept, fractions[kind], round_to, max_layer_ratio,
+            "prune target %s=%.3f not reached: got %.3f (round_to and max_layer_ratio limit the reachable widths)",
+            kind, kept, fractions[kind],
         )  # fmt: skip
-    timings = dict(watch.timings, total_s=sum(watch.timings.values()))
+    timings = {**plan.timings, **watch.timings}
+    timings["total_s"] = sum(timings.values())
     return PruneResult(
         kept_macs=fractions["macs"],
         kept_params=fractions["params"],
         kept_channels=fractions["channels"],
-        channel_ratio=found.ratio,
+        channel_ratio=plan.ratio,
         widths={n: m.out_channels for n, m in model.named_modules() if isinstance(m, nn.Conv2d)},
         kind=kind,
         target=kept,
@@ -231,11 +420,13 @@ def prune_to_target(
         channels=size["channels"],
         removed_channels=removed,
         groups_pruned=groups_pruned,
-        search_evaluations=found.evaluations,
-        planned_fraction=found.fraction,
-        allocation=record,
-        bn_recalibrated=bool(recalibrate_bn),
+        search_evaluations=plan.evaluations,
+        planned_fraction=plan.predicted_fraction,
+        allocation=plan.allocation,
+        bn_recalibrated=bn_batches is not None,
         timings=timings,
+        removed_units=list(plan.removed_units),
+        depth=plan.depth,
     )
 
 
@@ -265,7 +456,7 @@ def _search_plan(
         return plan_for(group_mult, candidate.ranking)
 
     def score(keep: np.ndarray) -> float:
-        clone = _pruned_copy(model, groups, keep, input_size)
+        clone = pruned_copy(model, groups, keep, input_size)
         torch.set_num_threads(threads)  # scoring is real convolution work; planning runs on one thread
         try:
             _recalibrate_bn(clone, data.bn_batches())
@@ -309,6 +500,7 @@ def prune_with(
     loss_fn: Callable | None = None,
     train_set: Any = None,
     seed: int = 0,
+    cost_model: CostModel | None = None,
 ) -> PruneResult:
     """:func:`prune_to_target` driven by a recipe's ``prune`` section (:class:`hgprune.recipe.PruneSection`): the
     one place recipe keys become engine options."""
@@ -332,12 +524,22 @@ def prune_with(
         search=section.search,
         train_set=train_set,
         seed=seed,
+        depth=getattr(section, "depth", "none"),
+        depth_importance=getattr(section, "depth_importance", "loss"),
+        cost_model=cost_model,
     )
 
 
-def _validate(kind: str, kept: float, round_mode: str, tolerance: float, max_layer_ratio: float, round_to) -> None:
-    if kind not in KINDS:
+def _validate(
+    kind: str, kept: float, round_mode: str, tolerance: float, max_layer_ratio: float, round_to, depth: str = "none",
+    cost_model: CostModel | None = None,
+) -> None:  # fmt: skip
+    if kind not in KINDS and cost_model is None and kind not in COSTS:
         raise HgpruneError(f"prune.target kind: unknown {kind!r}; valid: {', '.join(KINDS)}")
+    if depth not in DEPTH_MODES:
+        raise HgpruneError(f"prune.depth: unknown {depth!r}; valid: {', '.join(DEPTH_MODES)}")
+    if depth != "none" and kind == "channels":
+        raise HgpruneError("prune.depth: depth pruning needs a macs or params target (a cost), not channels")
     if not 0 < kept <= 1:
         raise HgpruneError(f"prune.target.{kind}: must be in (0, 1], got {kept}")
     if round_mode not in ROUND_MODES:
@@ -367,114 +569,3 @@ def _part_multipliers(model: nn.Module, part_ratios: dict[str, float] | None, pr
     multipliers[TRUNK] = float(part_ratios.get(TRUNK, default)) if prune_trunk else 0.0
     multipliers["*"] = default
     return multipliers
-
-
-def _trace(model: nn.Module, input_size: int) -> tuple[Any, dict[nn.Module, int]]:
-    """Dependency graph from one forward at the smallest valid size, plus every conv's MACs per (in × out) channel
-    pair (:func:`hgprune.profile.conv_pair_macs`), which makes every later MACs count pure arithmetic."""
-    modules = dict(model.named_modules())
-    try:
-        pair_macs = {modules[name]: pair for name, pair in conv_pair_macs(model, input_size).items()}
-    except HgpruneError as exc:
-        raise HgpruneError(f"model.{exc}") from None
-    probe = probe_size(getattr(getattr(model, "config", None), "depth", 4))
-    graph = tp.DependencyGraph().build_dependency(
-        model,
-        example_inputs=torch.zeros(1, 3, probe, probe, device=next(model.parameters()).device),
-        forward_fn=lambda net, x: net(x),  # tp would first try net(*x), a partial unbatched forward
-        output_transform=lambda outputs: sum(o.sum() for o in outputs),
-        verbose=False,
-    )
-    return graph, pair_macs
-
-
-def _heads(model: nn.Module) -> list[nn.Module]:
-    """The score heads: one channel per joint, never pruned."""
-    return [m for n, m in model.named_modules() if n.startswith(HEAD_PREFIX) and isinstance(m, nn.Conv2d)]
-
-
-def _measured_size(model: nn.Module, pair_macs: dict[nn.Module, int]) -> dict[str, int]:
-    """:func:`model_size` of the pruned model from its real layer widths (same numbers, no forward pass)."""
-    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
-    return {
-        "macs": int(sum(pair_macs.get(m, 0) * m.in_channels * m.out_channels for m in convs)),
-        "params": count_params(model),
-        "channels": sum(m.out_channels for m in convs),
-    }
-
-
-def _prune_group(graph: Any, info: Group, group: Any, channels: np.ndarray) -> None:
-    """Remove root ``channels`` from every member of the group, reusing the group already built for scoring.
-
-    Asking the graph again (``get_pruning_group``) would re-walk all of it for every group; groups are disjoint, so
-    pruning one never shifts another's indices.
-    """
-    doomed = {int(c) for c in channels}
-    if any(item.dep.target.type == tp.ops.OPTYPE.PARAMETER for item in group):
-        graph.get_pruning_group(info.root, tp.prune_conv_out_channels, sorted(doomed)).prune()
-        return
-    for item in group:
-        roots = item.root_idxs if item.root_idxs is not None else item.idxs
-        idxs = sorted({int(i) for i, r in zip(item.idxs, roots) if int(r) in doomed})
-        if idxs:
-            item.dep(idxs)
-
-
-def _base_width(name: str, model: nn.Module, width: int) -> int:
-    """Out-channels of conv ``name`` in the unpruned architecture (a foreign model: its current width)."""
-    config = getattr(model, "config", None)
-    return base_width(name, config) if isinstance(model, HourglassNet) and config is not None else width
-
-
-def _describe_groups(model: nn.Module, raw_groups: list, criterion: Criterion) -> list[tuple[Group, Any]]:
-    names = {m: n for n, m in model.named_modules()}
-    parts = model_parts(model) if isinstance(model, HourglassNet) else {}
-    described = []
-    for group in raw_groups:
-        root = group[0].dep.target.module
-        name = names[root]
-        producers = [names[layer] for role, layer, _, _ in group_layers(group) if role == "conv_out"]
-        part = TRUNK if TRUNK_ROOT in producers else (part_of(name, parts) or "*")
-        width = len(group[0].idxs)
-        scores = criterion.score(group)
-        scores = torch.as_tensor(scores).detach().float().cpu().reshape(-1)
-        if scores.numel() != width:
-            raise HgpruneError(
-                f"criterion {type(criterion).__name__} returned {scores.numel()} scores for {name} "
-                f"({width} channels); score(group) must return one value per channel"
-            )
-        if not torch.isfinite(scores).all():
-            raise HgpruneError(f"criterion {type(criterion).__name__} returned non-finite scores for {name}")
-        values = scores.numpy().astype(np.float64)
-        mean = float(values.mean())
-        info = Group(
-            root=root,
-            name=name,
-            part=part,
-            width=width,
-            base_width=_base_width(name, model, width),
-            order=np.argsort(values, kind="stable"),
-            normalized=values / mean if mean > 0 else values,
-        )
-        described.append((info, group))
-    return described
-
-
-def _pruned_copy(model: nn.Module, groups: list[tuple[Group, Any]], keep: np.ndarray, input_size: int) -> nn.Module:
-    """A deep copy of ``model`` pruned to ``keep``; ``model`` is untouched. The copy gets its own graph (groups hold
-    module references), and the original's channel order, so it is exactly what pruning ``model`` would give."""
-    clone = copy.deepcopy(model)
-    graph, _ = _trace(clone, input_size)
-    names = dict(clone.named_modules())
-    by_root = {}
-    for group in graph.get_all_groups(ignored_layers=_heads(clone), root_module_types=[nn.Conv2d]):
-        by_root[group[0].dep.target.module] = group
-    for (info, _), keep_count in zip(groups, keep):
-        n_remove = info.width - int(keep_count)
-        if n_remove <= 0:
-            continue
-        root = names[info.name]
-        if root not in by_root:
-            raise HgpruneError(f"{info.name}: no matching group in the copy of the model")
-        _prune_group(graph, dataclasses.replace(info, root=root), by_root[root], info.order[:n_remove])
-    return clone

@@ -79,7 +79,7 @@ def evaluate_model(
     if decode not in DECODERS:
         raise ValueError(f"decode: must be one of {', '.join(DECODERS)}, got {decode!r}")
     module = unwrap(model)
-    stacks = getattr(getattr(module, "config", None), "num_stacks", None)
+    stacks = getattr(getattr(module, "config", None), "num_outputs", None)  # a depth-pruned model: its kept stacks
     if stacks is not None and not -stacks <= stack < stacks:
         raise ValueError(f"stack: the model has {stacks} stack(s), got {stack}")
     if flip_test and stack not in (-1, (stacks or 0) - 1):
