@@ -33,7 +33,7 @@ REPORT_DIR = ROOT / "reports" / "benchmarks"
 
 
 # How the speed benchmarks prune (latency.py, gpu_latency.py): the measured speedup, not the accuracy, is the point.
-PRUNE_OPTIONS = {"criterion": "l1", "kind": "macs", "global_ranking": False, "prune_trunk": True, "tolerance": 0.01}
+PRUNE_OPTIONS = {"criterion": "l1", "kind": "macs", "allocation": "uniform", "prune_trunk": True, "tolerance": 0.01}
 PRUNING = "prune_to_target(" + ", ".join(f"{k}={v!r}" for k, v in PRUNE_OPTIONS.items()) + ", round_to=8)"
 THREAD_ENV = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "MKL_NUM_THREADS")
 # Passive OpenMP waiting (set before start-up) implies the same for ONNX Runtime's pool: spinning threads on shared

@@ -30,25 +30,10 @@ from tqdm import tqdm
 from hgprune.data.dataset import SampleSubset
 from hgprune.errors import HgpruneError
 from hgprune.prune.targets import SearchResult, search_ratio
+from hgprune.settings import ALLOCATIONS, SearchSettings  # noqa: F401 (re-exported: the engine's options)
 
-ALLOCATIONS = ("uniform", "global", "search")
-# what an unset allocation means (recipes and the engine alike): uniform never collapsed a criterion in the probe
-# (global cut single convs to the max_layer_ratio floor at 25 %) and is the allocation of the default recipe measured
-# in reports/benchmarks/accuracy.md
-ALLOCATION_DEFAULT = "uniform"
 SAMPLING_SPREAD = 0.5  # σ of the log-normal per-unit multiplier: e^±0.5 ≈ ×0.6 … ×1.65 around the bias
 MIN_SENSITIVITY_DROP = 0.1  # PCKh points: parts that lose less are treated as this sensitive, not infinitely robust
-
-
-@dataclass(frozen=True)
-class SearchSettings:
-    """Bounds of ``allocation: search`` (the recipe's ``prune.search`` has the same fields and defaults)."""
-
-    candidates: int = 12  # allocations scored, the uniform and global plans included
-    batches: int = 4  # training batches that re-estimate BatchNorm statistics (search and recalibrate_bn)
-    holdout: int = 256  # training samples, never used for BN re-estimation, that score each candidate
-    batch_size: int = 16
-    sensitivity: str | None = None  # `hgprune sensitivity` CSV: sample less sensitive parts more aggressively
 
 
 @dataclass
@@ -66,19 +51,6 @@ class SearchOutcome:
     found: SearchResult
     chosen: dict
     candidates: list[dict]
-
-
-def resolve_allocation(allocation: str | None, global_ranking: bool | None) -> str:
-    """``allocation``, or the deprecated ``global_ranking`` switch mapped onto it (``True`` == ``global``)."""
-    if allocation is not None and allocation not in ALLOCATIONS:
-        raise HgpruneError(f"prune.allocation: unknown {allocation!r}; valid: {', '.join(ALLOCATIONS)}")
-    legacy = None if global_ranking is None else ("global" if global_ranking else "uniform")
-    if allocation is not None and legacy is not None and allocation != legacy:
-        raise HgpruneError(
-            f"prune.global_ranking: {str(global_ranking).lower()} contradicts prune.allocation {allocation!r}; "
-            "drop global_ranking (deprecated)"
-        )
-    return allocation or legacy or ALLOCATION_DEFAULT
 
 
 # -- hitting the target ------------------------------------------------------------------------------------------

@@ -44,11 +44,13 @@ from hgprune.prune import allocation as alloc
 from hgprune.prune.bn import recalibrate_bn as _recalibrate_bn
 from hgprune.prune.criteria import Criterion, get_criterion, group_layers
 from hgprune.prune.planning import Group, Planner, describe_keep, ratio_plan, search_unit, step_down, step_priority
-from hgprune.prune.targets import ROUND_MODES, SearchResult
+from hgprune.prune.targets import SearchResult
+from hgprune.settings import PRUNE_KINDS, PruneSection, SearchSettings, TargetSection
 
 log = logging.getLogger(__name__)
 
-KINDS = ("macs", "params", "channels")
+KINDS = PRUNE_KINDS
+DEFAULTS = PruneSection()  # the engine's defaults are the recipe's
 TRUNK = "trunk"
 
 
@@ -97,19 +99,18 @@ def prune_to_target(
     kept: float = 0.5,
     reference: dict[str, int] | None = None,
     input_size: int = 256,
-    allocation: str | None = None,
-    global_ranking: bool | None = None,
+    allocation: str = DEFAULTS.allocation,
     part_ratios: dict[str, float] | None = None,
-    max_layer_ratio: float = 0.9,
-    round_to: int | None = 8,
-    round_mode: str = "nearest",
-    prune_trunk: bool = False,
+    max_layer_ratio: float = DEFAULTS.max_layer_ratio,
+    round_to: int | None = DEFAULTS.round_to,
+    round_mode: str = DEFAULTS.round_mode,
+    prune_trunk: bool = DEFAULTS.prune_trunk,
     calibration: Iterable | None = None,
     loss_fn: Callable | None = None,
-    tolerance: float = 0.02,
+    tolerance: float = DEFAULTS.tolerance,
     ratio: float | None = None,
-    recalibrate_bn: bool = False,
-    search: alloc.SearchSettings | None = None,
+    recalibrate_bn: bool | None = None,
+    search: SearchSettings | None = None,
     train_set: Any = None,
     seed: int = 0,
     progress: bool = True,
@@ -123,23 +124,24 @@ def prune_to_target(
     caps what any group loses relative to the unpruned architecture, across all steps. The score heads are never
     pruned; the trunk (every M-wide tensor, coupled by the residual adds) only with ``prune_trunk``.
 
-    ``allocation`` is ``uniform``, ``global`` or ``search`` (:mod:`hgprune.prune.allocation`; the deprecated
-    ``global_ranking`` maps ``True`` → ``global``, ``False`` → ``uniform``; neither → ``global``). ``search`` and
+    ``allocation`` is ``uniform``, ``global`` or ``search`` (:mod:`hgprune.prune.allocation`). ``search`` and
     ``recalibrate_bn`` (re-estimate BatchNorm statistics after pruning) read ``train_set`` — the training split,
-    never validation data — as ``search`` (:class:`~hgprune.prune.allocation.SearchSettings` or any object with
-    its fields) bounds, drawn with ``seed``.
+    never validation data — as ``search`` (:class:`~hgprune.settings.SearchSettings`) bounds, drawn with ``seed``.
+    ``recalibrate_bn=None`` means the recipe's default (re-estimate) when a ``train_set`` is given, else no.
+    Every default here is the recipe's (:class:`hgprune.settings.PruneSection`).
 
     ``ratio`` skips the search and prunes at that channel ratio (times each part's multiplier) — what a sensitivity
     scan needs; ``kept`` is then only reported against.
     """
     watch = _Stopwatch()
     model = unwrap(model)
-    _validate(kind, kept, round_mode, tolerance, max_layer_ratio, round_to)
+    _validate(kind, kept, allocation, round_mode, tolerance, max_layer_ratio, round_to, search)
     if isinstance(criterion, str):
         criterion = get_criterion(criterion)
     multipliers = _part_multipliers(model, part_ratios, prune_trunk)
-    allocation = alloc.resolve_allocation(allocation, global_ranking)
-    search = search or alloc.SearchSettings()
+    search = search or SearchSettings()
+    if recalibrate_bn is None:
+        recalibrate_bn = DEFAULTS.recalibrate_bn and train_set is not None
     data = alloc.TrainingSlice(train_set, search, seed) if recalibrate_bn or allocation == "search" else None
     was_training = model.training
     threads = torch.get_num_threads()
@@ -244,7 +246,7 @@ def _search_plan(
     groups: list[tuple[Group, Any]],
     mult: np.ndarray,
     plan_for: Callable[..., tuple[np.ndarray, SearchResult]],
-    search: alloc.SearchSettings,
+    search: SearchSettings,
     data: alloc.TrainingSlice,
     seed: int,
     input_size: int,
@@ -280,7 +282,7 @@ def _search_plan(
         partial(describe_keep, infos),
         progress=progress,
     )
-    settings = {f.name: getattr(search, f.name) for f in dataclasses.fields(alloc.SearchSettings)}
+    settings = {f.name: getattr(search, f.name) for f in dataclasses.fields(SearchSettings)}
     return outcome.keep, outcome.found, dict(chosen=outcome.chosen, candidates=outcome.candidates, settings=settings)
 
 
@@ -335,19 +337,18 @@ def prune_with(
     )
 
 
-def _validate(kind: str, kept: float, round_mode: str, tolerance: float, max_layer_ratio: float, round_to) -> None:
+def _validate(
+    kind: str, kept: float, allocation: str, round_mode: str, tolerance: float, max_layer_ratio: float, round_to, search
+) -> None:
+    """The engine's options, checked by their one definition (:class:`hgprune.settings.PruneSection`)."""
     if kind not in KINDS:
-        raise HgpruneError(f"prune.target kind: unknown {kind!r}; valid: {', '.join(KINDS)}")
-    if not 0 < kept <= 1:
-        raise HgpruneError(f"prune.target.{kind}: must be in (0, 1], got {kept}")
-    if round_mode not in ROUND_MODES:
-        raise HgpruneError(f"prune.round_mode: unknown {round_mode!r}; valid: {', '.join(ROUND_MODES)}")
-    if not tolerance > 0:
-        raise HgpruneError(f"prune.tolerance: must be > 0, got {tolerance}")
-    if not 0 <= max_layer_ratio <= 1:
-        raise HgpruneError(f"prune.max_layer_ratio: must be in [0, 1], got {max_layer_ratio}")
-    if round_to is not None and (int(round_to) != round_to or round_to < 1):
-        raise HgpruneError(f"prune.round_to: must be an integer >= 1, got {round_to}")
+        raise HgpruneError(f"prune.target.kind: unknown {kind!r}; valid: {', '.join(KINDS)}")
+    options = dict(allocation=allocation, round_mode=round_mode, tolerance=tolerance, max_layer_ratio=max_layer_ratio)
+    if round_to is not None:
+        options["round_to"] = round_to
+    PruneSection(target=TargetSection(kind=kind, kept=kept), **options)
+    if search is not None and not isinstance(search, SearchSettings):
+        raise HgpruneError(f"prune.search: must be a SearchSettings, got {type(search).__name__}")
 
 
 def _part_multipliers(model: nn.Module, part_ratios: dict[str, float] | None, prune_trunk: bool) -> dict[str, float]:

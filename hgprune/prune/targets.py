@@ -11,9 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from hgprune.errors import HgpruneError
+from hgprune.settings import ROUND_MODES, SCHEDULES
 
-SCHEDULES = ("linear", "cubic", "geometric")
-ROUND_MODES = ("nearest", "down", "up")
 
 
 def schedule_targets(final_kept: float, steps: int, kind: str = "linear") -> list[float]:
