@@ -62,7 +62,10 @@ class Rule:
 
 
 def _interval(lo, hi, lo_open: bool, hi_open: bool) -> str:
-    return f"must be in {'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
+    def text(x) -> str:
+        return str(int(x)) if float(x).is_integer() and abs(x) < 1e15 else f"{x:g}"
+
+    return f"must be in {'(' if lo_open else '['}{text(lo)}, {text(hi)}{')' if hi_open else ']'}"
 
 
 def Int(lo: int, hi: int, rule: str | None = None) -> Any:  # noqa: N802 (a type, used as one)
@@ -142,6 +145,8 @@ RunName = Checked(StrictStr, is_safe_name, NAME_RULE)
 Lr = Real(0, 10, lo_open=True)
 Penalty = Real(0, 1000)  # loss weights: weight decay, BatchNorm L1, distillation
 Multiplier = Real(0, 1000)
+PCKH_DROP = Real(0, 100)  # PCKh points an INT8 graph may lose against FP32
+InputSide = Int(1, MAX_INPUT)  # a flag's input side, checked against the model's depth once it is known
 
 _CONFIG = ConfigDict(extra="forbid", allow_inf_nan=False, validate_default=False)
 _SHOWN = reprlib.Repr()
@@ -212,7 +217,7 @@ class TrainSection:
     lr: Lr = setting(2.5e-4, "RMSprop learning rate")
     momentum: Real(0, 1, hi_open=True) = setting(0.0)
     weight_decay: Penalty = setting(0.0)
-    schedule: tuple[Epochs, ...] = setting((), "epochs at which lr is multiplied by gamma (MultiStepLR)")
+    schedule: list[Epochs] = setting([], "epochs at which lr is multiplied by gamma (MultiStepLR)")
     gamma: Real(0, 10, lo_open=True) = setting(0.1)
     batch_size: Batch = setting(6, "per process under DDP")
     precise_bn: Batches = setting(0, "training batches re-estimating BatchNorm before each validation (0: off)")
@@ -571,7 +576,7 @@ def flag(tp: Any, default: Any = None) -> dict:
         try:
             return adapter.validate_python(value)
         except _PydanticError:
-            raise argparse.ArgumentTypeError(f"{rule or 'out of range'}, got {shown(text)}") from None
+            raise argparse.ArgumentTypeError(f"{rule or 'out of range'}, got {shown(value)}") from None
 
     parse.__name__ = "number" if bare is float else "integer"
     kwargs: dict = {"type": parse}
@@ -585,6 +590,18 @@ def _flag_adapter(tp: Any) -> Any:
     from pydantic import TypeAdapter
 
     return TypeAdapter(tp, config=_CONFIG) if not dataclasses.is_dataclass(tp) else TypeAdapter(tp)
+
+
+def check(name: str, value: Any, tp: Any) -> Any:
+    """``value`` if it is a valid ``tp`` (e.g. ``Threads``), else :class:`HgpruneError` ``name: rule, got value``:
+    how library functions taking a setting as a plain argument bound it by its one definition."""
+    try:
+        return _flag_adapter(tp).validate_python(value)
+    except _PydanticError as exc:
+        rules = [m.text for m in _unwrap(tp)[1] if isinstance(m, Rule)]
+        kind = exc.errors(include_url=False)[0]["type"]
+        rule = rules[0] if rules and not kind.endswith("_type") else exc.errors(include_url=False)[0]["msg"]
+        raise HgpruneError(f"{name}: {rule}, got {shown(value)}") from None
 
 
 def default_of(cls: type, name: str) -> Any:

@@ -299,9 +299,26 @@ class _Stopwatch:
         self._last = now
 
 
+def prune_options(section: PruneSection) -> dict[str, Any]:
+    """The engine options a recipe's ``prune`` section sets: the one place recipe keys become engine options (the
+    run, ``--dry-run``'s preview and its cache key all read them here)."""
+    return dict(
+        kind=section.target.kind,
+        allocation=section.allocation,
+        part_ratios=dict(section.part_ratios) or None,
+        max_layer_ratio=section.max_layer_ratio,
+        round_to=section.round_to,
+        round_mode=section.round_mode,
+        prune_trunk=section.prune_trunk,
+        tolerance=section.tolerance,
+        recalibrate_bn=section.recalibrate_bn,
+        search=section.search,
+    )
+
+
 def prune_with(
     model: nn.Module,
-    section: Any,
+    section: PruneSection,
     *,
     kept: float,
     criterion: Criterion | str,
@@ -312,28 +329,18 @@ def prune_with(
     train_set: Any = None,
     seed: int = 0,
 ) -> PruneResult:
-    """:func:`prune_to_target` driven by a recipe's ``prune`` section (:class:`hgprune.recipe.PruneSection`): the
-    one place recipe keys become engine options."""
+    """:func:`prune_to_target` driven by a recipe's ``prune`` section (:func:`prune_options`)."""
     return prune_to_target(
         model,
         criterion=criterion,
-        kind=section.target.kind,
         kept=kept,
         reference=reference,
         input_size=input_size,
-        allocation=section.allocation,
-        part_ratios=dict(section.part_ratios) or None,
-        max_layer_ratio=section.max_layer_ratio,
-        round_to=section.round_to,
-        round_mode=section.round_mode,
-        prune_trunk=section.prune_trunk,
         calibration=calibration,
         loss_fn=loss_fn,
-        tolerance=section.tolerance,
-        recalibrate_bn=section.recalibrate_bn,
-        search=section.search,
         train_set=train_set,
         seed=seed,
+        **prune_options(section),
     )
 
 

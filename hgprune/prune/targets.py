@@ -14,7 +14,6 @@ from hgprune.errors import HgpruneError
 from hgprune.settings import ROUND_MODES, SCHEDULES
 
 
-
 def schedule_targets(final_kept: float, steps: int, kind: str = "linear") -> list[float]:
     """Kept fraction after each of ``steps`` prune steps, ending exactly at ``final_kept``.
 
