@@ -108,8 +108,8 @@ def oneshot_pckh(recipe: Recipe, pipeline: Pipeline, parent) -> dict:
     pckh = evaluate_model(model.eval(), pipeline.val_set, batch_size=recipe.eval.batch_size).mpii.mean
     out = {"oneshot_pckh": round(float(pckh), 4), "oneshot_kept_macs": round(result.kept_macs, 4)}
     if _has("recalibrate_bn"):
+        from hgprune.calibration import recalibrate_bn
         from hgprune.prune.allocation import TrainingSlice
-        from hgprune.prune.bn import recalibrate_bn
 
         recalibrate_bn(model, TrainingSlice(pipeline.train_set, p.search, recipe.seed * 1_000_003 + 1).bn_batches())
         pckh = evaluate_model(model.eval(), pipeline.val_set, batch_size=recipe.eval.batch_size).mpii.mean

@@ -13,6 +13,7 @@ from pathlib import Path
 from hgprune.data import mpii_paths
 from hgprune.models import build_model, model_parts, probe_size
 from hgprune.prune import get_criterion, prune_to_target
+from hgprune.prune.allocation import read_sensitivity
 from hgprune.prune.engine import prune_options
 from hgprune.settings import Recipe, as_plain
 from hgprune.stages import plan
@@ -31,6 +32,7 @@ def dry_run_lines(recipe: Recipe, entries: list[tuple[str, Recipe]], out: Path) 
     for name, entry in entries:
         if entry.prune.steps:
             get_criterion(entry.prune.criterion)  # unknown names / bad module:Class fail here, before any training
+        check_inputs(entry)
         produced_here = entry.baseline.checkpoint and Path(entry.baseline.checkpoint).is_relative_to(out)
         if entry.baseline.checkpoint and not produced_here and not Path(entry.baseline.checkpoint).exists():
             yield f"warning: baseline.checkpoint {entry.baseline.checkpoint} does not exist here"
@@ -53,6 +55,13 @@ def dry_run_lines(recipe: Recipe, entries: list[tuple[str, Recipe]], out: Path) 
             macs = f"{row['macs']:,.0f}" if row["macs"] is not None else "-"
             params = f"{row['params']:,.0f}" if row["params"] is not None else "-"
             yield f"  {row['step']:>4} {row['kept']:>6.3f} {macs:>16} {params:>14}  {row['note']}"
+
+
+def check_inputs(recipe: Recipe) -> None:
+    """Files a recipe names that are read only late in a run, read now: a bad one fails before any training."""
+    search = recipe.prune.search
+    if recipe.prune.steps and recipe.prune.allocation == "search" and search.sensitivity:
+        read_sensitivity(search.sensitivity)
 
 
 def preview_key(entry: Recipe) -> str:

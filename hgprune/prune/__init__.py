@@ -1,7 +1,7 @@
 """Structured pruning of stacked hourglasses: criteria, schedules, allocation and the prune-to-target engine."""
 
+from hgprune.calibration import recalibrate_bn
 from hgprune.prune.allocation import ALLOCATIONS, SearchSettings
-from hgprune.prune.bn import recalibrate_bn
 from hgprune.prune.criteria import (
     CRITERIA,
     BNGammaCriterion,

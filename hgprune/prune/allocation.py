@@ -27,10 +27,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from hgprune.data.dataset import SampleSubset
 from hgprune.errors import HgpruneError
 from hgprune.prune.targets import SearchResult, search_ratio
 from hgprune.settings import ALLOCATIONS, SearchSettings  # noqa: F401 (re-exported: the engine's options)
+from hgprune.train.evaluation import heldout_pckh
 
 SAMPLING_SPREAD = 0.5  # σ of the log-normal per-unit multiplier: e^±0.5 ≈ ×0.6 … ×1.65 around the bias
 MIN_SENSITIVITY_DROP = 0.1  # PCKh points: parts that lose less are treated as this sensitive, not infinitely robust
@@ -120,11 +120,8 @@ def plan_to_target(
 # -- search --------------------------------------------------------------------------------------------------
 
 
-def sensitivity_bias(path: str | Path, units: Sequence[str]) -> dict[str, float]:
-    """Per-unit multiplier from an ``hgprune sensitivity`` CSV: ``(mean drop / part's drop)^½``, geometric mean 1.
-
-    A part that lost little PCKh when pruned alone is sampled to lose more channels; one that lost a lot, fewer.
-    """
+def read_sensitivity(path: str | Path):
+    """An ``hgprune sensitivity`` CSV as a table; a run checks it before any work starts."""
     import pandas as pd
 
     try:
@@ -137,6 +134,15 @@ def sensitivity_bias(path: str | Path, units: Sequence[str]) -> dict[str, float]
             f"prune.search.sensitivity: {path} has no column(s) {', '.join(sorted(missing))}; "
             "expected the CSV that `hgprune sensitivity` writes"
         )
+    return table
+
+
+def sensitivity_bias(path: str | Path, units: Sequence[str]) -> dict[str, float]:
+    """Per-unit multiplier from an ``hgprune sensitivity`` CSV: ``(mean drop / part's drop)^½``, geometric mean 1.
+
+    A part that lost little PCKh when pruned alone is sampled to lose more channels; one that lost a lot, fewer.
+    """
+    table = read_sensitivity(path)
     table = table[table["part"] != "none"]
     drops = table.groupby("part")["pckh_drop"].mean().clip(lower=MIN_SENSITIVITY_DROP).to_dict()
     parts = {unit: unit.split(".")[0] for unit in units}
@@ -232,16 +238,4 @@ class TrainingSlice:
 
     def holdout_pckh(self, model: torch.nn.Module) -> float:
         """PCKh (MPII protocol) on the held-out training slice, without augmentation."""
-        from hgprune.train import evaluate_model
-
-        subset = SampleSubset(self.train_set, self.holdout_indices)
-        augment = getattr(self.train_set, "augment", None)
-        try:
-            if augment is not None:
-                self.train_set.augment = None  # score what the model sees at test time
-            device = str(next(model.parameters()).device)
-            result = evaluate_model(model, subset, batch_size=self.settings.batch_size * 4, device=device)
-        finally:
-            if augment is not None:
-                self.train_set.augment = augment
-        return float(result.mpii.mean)
+        return heldout_pckh(model, self.train_set, self.holdout_indices, batch_size=self.settings.batch_size * 4)

@@ -28,6 +28,7 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
+from hgprune.calibration import recalibrate_bn as _recalibrate_bn
 from hgprune.errors import HgpruneError
 from hgprune.models.checkpoints import unwrap
 from hgprune.models.hourglass import (
@@ -41,7 +42,6 @@ from hgprune.models.hourglass import (
 )
 from hgprune.profile import conv_macs, conv_pair_macs, count_params
 from hgprune.prune import allocation as alloc
-from hgprune.prune.bn import recalibrate_bn as _recalibrate_bn
 from hgprune.prune.criteria import Criterion, get_criterion, group_layers
 from hgprune.prune.planning import Group, Planner, describe_keep, ratio_plan, search_unit, step_down, step_priority
 from hgprune.prune.targets import SearchResult

@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+from hgprune.calibration import recalibrate_bn
 from hgprune.errors import HgpruneError
 from hgprune.models import build_preset
 from hgprune.prune import model_size, prune_to_target
@@ -19,7 +20,6 @@ from hgprune.prune.allocation import (
     sample_candidates,
     sensitivity_bias,
 )
-from hgprune.prune.bn import recalibrate_bn
 from hgprune.recipe import PruneSection, Recipe, build
 from tests.train.fakes import TinyPoseDataset
 
