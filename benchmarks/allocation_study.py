@@ -85,6 +85,7 @@ def oneshot_pckh(recipe: Recipe, pipeline: Pipeline, parent) -> dict:
     extra = {}
     if _has("allocation"):
         extra = dict(allocation=p.allocation, search=p.search, seed=recipe.seed * 1_000_003 + 1, progress=False)
+        extra["recalibrate_bn"] = False  # one-shot PCKh first; BN re-estimation is scored separately below
         extra["train_set"] = pipeline.train_set
     else:
         extra = dict(global_ranking=p.global_ranking)
