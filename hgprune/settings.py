@@ -89,6 +89,7 @@ Fraction = Real(0, 1, lo_open=True)  # a kept fraction
 Probability = Real(0, 1)
 Seed = Int(0, MAX_SEED)
 Epochs = Int(0, MAX_EPOCHS)
+EpochNumber = Int(0, 10_000_000)  # an epoch's number: far above (MAX_STEPS + 2) * 1000 + MAX_EPOCHS
 Batch = Int(1, MAX_BATCH)
 Batches = Int(0, MAX_BATCHES)
 Samples = Int(1, MAX_SAMPLES)
@@ -151,7 +152,9 @@ class TrainConfig(TrainSection):
     ``train`` command's flags read theirs here). ``seed`` and the epoch numbers fully determine the data order and
     augmentation of every epoch, so a resumed run repeats an uninterrupted one exactly on CPU."""
 
-    schedule: tuple[Epochs, ...] = setting((60, 90), "the seed's train_mpii.py --schedule")
+    # a run numbers step k's fine-tuning epochs from k * stages.EPOCHS_PER_STEP_SLOT, hence the wider range
+    epochs: EpochNumber = setting(0, "train epochs [start_epoch, epochs)")
+    schedule: tuple[EpochNumber, ...] = setting((60, 90), "the seed's train_mpii.py --schedule")
     test_batch_size: Batch = setting(6, "the seed's --test-batch")
     workers: Workers = setting(0, "DataLoader workers per process")
     device: Device = setting("cpu")
