@@ -299,6 +299,12 @@ def check(name: str, value: Any, tp: Any) -> Any:
         raise HgpruneError(f"{name}: {rule}, got {shown(value)}") from None
 
 
+def mirror(cls: type, name: str) -> dict:
+    """``add_argument`` keywords for a flag that mirrors setting ``name`` of ``cls``: its type, bounds and default
+    are the setting's."""
+    return flag(field_types(cls)[name], default_of(cls, name))
+
+
 def default_of(cls: type, name: str) -> Any:
     """A field's default (its one home is the field)."""
     info = cls.__pydantic_fields__[name]

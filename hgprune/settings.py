@@ -34,6 +34,7 @@ from hgprune.schema import (  # noqa: F401 (re-exported: the one import for sett
     default_of,
     field_types,
     flag,
+    mirror,
     printable,
     section,
     setting,

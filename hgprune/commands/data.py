@@ -8,12 +8,7 @@ from pathlib import Path
 
 from hgprune.commands.common import print_json
 from hgprune.errors import HgpruneError
-from hgprune.settings import MAX_SAMPLES, Int, SynthSection, Workers, default_of, field_types, flag
-
-
-def synth_option(name: str) -> dict:
-    """A flag that mirrors a recipe's data.synth key: its type, bounds and default are the key's."""
-    return flag(field_types(SynthSection)[name], default_of(SynthSection, name))
+from hgprune.settings import MAX_SAMPLES, Int, SynthSection, Workers, flag, mirror
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,10 +27,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     inspect.add_argument("--json", action="store_true")
     synth = sub.add_parser("synth", help="generate SynthPose (JPEGs + annotations.json + gt_valid.mat)")
     synth.add_argument("--out", required=True, help="output directory")
-    synth.add_argument("--num-train", **synth_option("num_train"))
-    synth.add_argument("--num-val", **synth_option("num_val"))
-    synth.add_argument("--seed", **synth_option("seed"))
-    synth.add_argument("--size", **synth_option("size"), help="image side in pixels (default 128)")
+    synth.add_argument("--num-train", **mirror(SynthSection, "num_train"))
+    synth.add_argument("--num-val", **mirror(SynthSection, "num_val"))
+    synth.add_argument("--seed", **mirror(SynthSection, "seed"))
+    synth.add_argument("--size", **mirror(SynthSection, "size"), help="image side in pixels (default 128)")
     synth.add_argument("--workers", **flag(Workers, 0), help="generation processes (default 0: in-process)")
 
 

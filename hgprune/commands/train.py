@@ -18,7 +18,7 @@ from hgprune.errors import HgpruneError
 from hgprune.models import ARCHS, build_model, load_model
 from hgprune.models.hourglass import bottom_warning
 from hgprune.models.normalization import NORMALIZATIONS
-from hgprune.settings import MAX_DEPTH, Epochs, Int, Width, Workers, default_of, field_types, flag
+from hgprune.settings import MAX_DEPTH, Epochs, Int, Width, Workers, default_of, flag, mirror
 from hgprune.tracking import require_tensorboard, train_tracker
 from hgprune.train import TrainConfig, Trainer
 from hgprune.train import distributed as ddp
@@ -29,11 +29,6 @@ from hgprune.train.checkpointing import (
     training_payload,
     write_logs,
 )
-
-
-def option(name: str) -> dict:
-    """A flag that mirrors a TrainConfig field: its type, bounds and default are the field's."""
-    return flag(field_types(TrainConfig)[name], default_of(TrainConfig, name))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -51,18 +46,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--start-epoch", "--start_epoch", dest="start_epoch", **flag(Epochs),
         help="epoch to continue from (default: 0, or the --resume checkpoint's)",
     )  # fmt: skip
-    parser.add_argument("--train-batch", "--train_batch", dest="train_batch", **option("batch_size"))
-    parser.add_argument("--test-batch", "--test_batch", dest="test_batch", **option("test_batch_size"))
-    parser.add_argument("--lr", "--learning-rate", **option("lr"))
-    parser.add_argument("--momentum", **option("momentum"))
-    parser.add_argument("--weight-decay", "--weight_decay", "--wd", dest="weight_decay", **option("weight_decay"))
+    parser.add_argument("--train-batch", "--train_batch", dest="train_batch", **mirror(TrainConfig, "batch_size"))
+    parser.add_argument("--test-batch", "--test_batch", dest="test_batch", **mirror(TrainConfig, "test_batch_size"))
+    parser.add_argument("--lr", "--learning-rate", **mirror(TrainConfig, "lr"))
+    parser.add_argument("--momentum", **mirror(TrainConfig, "momentum"))
+    parser.add_argument(
+        "--weight-decay", "--weight_decay", "--wd", dest="weight_decay", **mirror(TrainConfig, "weight_decay")
+    )
     parser.add_argument(
         "--schedule",
         **flag(Epochs, list(default_of(TrainConfig, "schedule"))),
         nargs="+",
         help="epochs where lr *= gamma",
     )
-    parser.add_argument("--gamma", **option("gamma"))
+    parser.add_argument("--gamma", **mirror(TrainConfig, "gamma"))
     parser.add_argument("--checkpoint", "-c", default="checkpoint", help="directory for checkpoints and logs")
     parser.add_argument("--snapshot", **flag(Epochs, 0), help="also keep checkpoint_{E}.pth.tar every E epochs")
     parser.add_argument("--N", **flag(Width, 128), help="stem width (default 128, as the seed)")
@@ -78,9 +75,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_data_arguments(parser)
     parser.add_argument("--amp", action="store_true", help="mixed precision (CUDA only)")
     parser.add_argument("--flip-test", "--flip_test", dest="flip_test", action="store_true")
-    parser.add_argument("--bn-l1", "--bn_l1", dest="bn_l1", **option("bn_l1"), help="L1 penalty on BN gammas")
     parser.add_argument(
-        "--precise-bn", dest="precise_bn", **option("precise_bn"), metavar="BATCHES",
+        "--bn-l1", "--bn_l1", dest="bn_l1", **mirror(TrainConfig, "bn_l1"), help="L1 penalty on BN gammas"
+    )
+    parser.add_argument(
+        "--precise-bn", dest="precise_bn", **mirror(TrainConfig, "precise_bn"), metavar="BATCHES",
         help="before each validation, re-estimate BatchNorm statistics exactly over this many training batches "
         "(PreciseBN; default 0: the running averages, as the seed)",
     )  # fmt: skip
