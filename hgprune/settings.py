@@ -20,7 +20,7 @@ from typing import Literal
 from pydantic import Field, StrictBool, StrictInt, StrictStr
 
 from hgprune.errors import HgpruneError
-from hgprune.models.hourglass import ARCHS, CONFIG_LIMITS, check_input_size, parse_arch
+from hgprune.models.hourglass import ARCHS, CONFIG_LIMITS, HourglassConfig, check_input_size, parse_arch
 from hgprune.schema import (  # noqa: F401 (re-exported: the one import for settings and their machinery)
     MAX_SHOWN_CHARS,
     Checked,
@@ -125,10 +125,8 @@ class ModelSection:
     depth: Int(1, MAX_DEPTH) = setting(4)
     normalization: Literal["seed", "imagenet"] = setting("seed", "input normalisation of a baseline trained here")
 
-    def hourglass_config(self):
+    def hourglass_config(self) -> HourglassConfig:
         """The architecture this section describes: what a new baseline is built as and an imported one must be."""
-        from hgprune.models.hourglass import HourglassConfig
-
         fields = {k: getattr(self, k) for k in ("N", "M", "num_joints", "depth", "input_size", "normalization")}
         return HourglassConfig(num_stacks=parse_arch(self.arch), **fields)
 
