@@ -103,7 +103,7 @@ Width = Checked(Int(2, MAX_WIDTH), lambda v: v % 2 == 0, "must be an even intege
 InputSize = Checked(StrictInt, _valid_input_size, f"must be a positive multiple of 64, at most {MAX_INPUT}")
 Device = Checked(StrictStr, lambda v: _DEVICE.fullmatch(v) is not None, "must be cpu, cuda or cuda:<index>")
 RunName = Checked(StrictStr, is_safe_name, NAME_RULE)
-Lr = Real(0, 10, lo_open=True)
+Lr = Real(0, 1e30, lo_open=True)  # only finite: tests/test_faults.py explodes a run with 1e30 on purpose
 Penalty = Real(0, 1000)  # loss weights: weight decay, BatchNorm L1, distillation
 Multiplier = Real(0, 1000)
 PCKH_DROP = Real(0, 100)  # PCKh points an INT8 graph may lose against FP32
