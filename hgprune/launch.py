@@ -25,6 +25,7 @@ from hgprune.errors import HgpruneError
 from hgprune.fsutil import atomic_write_text, read_limited, reading
 from hgprune.recipe import Recipe
 from hgprune.rundir import RunDir
+from hgprune.settings import Jobs, check
 
 CLUSTER_INSTALL = "pip install 'hgprune[cluster]'  (or: pip install submitit)"
 MAX_STATE_BYTES = 16 << 20  # a launch record lists one small record per entry
@@ -119,8 +120,7 @@ def _worker_env(slot: int, jobs: int) -> dict[str, str]:
 def run_local(entries: list[Entry], out: Path, options: LaunchOptions, poll_s: float = 0.2) -> dict[str, str]:
     """Run the entries as up to ``options.jobs`` subprocesses, dependencies first; returns each entry's final state
     (finished, failed or skipped). Ctrl-C stops every running entry (each keeps its completed steps)."""
-    if options.jobs < 1:
-        raise HgpruneError(f"jobs: must be >= 1, got {options.jobs}")
+    check("jobs", options.jobs, Jobs)
     out = Path(out)
     (out / LOGS_DIR).mkdir(parents=True, exist_ok=True)
     records = {e.name: {"after": e.after, "state": "pending", "log": str(entry_log(out, e.name))} for e in entries}

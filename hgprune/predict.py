@@ -35,6 +35,7 @@ from hgprune.fsutil import check_zip_inflation
 from hgprune.metrics import check_heatmaps, decode_heatmaps, to_image_coords
 from hgprune.models import HourglassConfig, load_model
 from hgprune.models.hourglass import check_input_size
+from hgprune.settings import Batch, Threads, check
 from hgprune.train.evaluation import predict_heatmaps
 
 BACKENDS = ("torch", "torchscript", "onnxruntime")
@@ -155,10 +156,8 @@ class Predictor:
     ) -> None:
         if backend not in BACKENDS:
             raise HgpruneError(f"backend: unknown {backend!r}; choose one of {', '.join(BACKENDS)}")
-        if batch_size < 1:
-            raise HgpruneError(f"batch_size: must be >= 1, got {batch_size}")
-        if threads is not None and threads < 1:
-            raise HgpruneError(f"threads: must be >= 1, got {threads}")
+        check("batch_size", batch_size, Batch)
+        check("threads", threads, Threads | None)
         if backend == "onnxruntime" and device != "cpu":
             raise HgpruneError(f"device: the onnxruntime backend runs on cpu here, got {device!r}")
         self.backend, self.flip, self.device, self.threads, self.batch_size = backend, flip, device, threads, batch_size

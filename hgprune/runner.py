@@ -18,6 +18,7 @@ import torch
 from hgprune import __version__, stages
 from hgprune.errors import HgpruneError, user_message
 from hgprune.fsutil import atomic_write_text
+from hgprune.preview import check_inputs
 from hgprune.recipe import RESUME_MUTABLE, Recipe, dump_recipe, recipe_changes
 from hgprune.rundir import RunDir
 from hgprune.stages import RunContext
@@ -79,6 +80,7 @@ class Runner:
         device = self.recipe.device
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise HgpruneError(f"device: {device!r} but no CUDA device is available here; use device: cpu")
+        check_inputs(self.recipe)
         done, partial = self.run.completed_steps(), self.run.partial_steps()
         if self.run.recipe.exists() and (done or partial):
             if not self.resume:

@@ -72,7 +72,7 @@ def sensitivity_scan(
             ratio=ratio,
             reference=reference,
             input_size=input_size,
-            global_ranking=False,
+            allocation="uniform",
             part_ratios={"*": 0.0, part: 1.0},
             max_layer_ratio=1.0,
             round_to=round_to,

@@ -13,9 +13,11 @@ from pathlib import Path
 
 from hgprune.errors import HgpruneError
 from hgprune.models import ARCHS, build_model, probe_size
+from hgprune.models.checkpoints import load_checkpoint
 from hgprune.profile import conv_macs
 from hgprune.recipe import BASELINE, SCRATCH, Recipe
 from hgprune.rundir import RunDir
+from hgprune.train.checkpointing import CHECKPOINT, check_finished
 
 ARCH_FIELD = "{arch}"  # in a sweep's baseline.checkpoint: replaced by each architecture's name
 
@@ -121,3 +123,18 @@ def scratch_recipe(recipe: Recipe, kept: float, name: str) -> Recipe:
         role=SCRATCH,
         prune=replace(recipe.prune, steps=0, target=replace(recipe.prune.target, kept=kept)),
     )
+
+
+def check_imported_baselines(selected: list) -> None:
+    """Refuse a sweep before its first entry starts when an imported baseline is an unfinished ``hgprune train``
+    checkpoint (``check_finished``) or another architecture than its entry's, rather than hours later when that
+    entry's turn comes. Only files named
+    ``checkpoint.pth.tar`` can be unfinished; the sweep's own baselines (``final/model.pt``) and missing files are
+    left to their entries."""
+    checked = set()
+    for _, entry in selected:
+        path = entry.baseline.checkpoint
+        if not path or path in checked or Path(path).name != CHECKPOINT or not Path(path).is_file():
+            continue
+        checked.add(path)
+        check_finished(path, load_checkpoint(path, expect=entry.model.hourglass_config())[1]["meta"])

@@ -119,7 +119,7 @@ def test_launcher_flag_errors_name_the_flag(tmp_path, capsys):
     recipe = _sweep(tmp_path, ["hg1"])
     out = str(tmp_path / "out")
     assert main(["run", str(recipe), "--out", out, "--launcher", "local", "--jobs", "0"]) == 2
-    assert "--jobs: must be >= 1, got 0" in capsys.readouterr().err
+    assert "--jobs: must be in [1, 1024], got 0" in capsys.readouterr().err
     assert main(["run", str(recipe), "--out", out, "--launcher", "local", "--partition", "gpu"]) == 2
     assert "--partition: applies to --launcher slurm only" in capsys.readouterr().err
     assert main(["run", str(TINY), "--out", out, "--launcher", "local"]) == 2

@@ -209,7 +209,7 @@ def test_cli_errors_are_one_line(exported, synth, tmp_path, capsys):
     assert main(argv) == 2
     _one_line_error(capsys, "m.onnx: is an export; use backend='onnxruntime'")
     assert main(["predict", str(exported["torch"]), images, "--out", str(tmp_path), "--batch-size", "0"]) == 2
-    _one_line_error(capsys, "--batch-size: must be >= 1, got 0")
+    _one_line_error(capsys, "--batch-size: must be in [1, 4096], got 0")
 
 
 def test_api_errors_name_the_value(model, tmp_path):

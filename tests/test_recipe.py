@@ -39,7 +39,7 @@ def test_defaults_and_values(tmp_path):
         ("model: {arch: hg9}\n", "model.arch: must be one of 'hg1'"),
         ("prune: {target: {kept: 1.5}}\n", r"prune.target.kept: must be in \(0, 1\], got 1.5"),
         ("prune: {target: {kind: flops}}\n", "prune.target.kind: must be one of 'macs', 'params', 'channels'"),
-        ("finetune: {train: {lr: -1}}\n", "finetune.train.lr: must be > 0"),
+        ("finetune: {train: {lr: -1}}\n", r"finetune.train.lr: must be in \(0, 1e\+30\], got -1"),
         ("eval: {flip_test: 3}\n", "eval.flip_test: must be true or false"),
         ("model: !!python/object/apply:os.system [echo hi]\n", "YAML tag not allowed"),
         ("data: {dataset: coco}\n", "data.dataset: must be one of 'synthpose', 'mpii'"),
@@ -99,15 +99,13 @@ def test_synth_section_defaults_are_synthpose_defaults():
         assert getattr(section, field.name) == getattr(SynthConfig(), field.name), field.name
 
 
-def test_removed_key_is_explained_and_dropped_from_old_run_directories(tmp_path):
+def test_recorded_recipes_drop_unset_keys_of_earlier_versions_and_resume_compares_the_rest():
     from hgprune.recipe import recipe_changes
 
-    path = tmp_path / "r.yaml"
-    path.write_text("name: r\noutput: {keep_step_checkpoints: true}\n")
-    with pytest.raises(HgpruneError, match=r"output.keep_step_checkpoints: removed \(never read\)"):
-        load_recipe(path)
-    old = recipe_from_resolved("hgprune_version: 0.1\nname: r\noutput: {dir: null, keep_step_checkpoints: true}\n")
-    assert old.output.dir is None
+    old = recipe_from_resolved("hgprune_version: 0.1\nname: r\nprune: {global_ranking: null, steps: 2}\n")
+    assert old.prune.steps == 2 and old.prune.allocation == "uniform"
+    with pytest.raises(HgpruneError, match="prune.global_ranking: unknown key"):
+        recipe_from_resolved("name: r\nprune: {global_ranking: true}\n")
     new = dataclasses.replace(old, export=dataclasses.replace(old.export, formats=["hgprune", "onnx"]))
     new = dataclasses.replace(new, prune=dataclasses.replace(new.prune, steps=5))
     assert recipe_changes(old, new) == (["export.formats"], ["prune.steps"])

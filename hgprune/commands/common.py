@@ -13,7 +13,10 @@ import torch
 from hgprune.data import TARGET_WEIGHTS, build_datasets
 from hgprune.errors import HgpruneError
 from hgprune.models import ARCHS, HourglassNet, build_model, check_input_size, load_model
+from hgprune.settings import MAX_JOINTS, Int, Samples, Seed, SynthSection, Width, field_types, flag
 from hgprune.train import distributed as ddp
+
+SYNTH = field_types(SynthSection)
 
 
 def add_model_source(parser: argparse.ArgumentParser, positional: bool = True) -> None:
@@ -21,9 +24,9 @@ def add_model_source(parser: argparse.ArgumentParser, positional: bool = True) -
     if positional:
         parser.add_argument("model", nargs="?", help="checkpoint (hgprune, seed .pth.tar, or plain state dict)")
     parser.add_argument("--arch", choices=ARCHS, help="build an unpruned model instead of loading a checkpoint")
-    parser.add_argument("--N", type=int, default=128, help="stem width (default 128)")
-    parser.add_argument("--M", type=int, default=256, help="trunk width (default 256)")
-    parser.add_argument("--num-joints", type=int, default=16)
+    parser.add_argument("--N", **flag(Width, 128), help="stem width (default 128)")
+    parser.add_argument("--M", **flag(Width, 256), help="trunk width (default 256)")
+    parser.add_argument("--num-joints", **flag(Int(1, MAX_JOINTS), 16))
 
 
 def model_from_args(args: argparse.Namespace) -> HourglassNet:
@@ -79,16 +82,22 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data-root", "--data_root", dest="data_root", help="SynthPose cache directory (default $HGPRUNE_CACHE)"
     )
-    parser.add_argument("--synth-train", "--synth_train", dest="synth_train", type=int, help="SynthPose train size")
-    parser.add_argument("--synth-val", "--synth_val", dest="synth_val", type=int, help="SynthPose validation size")
-    parser.add_argument("--synth-size", "--synth_size", dest="synth_size", type=int, help="SynthPose image side (px)")
     parser.add_argument(
-        "--synth-seed", "--synth_seed", dest="synth_seed", type=int,
+        "--synth-train", "--synth_train", dest="synth_train", **flag(Samples), help="SynthPose train size"
+    )
+    parser.add_argument(
+        "--synth-val", "--synth_val", dest="synth_val", **flag(Samples), help="SynthPose validation size"
+    )
+    parser.add_argument(
+        "--synth-size", "--synth_size", dest="synth_size", **flag(SYNTH["size"]), help="SynthPose image side (px)"
+    )
+    parser.add_argument(
+        "--synth-seed", "--synth_seed", dest="synth_seed", **flag(Seed),
         help="SynthPose generation seed (default: --seed), to train several seeds on the same images",
     )  # fmt: skip
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:k] (under torchrun: each rank's LOCAL_RANK GPU)")
     parser.add_argument(
-        "--seed", type=int, default=0, help="seeds the initial weights, data order, augmentation and SynthPose"
+        "--seed", **flag(Seed, 0), help="seeds the initial weights, data order, augmentation and SynthPose"
     )
     parser.add_argument(
         "--target-weight", "--target_weight", dest="target_weight", choices=TARGET_WEIGHTS, default="visible",

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from hgprune.commands.common import print_json
 from hgprune.errors import HgpruneError
+from hgprune.settings import MAX_SAMPLES, Int, SynthSection, Workers, flag, mirror
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,15 +24,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="decode every image (slow; finds truncated files) instead of a header check",
     )
-    inspect.add_argument("--max-list", type=int, default=20, help="missing images listed in the text output")
+    inspect.add_argument("--max-list", **flag(Int(0, MAX_SAMPLES), 20), help="missing images listed in the text output")
     inspect.add_argument("--json", action="store_true")
     synth = sub.add_parser("synth", help="generate SynthPose (JPEGs + annotations.json + gt_valid.mat)")
     synth.add_argument("--out", required=True, help="output directory")
-    synth.add_argument("--num-train", type=int, default=4000)
-    synth.add_argument("--num-val", type=int, default=500)
-    synth.add_argument("--seed", type=int, default=0)
-    synth.add_argument("--size", type=int, default=128, help="image side in pixels (default 128)")
-    synth.add_argument("--workers", type=int, default=0, help="generation processes (default 0: in-process)")
+    synth.add_argument("--num-train", **mirror(SynthSection, "num_train"))
+    synth.add_argument("--num-val", **mirror(SynthSection, "num_val"))
+    synth.add_argument("--seed", **mirror(SynthSection, "seed"))
+    synth.add_argument("--size", **mirror(SynthSection, "size"), help="image side in pixels (default 128)")
+    synth.add_argument("--workers", **flag(Workers, 0), help="generation processes (default 0: in-process)")
 
 
 def _image_status(path: Path, verify: bool, declared: tuple[float, float] | None = None) -> str:

@@ -24,6 +24,7 @@ from hgprune.errors import HgpruneError
 from hgprune.fsutil import atomic_write_bytes
 from hgprune.metrics import DECODERS, format_table
 from hgprune.models import ARCHS, load_model
+from hgprune.settings import MAX_SAMPLES, Batch, Int, Width, Workers, flag
 from hgprune.train import evaluate_model
 
 
@@ -32,10 +33,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     # the seed builds --arch/--N/--M (defaults hg1, 128, 128) and loads the weights into it; hgprune reads the
     # architecture from the checkpoint, so these only check it when given
     parser.add_argument("--arch", "-a", choices=ARCHS, help="expected architecture (checked against the checkpoint)")
-    parser.add_argument("--N", type=int, help="expected stem width (checked against the checkpoint)")
-    parser.add_argument("--M", type=int, help="expected trunk width (checked against the checkpoint)")
-    parser.add_argument("--workers", "-j", type=int, default=2, help="DataLoader workers")
-    parser.add_argument("--batch-size", "--batch_size", dest="batch_size", type=int, default=6)
+    parser.add_argument("--N", **flag(Width), help="expected stem width (checked against the checkpoint)")
+    parser.add_argument("--M", **flag(Width), help="expected trunk width (checked against the checkpoint)")
+    parser.add_argument("--workers", "-j", **flag(Workers, 2), help="DataLoader workers")
+    parser.add_argument("--batch-size", "--batch_size", dest="batch_size", **flag(Batch, 6))
     parser.add_argument(
         "--visualize", type=parse_bool, nargs="?", const=True, default=False,
         help="save images with predicted (colour) and true (white) skeletons: True/False",
@@ -43,7 +44,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--visualization_path", "--visualization-path", dest="visualization_path", default="visualizations"
     )
-    parser.add_argument("--visualize-limit", dest="visualize_limit", type=int, default=0, help="at most this many")
+    parser.add_argument(
+        "--visualize-limit", dest="visualize_limit", **flag(Int(0, MAX_SAMPLES), 0), help="at most this many"
+    )
     parser.add_argument(
         "--input_shape", "--input-shape", dest="input_shape", nargs="+", default=None,
         help="input size (default: the size stored in the checkpoint, else 256)",

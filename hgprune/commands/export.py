@@ -11,6 +11,7 @@ from pathlib import Path
 
 from hgprune.commands.common import flag_names
 from hgprune.errors import HgpruneError
+from hgprune.settings import PCKH_DROP, InputSide, Int, Real, Repeats, Samples, Threads, flag
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,24 +20,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", help="checkpoint (hgprune, seed .pth.tar or plain state dict; pruned ok)")
     parser.add_argument("--format", required=True, choices=FORMATS, help="output format")
     parser.add_argument("--out", help="output path (default: CHECKPOINT's name with .pt / .torchscript.pt / .onnx)")
-    parser.add_argument("--input-size", type=int, default=None, help="square input side (default: the model's)")
-    parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
-    parser.add_argument("--tolerance", type=float, default=1e-4, help="max abs difference allowed vs PyTorch")
+    parser.add_argument("--input-size", **flag(InputSide), help="square input side (default: the model's)")
+    parser.add_argument("--opset", **flag(Int(7, 100), 17), help="ONNX opset (default 17)")
+    parser.add_argument(
+        "--tolerance", **flag(Real(0, 1e3, lo_open=True), 1e-4), help="max abs difference allowed vs PyTorch"
+    )
     parser.add_argument("--no-fold-bn", action="store_true", help="keep BatchNorm layers (TorchScript / ONNX)")
     parser.add_argument("--no-freeze", action="store_true", help="TorchScript: do not torch.jit.freeze the trace")
     parser.add_argument("--static-batch", action="store_true", help="ONNX: fix the batch axis to 1")
     parser.add_argument("--ort-opt", choices=ORT_LEVELS, default="all", help="ORT graph optimisation for timing")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads for the timing (default: torch's)")
-    parser.add_argument("--repeats", type=int, default=10, help="timed runs per runtime (median reported)")
+    parser.add_argument("--threads", **flag(Threads), help="CPU threads for the timing (default: torch's)")
+    parser.add_argument("--repeats", **flag(Repeats, 10), help="timed runs per runtime (median reported)")
     parser.add_argument("--no-latency", action="store_true", help="skip timing")
     parser.add_argument("--force", action="store_true", help="overwrite --out; with --quantize also ignore the gate")
     from hgprune.export.quantize import CALIBRATION_METHODS
 
     parser.add_argument("--quantize", choices=("int8",), help="ONNX only: static INT8 (QDQ, per-channel weights)")
     parser.add_argument("--calibration", help="--quantize: recipe YAML, annotations JSON or SynthPose folder")
-    parser.add_argument("--calibration-images", type=int, default=128, help="training crops for calibration")
+    parser.add_argument("--calibration-images", **flag(Samples, 128), help="training crops for calibration")
     parser.add_argument("--calibration-method", choices=CALIBRATION_METHODS, default="minmax")
-    parser.add_argument("--max-pckh-drop", type=float, default=1.0, help="--quantize: largest PCKh loss to accept")
+    parser.add_argument("--max-pckh-drop", **flag(PCKH_DROP, 1.0), help="--quantize: largest PCKh loss to accept")
 
 
 def default_out(checkpoint: Path, fmt: str, quantize: str | None = None) -> Path:
@@ -68,10 +71,6 @@ def _main(args: argparse.Namespace) -> int:
         raise HgpruneError(f"{out}: is the input checkpoint; choose another --out")
     if out.exists() and not args.force:
         raise HgpruneError(f"{out}: already exists; pass --force to overwrite")
-    if args.tolerance <= 0:
-        raise HgpruneError(f"--tolerance: must be > 0, got {args.tolerance}")
-    if args.repeats < 1:
-        raise HgpruneError(f"--repeats: must be >= 1, got {args.repeats}")
     model = load_model(source)
     if args.quantize:
         return _quantize(model, out, args)
@@ -113,10 +112,6 @@ def _check_quantize_args(args: argparse.Namespace) -> None:
         raise HgpruneError("--quantize: needs --calibration RECIPE.yaml or an annotations file / SynthPose folder")
     if not Path(args.calibration).exists():
         raise HgpruneError(f"--calibration: {args.calibration} not found")
-    if args.calibration_images < 1:
-        raise HgpruneError(f"--calibration-images: must be >= 1, got {args.calibration_images}")
-    if args.max_pckh_drop < 0:
-        raise HgpruneError(f"--max-pckh-drop: must be >= 0, got {args.max_pckh_drop}")
 
 
 def _quantize(model, out: Path, args: argparse.Namespace) -> int:

@@ -6,6 +6,7 @@ import argparse
 
 from hgprune.commands.common import print_json
 from hgprune.metrics import PROTOCOLS
+from hgprune.settings import Real, flag
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -15,7 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "hgprune's and MPII's layout) or preds (Nx16x2, the seed's preds.mat); "
                         "default: GT's own pos_pred_src")  # fmt: skip
     parser.add_argument("--protocol", choices=PROTOCOLS, help="mpii (papers' PCKh) or seed; default: both")
-    parser.add_argument("--threshold", type=float, default=0.5, help="PCKh threshold (default 0.5)")
+    parser.add_argument("--threshold", **flag(Real(0, 10, lo_open=True), 0.5), help="PCKh threshold (default 0.5)")
     parser.add_argument("--json", action="store_true", help="print JSON (one object per protocol, or a list)")
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from hgprune.errors import HgpruneError
+from hgprune.settings import Batch, InputSide, Real, Threads, flag
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
@@ -37,20 +38,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--boxes", help="JSON file: image path or file name → list of person boxes [x1, y1, x2, y2]")
     parser.add_argument("--backend", choices=BACKENDS, help="default: from MODEL (.onnx → onnxruntime, archive → ts)")
     parser.add_argument("--flip", action="store_true", help="average with the mirror image's heatmaps")
-    parser.add_argument("--batch-size", type=int, default=8, help="crops per forward pass (default 8)")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
-    parser.add_argument("--input-size", type=int, default=None, help="square input side (default: the model's)")
+    parser.add_argument("--batch-size", **flag(Batch, 8), help="crops per forward pass (default 8)")
+    parser.add_argument("--threads", **flag(Threads), help="CPU threads (default: torch's)")
+    parser.add_argument("--input-size", **flag(InputSide), help="square input side (default: the model's)")
     parser.add_argument("--device", default="cpu", help="torch device for the torch/torchscript backends")
-    parser.add_argument("--min-confidence", type=float, default=0.0, help="--draw: skip joints with a lower peak")
+    parser.add_argument("--min-confidence", **flag(Real(-1e3, 1e3), 0.0), help="--draw: skip joints with a lower peak")
 
 
 def main(args: argparse.Namespace) -> int:
     from hgprune.predict import Predictor, infer_backend
 
-    if args.batch_size < 1:
-        raise HgpruneError(f"--batch-size: must be >= 1, got {args.batch_size}")
-    if args.threads is not None and args.threads < 1:
-        raise HgpruneError(f"--threads: must be >= 1, got {args.threads}")
     if not Path(args.model).is_file():
         raise HgpruneError(f"{args.model}: model file not found")
     images, videos, missing = expand_inputs(args.inputs)

@@ -6,49 +6,32 @@ import argparse
 
 from hgprune.commands.common import add_model_source, flag_names, model_from_args, print_json
 from hgprune.errors import HgpruneError
-from hgprune.models.hourglass import CONFIG_LIMITS, check_input_size
+from hgprune.models.hourglass import check_input_size
+from hgprune.settings import Batch, InputSide, Real, Repeats, Threads, Warmup, flag
 
 # Bounds of the measurement flags, checked before the model is built or anything is timed.
-MAX_BATCH_SIZE = 1024
-MAX_REPEATS = 100_000
-MAX_THREADS = 1024
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_source(parser)
-    parser.add_argument("--input-size", type=int, default=None, help="square input side (default: the model's, 256)")
-    parser.add_argument("--batch-size", type=int, default=1)
+    parser.add_argument("--input-size", **flag(InputSide), help="square input side (default: the model's, 256)")
+    parser.add_argument("--batch-size", **flag(Batch, 1))
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:k]")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads for the latency measurement")
-    parser.add_argument("--repeats", type=int, default=10, help="timed repeats (after --warmup)")
-    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--threads", **flag(Threads), help="CPU threads for the latency measurement")
+    parser.add_argument("--repeats", **flag(Repeats, 10), help="timed repeats (after --warmup)")
+    parser.add_argument("--warmup", **flag(Warmup, 2))
     parser.add_argument(
-        "--max-seconds", type=float, default=8.0, help="stop timing after this long once 3 repeats are in (default 8)"
+        "--max-seconds",
+        **flag(Real(0, 86400, lo_open=True), 8.0),
+        help="stop timing after this long once 3 repeats are in (default 8)",
     )
     parser.add_argument("--no-latency", action="store_true", help="skip the latency measurement")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
-def check_flags(args: argparse.Namespace) -> None:
-    """One-line errors for measurement flags out of range (a negative size or zero repeats used to be tracebacks)."""
-    ranges = {
-        "--batch-size": (args.batch_size, 1, MAX_BATCH_SIZE),
-        "--repeats": (args.repeats, 1, MAX_REPEATS),
-        "--warmup": (args.warmup, 0, MAX_REPEATS),
-        "--threads": (args.threads, 1, MAX_THREADS),
-        "--input-size": (args.input_size, 1, CONFIG_LIMITS["input_size"]),
-    }
-    for flag, (value, low, high) in ranges.items():
-        if value is not None and not low <= value <= high:
-            raise HgpruneError(f"{flag}: must be in [{low}, {high}], got {value}")
-    if not args.max_seconds > 0:  # also refuses nan
-        raise HgpruneError(f"--max-seconds: must be > 0, got {args.max_seconds}")
-
-
 def main(args: argparse.Namespace) -> int:
     from hgprune.profile import profile_model
 
-    check_flags(args)
     model = model_from_args(args)
     size = model.config.input_size if args.input_size is None else args.input_size
     with flag_names(input_size="--input-size"):

@@ -14,6 +14,7 @@ from hgprune.pipeline import Pipeline
 from hgprune.recipe import load_recipe
 from hgprune.rundir import RunDir
 from hgprune.sensitivity import evaluator, sensitivity_scan, write_sensitivity
+from hgprune.settings import Real, flag
 from hgprune.train.losses import heatmap_loss
 
 
@@ -21,7 +22,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("source", help="a run directory (uses its recipe and unpruned step 0) or a recipe YAML")
     parser.add_argument("--checkpoint", help="model to analyse (default: the run's step 0 / recipe baseline)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE", help="recipe override")
-    parser.add_argument("--ratios", type=float, nargs="+", default=[0.25, 0.5, 0.75], help="channel ratios removed")
+    parser.add_argument(
+        "--ratios",
+        **flag(Real(0, 1, lo_open=True)),
+        nargs="+",
+        default=[0.25, 0.5, 0.75],
+        help="channel ratios removed",
+    )
     parser.add_argument("--parts", nargs="+", help="parts to scan (default: stem and every hg/res/fc part)")
     parser.add_argument("--criterion", help="ranking criterion (default: the recipe's)")
     parser.add_argument("--out", help="output directory (default: SOURCE/sensitivity or runs/<name>/sensitivity)")

@@ -18,6 +18,7 @@ from hgprune.errors import HgpruneError
 from hgprune.models import ARCHS, build_model, load_model
 from hgprune.models.hourglass import bottom_warning
 from hgprune.models.normalization import NORMALIZATIONS
+from hgprune.settings import MAX_DEPTH, Epochs, Int, Width, Workers, default_of, flag, mirror
 from hgprune.tracking import require_tensorboard, train_tracker
 from hgprune.train import TrainConfig, Trainer
 from hgprune.train import distributed as ddp
@@ -36,25 +37,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--input_shape", "--input-shape", dest="input_shape", nargs="+", default=["256"],
         help="input (H, W), e.g. '(256, 256)', 256,256 or 256 256; must be square (default 256)",
     )  # fmt: skip
-    parser.add_argument("--workers", "-j", type=int, default=min(4, os.cpu_count() or 1), help="DataLoader workers")
-    parser.add_argument("--epochs", type=int, default=100)
+    parser.add_argument(
+        "--workers", "-j", **flag(Workers), default=min(4, os.cpu_count() or 1), help="DataLoader workers"
+    )
+    parser.add_argument("--epochs", **flag(Epochs, 100))
     parser.add_argument("--resume", default="", help="training checkpoint to resume (model, optimizer, epoch, best)")
     parser.add_argument(
-        "--start-epoch", "--start_epoch", dest="start_epoch", type=int, default=None,
+        "--start-epoch", "--start_epoch", dest="start_epoch", **flag(Epochs),
         help="epoch to continue from (default: 0, or the --resume checkpoint's)",
     )  # fmt: skip
-    parser.add_argument("--train-batch", "--train_batch", dest="train_batch", type=int, default=6)
-    parser.add_argument("--test-batch", "--test_batch", dest="test_batch", type=int, default=6)
-    parser.add_argument("--lr", "--learning-rate", type=float, default=2.5e-4)
-    parser.add_argument("--momentum", type=float, default=0.0)
-    parser.add_argument("--weight-decay", "--weight_decay", "--wd", dest="weight_decay", type=float, default=0.0)
-    parser.add_argument("--schedule", type=int, nargs="+", default=[60, 90], help="epochs where lr *= gamma")
-    parser.add_argument("--gamma", type=float, default=0.1)
+    parser.add_argument("--train-batch", "--train_batch", dest="train_batch", **mirror(TrainConfig, "batch_size"))
+    parser.add_argument("--test-batch", "--test_batch", dest="test_batch", **mirror(TrainConfig, "test_batch_size"))
+    parser.add_argument("--lr", "--learning-rate", **mirror(TrainConfig, "lr"))
+    parser.add_argument("--momentum", **mirror(TrainConfig, "momentum"))
+    parser.add_argument(
+        "--weight-decay", "--weight_decay", "--wd", dest="weight_decay", **mirror(TrainConfig, "weight_decay")
+    )
+    parser.add_argument(
+        "--schedule",
+        **flag(Epochs, list(default_of(TrainConfig, "schedule"))),
+        nargs="+",
+        help="epochs where lr *= gamma",
+    )
+    parser.add_argument("--gamma", **mirror(TrainConfig, "gamma"))
     parser.add_argument("--checkpoint", "-c", default="checkpoint", help="directory for checkpoints and logs")
-    parser.add_argument("--snapshot", type=int, default=0, help="also keep checkpoint_{E}.pth.tar every E epochs")
-    parser.add_argument("--N", type=int, default=128, help="stem width (default 128, as the seed)")
-    parser.add_argument("--M", type=int, default=128, help="trunk width (default 128, as the seed)")
-    parser.add_argument("--depth", type=int, default=4,
+    parser.add_argument("--snapshot", **flag(Epochs, 0), help="also keep checkpoint_{E}.pth.tar every E epochs")
+    parser.add_argument("--N", **flag(Width, 128), help="stem width (default 128, as the seed)")
+    parser.add_argument("--M", **flag(Width, 128), help="trunk width (default 128, as the seed)")
+    parser.add_argument("--depth", **flag(Int(1, MAX_DEPTH), 4),
                         help="levels per hourglass (default 4, as the seed: a 256-px input bottoms out at 4x4, a "
                         "64-px one at 1x1)")  # fmt: skip
     parser.add_argument(
@@ -65,9 +75,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_data_arguments(parser)
     parser.add_argument("--amp", action="store_true", help="mixed precision (CUDA only)")
     parser.add_argument("--flip-test", "--flip_test", dest="flip_test", action="store_true")
-    parser.add_argument("--bn-l1", "--bn_l1", dest="bn_l1", type=float, default=0.0, help="L1 penalty on BN gammas")
     parser.add_argument(
-        "--precise-bn", dest="precise_bn", type=int, default=0, metavar="BATCHES",
+        "--bn-l1", "--bn_l1", dest="bn_l1", **mirror(TrainConfig, "bn_l1"), help="L1 penalty on BN gammas"
+    )
+    parser.add_argument(
+        "--precise-bn", dest="precise_bn", **mirror(TrainConfig, "precise_bn"), metavar="BATCHES",
         help="before each validation, re-estimate BatchNorm statistics exactly over this many training batches "
         "(PreciseBN; default 0: the running averages, as the seed)",
     )  # fmt: skip

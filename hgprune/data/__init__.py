@@ -61,6 +61,20 @@ def _find_gt_mat(annotations: Path) -> Path | None:
     return None
 
 
+def mpii_paths(annotations, image_path, where: str = "") -> tuple[Path, Path]:
+    """The annotation file and image folder MPII data is read from: the annotations default to the file hgprune
+    ships (the seed reads it too), which then needs ``image_path``; otherwise the images default to ``images/``
+    beside the annotations. ``where`` prefixes the key in the error (``data.`` for a recipe)."""
+    if annotations is None:
+        if image_path is None:
+            raise HgpruneError(
+                f"{where}image_path is required for dataset mpii with the shipped annotations (the MPII images folder)"
+            )
+        return Path(SHIPPED_MPII_ANNOTATIONS), Path(image_path)
+    annotations = Path(annotations)
+    return annotations, Path(image_path) if image_path is not None else annotations.parent / "images"
+
+
 def build_dataset(
     name: str,
     split: str,
@@ -97,13 +111,7 @@ def build_dataset(
 
         root = ensure_generated(synth, cache_dir=cache_dir or default_cache_dir(), seed=seed)
         annotations, image_path, gt_mat = root / "annotations.json", root / "images", None
-    if annotations is None:  # the seed reads the annotation file it ships; so does hgprune
-        if image_path is None:
-            raise HgpruneError("image_path: required for MPII with the shipped annotations (the MPII images folder)")
-        annotations = SHIPPED_MPII_ANNOTATIONS
-    annotations = Path(annotations)
-    if image_path is None:
-        image_path = annotations.parent / "images"
+    annotations, image_path = mpii_paths(annotations, image_path)
     records = split_records(load_annotations(annotations), split)
     if not records:
         raise HgpruneError(f"{annotations}: no people in the {split} split")

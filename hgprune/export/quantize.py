@@ -27,6 +27,7 @@ from hgprune.errors import HgpruneError
 from hgprune.export import runtime
 from hgprune.export.core import build_export, export_metadata, model_input_size
 from hgprune.fsutil import atomic_write_bytes
+from hgprune.settings import PCKH_DROP, Samples, check
 
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 # ops given Quantize/Dequantize pairs. BatchNormalization stays float (see the module docstring); so do the residual
@@ -91,8 +92,7 @@ def calibration_datasets(source, normalization, input_size: int):
 
 def calibration_batches(dataset, count: int, batch_size: int = 8, seed: int = 0) -> Iterator[np.ndarray]:
     """``count`` training crops (a seeded random choice, so a rerun calibrates identically) in (B, 3, S, S) batches."""
-    if count < 1:
-        raise HgpruneError(f"calibration images: must be >= 1, got {count}")
+    check("calibration images", count, Samples)
     order = np.random.default_rng(seed).permutation(len(dataset))[:count]
     for start in range(0, len(order), batch_size):
         yield np.stack([dataset[int(i)][0].numpy() for i in order[start : start + batch_size]])
@@ -211,8 +211,7 @@ def quantize_model(
     graphs. With ``force`` the INT8 graph is written whatever the drop; when the gate refuses nothing is written
     (``result.written`` is False).
     """
-    if max_pckh_drop < 0:
-        raise HgpruneError(f"max_pckh_drop: must be >= 0, got {max_pckh_drop}")
+    check("max_pckh_drop", max_pckh_drop, PCKH_DROP)
     runtime.require_deploy()
     path = Path(path)
     size = model_input_size(model, input_size)

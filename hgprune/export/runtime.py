@@ -18,6 +18,7 @@ from torch import nn
 
 from hgprune.errors import HgpruneError
 from hgprune.profile import measure_latency
+from hgprune.settings import Threads, check
 
 INPUT_NAME = "image"
 # keys of what an export carries besides the graph (hgprune.export.core.export_metadata, INT8 adds "quantization"):
@@ -42,7 +43,7 @@ def require_deploy():
 def torch_threads(threads: int | None) -> Iterator[int]:
     """Temporarily set torch's intra-op thread count (restored afterwards, so callers' settings survive)."""
     before = torch.get_num_threads()
-    if threads:
+    if check("threads", threads, Threads | None):
         torch.set_num_threads(threads)
     try:
         yield torch.get_num_threads()
@@ -189,7 +190,7 @@ def ort_session(data: bytes, threads: int | None = None, optimization: str = "al
         raise HgpruneError(f"ORT optimisation level {optimization!r} unknown; valid: {', '.join(ORT_LEVELS)}")
     options = ort.SessionOptions()
     options.graph_optimization_level = levels[optimization]
-    options.intra_op_num_threads = threads or torch.get_num_threads()
+    options.intra_op_num_threads = check("threads", threads, Threads | None) or torch.get_num_threads()
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.log_severity_level = 3

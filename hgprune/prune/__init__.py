@@ -1,8 +1,8 @@
 """Structured pruning of stacked hourglasses: criteria, schedules, allocation, depth units, cost models, the planner
 (:func:`plan_prune` → :class:`PrunePlan`) and the engine that applies a plan (:func:`apply_plan`)."""
 
+from hgprune.calibration import recalibrate_bn
 from hgprune.prune.allocation import ALLOCATIONS, SearchSettings
-from hgprune.prune.bn import recalibrate_bn
 from hgprune.prune.cost import COSTS, CostModel, get_cost
 from hgprune.prune.criteria import (
     CRITERIA,

@@ -28,28 +28,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from hgprune.data.dataset import SampleSubset
 from hgprune.errors import HgpruneError
 from hgprune.prune.targets import SearchResult, search_ratio
+from hgprune.settings import ALLOCATIONS, SearchSettings  # noqa: F401 (re-exported: the engine's options)
+from hgprune.train.evaluation import heldout_pckh
 
-ALLOCATIONS = ("uniform", "global", "search")
-# what an unset allocation means (recipes and the engine alike): uniform never collapsed a criterion in the probe
-# (global cut single convs to the max_layer_ratio floor at 25 %) and is the allocation of the default recipe measured
-# in reports/benchmarks/accuracy.md
-ALLOCATION_DEFAULT = "uniform"
 SAMPLING_SPREAD = 0.5  # σ of the log-normal per-unit multiplier: e^±0.5 ≈ ×0.6 … ×1.65 around the bias
 MIN_SENSITIVITY_DROP = 0.1  # PCKh points: parts that lose less are treated as this sensitive, not infinitely robust
-
-
-@dataclass(frozen=True)
-class SearchSettings:
-    """Bounds of ``allocation: search`` (the recipe's ``prune.search`` has the same fields and defaults)."""
-
-    candidates: int = 12  # allocations scored, the uniform and global plans included
-    batches: int = 4  # training batches that re-estimate BatchNorm statistics (search and recalibrate_bn)
-    holdout: int = 256  # training samples, never used for BN re-estimation, that score each candidate
-    batch_size: int = 16
-    sensitivity: str | None = None  # `hgprune sensitivity` CSV: sample less sensitive parts more aggressively
 
 
 @dataclass
@@ -67,19 +52,6 @@ class SearchOutcome:
     found: SearchResult
     chosen: dict
     candidates: list[dict]
-
-
-def resolve_allocation(allocation: str | None, global_ranking: bool | None) -> str:
-    """``allocation``, or the deprecated ``global_ranking`` switch mapped onto it (``True`` == ``global``)."""
-    if allocation is not None and allocation not in ALLOCATIONS:
-        raise HgpruneError(f"prune.allocation: unknown {allocation!r}; valid: {', '.join(ALLOCATIONS)}")
-    legacy = None if global_ranking is None else ("global" if global_ranking else "uniform")
-    if allocation is not None and legacy is not None and allocation != legacy:
-        raise HgpruneError(
-            f"prune.global_ranking: {str(global_ranking).lower()} contradicts prune.allocation {allocation!r}; "
-            "drop global_ranking (deprecated)"
-        )
-    return allocation or legacy or ALLOCATION_DEFAULT
 
 
 # -- hitting the target ------------------------------------------------------------------------------------------
@@ -149,11 +121,8 @@ def plan_to_target(
 # -- search --------------------------------------------------------------------------------------------------
 
 
-def sensitivity_bias(path: str | Path, units: Sequence[str]) -> dict[str, float]:
-    """Per-unit multiplier from an ``hgprune sensitivity`` CSV: ``(mean drop / part's drop)^½``, geometric mean 1.
-
-    A part that lost little PCKh when pruned alone is sampled to lose more channels; one that lost a lot, fewer.
-    """
+def read_sensitivity(path: str | Path):
+    """An ``hgprune sensitivity`` CSV as a table; a run checks it before any work starts."""
     import pandas as pd
 
     try:
@@ -166,6 +135,15 @@ def sensitivity_bias(path: str | Path, units: Sequence[str]) -> dict[str, float]
             f"prune.search.sensitivity: {path} has no column(s) {', '.join(sorted(missing))}; "
             "expected the CSV that `hgprune sensitivity` writes"
         )
+    return table
+
+
+def sensitivity_bias(path: str | Path, units: Sequence[str]) -> dict[str, float]:
+    """Per-unit multiplier from an ``hgprune sensitivity`` CSV: ``(mean drop / part's drop)^½``, geometric mean 1.
+
+    A part that lost little PCKh when pruned alone is sampled to lose more channels; one that lost a lot, fewer.
+    """
+    table = read_sensitivity(path)
     table = table[table["part"] != "none"]
     drops = table.groupby("part")["pckh_drop"].mean().clip(lower=MIN_SENSITIVITY_DROP).to_dict()
     parts = {unit: unit.split(".")[0] for unit in units}
@@ -292,16 +270,4 @@ class TrainingSlice:
 
     def holdout_pckh(self, model: torch.nn.Module) -> float:
         """PCKh (MPII protocol) on the held-out training slice, without augmentation."""
-        from hgprune.train import evaluate_model
-
-        subset = SampleSubset(self.train_set, self.holdout_indices)
-        augment = getattr(self.train_set, "augment", None)
-        try:
-            if augment is not None:
-                self.train_set.augment = None  # score what the model sees at test time
-            device = str(next(model.parameters()).device)
-            result = evaluate_model(model, subset, batch_size=self.settings.batch_size * 4, device=device)
-        finally:
-            if augment is not None:
-                self.train_set.augment = augment
-        return float(result.mpii.mean)
+        return heldout_pckh(model, self.train_set, self.holdout_indices, batch_size=self.settings.batch_size * 4)

@@ -28,10 +28,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from hgprune.calibration import recalibrate_bn
 from hgprune.errors import HgpruneError
 from hgprune.models.checkpoints import unwrap
 from hgprune.models.hourglass import HourglassNet, block_names, block_stack
-from hgprune.prune.bn import recalibrate_bn
 from hgprune.prune.cost import CostModel
 
 DEPTH_MODES = ("none", "blocks", "stacks", "all")

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from hgprune.calibration import recalibrate_bn as _recalibrate_bn
 from hgprune.errors import HgpruneError
 from hgprune.models.checkpoints import unwrap
 from hgprune.models.hourglass import (
@@ -41,7 +42,6 @@ from hgprune.models.hourglass import (
 )
 from hgprune.profile import conv_macs, count_params
 from hgprune.prune import allocation as alloc
-from hgprune.prune.bn import recalibrate_bn as _recalibrate_bn
 from hgprune.prune.cost import COSTS, CostModel, get_cost
 from hgprune.prune.criteria import Criterion, get_criterion
 from hgprune.prune.depth import DEPTH_MODES, Importance, plan_depth, remove_units, remove_units_
@@ -56,11 +56,13 @@ from hgprune.prune.graph import (
     trace,
 )
 from hgprune.prune.planning import Group, Planner, describe_keep, ratio_plan, search_unit, step_down, step_priority
-from hgprune.prune.targets import ROUND_MODES, SearchResult
+from hgprune.prune.targets import SearchResult
+from hgprune.settings import PRUNE_KINDS, PruneSection, SearchSettings, TargetSection
 
 log = logging.getLogger(__name__)
 
-KINDS = ("macs", "params", "channels")
+KINDS = PRUNE_KINDS
+DEFAULTS = PruneSection()  # the engine's defaults are the recipe's
 
 
 @dataclass
@@ -155,24 +157,23 @@ def prune_to_target(
     kept: float = 0.5,
     reference: dict[str, int] | None = None,
     input_size: int = 256,
-    allocation: str | None = None,
-    global_ranking: bool | None = None,
+    allocation: str = DEFAULTS.allocation,
     part_ratios: dict[str, float] | None = None,
-    max_layer_ratio: float = 0.9,
-    round_to: int | None = 8,
-    round_mode: str = "nearest",
-    prune_trunk: bool = False,
+    max_layer_ratio: float = DEFAULTS.max_layer_ratio,
+    round_to: int | None = DEFAULTS.round_to,
+    round_mode: str = DEFAULTS.round_mode,
+    prune_trunk: bool = DEFAULTS.prune_trunk,
     calibration: Iterable | None = None,
     loss_fn: Callable | None = None,
-    tolerance: float = 0.02,
+    tolerance: float = DEFAULTS.tolerance,
     ratio: float | None = None,
-    recalibrate_bn: bool = False,
-    search: alloc.SearchSettings | None = None,
+    recalibrate_bn: bool | None = None,
+    search: SearchSettings | None = None,
     train_set: Any = None,
     seed: int = 0,
     progress: bool = True,
-    depth: str = "none",
-    depth_importance: str | Importance = "loss",
+    depth: str = DEFAULTS.depth,
+    depth_importance: str | Importance = DEFAULTS.depth_importance,
     cost_model: CostModel | None = None,
 ) -> PruneResult:
     """Prune ``model`` in place so that it keeps ``kept`` of the reference's ``kind`` (± ``tolerance``).
@@ -184,11 +185,11 @@ def prune_to_target(
     caps what any group loses relative to the unpruned architecture, across all steps. The score heads are never
     pruned; the trunk (every M-wide tensor, coupled by the residual adds) only with ``prune_trunk``.
 
-    ``allocation`` is ``uniform``, ``global`` or ``search`` (:mod:`hgprune.prune.allocation`; the deprecated
-    ``global_ranking`` maps ``True`` → ``global``, ``False`` → ``uniform``; neither → ``global``). ``search`` and
+    ``allocation`` is ``uniform``, ``global`` or ``search`` (:mod:`hgprune.prune.allocation`). ``search`` and
     ``recalibrate_bn`` (re-estimate BatchNorm statistics after pruning) read ``train_set`` — the training split,
-    never validation data — as ``search`` (:class:`~hgprune.prune.allocation.SearchSettings` or any object with
-    its fields) bounds, drawn with ``seed``.
+    never validation data — as ``search`` (:class:`~hgprune.settings.SearchSettings`) bounds, drawn with ``seed``.
+    ``recalibrate_bn=None`` means the recipe's default (re-estimate) when a ``train_set`` is given, else no.
+    Every default here is the recipe's (:class:`hgprune.settings.PruneSection`).
 
     ``ratio`` skips the search and prunes at that channel ratio (times each part's multiplier) — what a sensitivity
     scan needs; ``kept`` is then only reported against.
@@ -203,10 +204,12 @@ def prune_to_target(
     model = unwrap(model)
     options = dict(locals())
     del options["model"], options["recalibrate_bn"]
+    if recalibrate_bn is None:
+        recalibrate_bn = DEFAULTS.recalibrate_bn and train_set is not None
     plan = plan_prune(model, **options)
     data = plan._planned.data if plan._planned is not None else None
     if recalibrate_bn and data is None:
-        data = alloc.TrainingSlice(train_set, search or alloc.SearchSettings(), seed)
+        data = alloc.TrainingSlice(train_set, search or SearchSettings(), seed)
     return apply_plan(model, plan, bn_batches=data.bn_batches() if recalibrate_bn else None)
 
 
@@ -218,23 +221,22 @@ def plan_prune(
     kept: float = 0.5,
     reference: dict[str, int] | None = None,
     input_size: int = 256,
-    allocation: str | None = None,
-    global_ranking: bool | None = None,
+    allocation: str = DEFAULTS.allocation,
     part_ratios: dict[str, float] | None = None,
-    max_layer_ratio: float = 0.9,
-    round_to: int | None = 8,
-    round_mode: str = "nearest",
-    prune_trunk: bool = False,
+    max_layer_ratio: float = DEFAULTS.max_layer_ratio,
+    round_to: int | None = DEFAULTS.round_to,
+    round_mode: str = DEFAULTS.round_mode,
+    prune_trunk: bool = DEFAULTS.prune_trunk,
     calibration: Iterable | None = None,
     loss_fn: Callable | None = None,
-    tolerance: float = 0.02,
+    tolerance: float = DEFAULTS.tolerance,
     ratio: float | None = None,
-    search: alloc.SearchSettings | None = None,
+    search: SearchSettings | None = None,
     train_set: Any = None,
     seed: int = 0,
     progress: bool = True,
-    depth: str = "none",
-    depth_importance: str | Importance = "loss",
+    depth: str = DEFAULTS.depth,
+    depth_importance: str | Importance = DEFAULTS.depth_importance,
     cost_model: CostModel | None = None,
 ) -> PrunePlan:
     """The planner: depth units and per-group channel cuts that meet the target together, as a :class:`PrunePlan`
@@ -245,13 +247,12 @@ def plan_prune(
     if cost_model is not None:
         kind = cost_model.name
         round_to = cost_model.snap or round_to
-    _validate(kind, kept, round_mode, tolerance, max_layer_ratio, round_to, depth, cost_model)
+    _validate(kind, kept, allocation, round_mode, tolerance, max_layer_ratio, round_to, search, depth, cost_model)
     if ratio is not None and not 0 <= ratio <= 1:
         raise HgpruneError(f"prune ratio: must be in [0, 1], got {ratio}")
     if isinstance(criterion, str):
         criterion = get_criterion(criterion)
-    allocation = alloc.resolve_allocation(allocation, global_ranking)
-    search = search or alloc.SearchSettings()
+    search = search or SearchSettings()
     was_training = model.training
     threads = torch.get_num_threads()
     reference = dict(reference) if reference is not None else model_size(model, input_size)
@@ -435,7 +436,7 @@ def _search_plan(
     groups: list[tuple[Group, Any]],
     mult: np.ndarray,
     plan_for: Callable[..., tuple[np.ndarray, SearchResult]],
-    search: alloc.SearchSettings,
+    search: SearchSettings,
     data: alloc.TrainingSlice,
     seed: int,
     input_size: int,
@@ -471,7 +472,7 @@ def _search_plan(
         partial(describe_keep, infos),
         progress=progress,
     )
-    settings = {f.name: getattr(search, f.name) for f in dataclasses.fields(alloc.SearchSettings)}
+    settings = {f.name: getattr(search, f.name) for f in dataclasses.fields(SearchSettings)}
     return outcome.keep, outcome.found, dict(chosen=outcome.chosen, candidates=outcome.candidates, settings=settings)
 
 
@@ -488,9 +489,28 @@ class _Stopwatch:
         self._last = now
 
 
+def prune_options(section: PruneSection) -> dict[str, Any]:
+    """The engine options a recipe's ``prune`` section sets: the one place recipe keys become engine options (the
+    run, ``--dry-run``'s preview and its cache key all read them here)."""
+    return dict(
+        kind=section.target.kind,
+        allocation=section.allocation,
+        part_ratios=dict(section.part_ratios) or None,
+        max_layer_ratio=section.max_layer_ratio,
+        round_to=section.round_to,
+        round_mode=section.round_mode,
+        prune_trunk=section.prune_trunk,
+        tolerance=section.tolerance,
+        recalibrate_bn=section.recalibrate_bn,
+        search=section.search,
+        depth=section.depth,
+        depth_importance=section.depth_importance,
+    )
+
+
 def prune_with(
     model: nn.Module,
-    section: Any,
+    section: PruneSection,
     *,
     kept: float,
     criterion: Criterion | str,
@@ -502,54 +522,39 @@ def prune_with(
     seed: int = 0,
     cost_model: CostModel | None = None,
 ) -> PruneResult:
-    """:func:`prune_to_target` driven by a recipe's ``prune`` section (:class:`hgprune.recipe.PruneSection`): the
-    one place recipe keys become engine options."""
+    """:func:`prune_to_target` driven by a recipe's ``prune`` section (:func:`prune_options`)."""
     return prune_to_target(
         model,
         criterion=criterion,
-        kind=section.target.kind,
         kept=kept,
         reference=reference,
         input_size=input_size,
-        allocation=section.allocation,
-        part_ratios=dict(section.part_ratios) or None,
-        max_layer_ratio=section.max_layer_ratio,
-        round_to=section.round_to,
-        round_mode=section.round_mode,
-        prune_trunk=section.prune_trunk,
         calibration=calibration,
         loss_fn=loss_fn,
-        tolerance=section.tolerance,
-        recalibrate_bn=section.recalibrate_bn,
-        search=section.search,
         train_set=train_set,
         seed=seed,
-        depth=getattr(section, "depth", "none"),
-        depth_importance=getattr(section, "depth_importance", "loss"),
         cost_model=cost_model,
+        **prune_options(section),
     )
 
 
 def _validate(
-    kind: str, kept: float, round_mode: str, tolerance: float, max_layer_ratio: float, round_to, depth: str = "none",
-    cost_model: CostModel | None = None,
+    kind: str, kept: float, allocation: str, round_mode: str, tolerance: float, max_layer_ratio: float, round_to,
+    search, depth: str = "none", cost_model: CostModel | None = None,
 ) -> None:  # fmt: skip
+    """The engine's options, checked by their one definition (:class:`hgprune.settings.PruneSection`)."""
     if kind not in KINDS and cost_model is None and kind not in COSTS:
-        raise HgpruneError(f"prune.target kind: unknown {kind!r}; valid: {', '.join(KINDS)}")
+        raise HgpruneError(f"prune.target.kind: unknown {kind!r}; valid: {', '.join(KINDS)}")
     if depth not in DEPTH_MODES:
         raise HgpruneError(f"prune.depth: unknown {depth!r}; valid: {', '.join(DEPTH_MODES)}")
     if depth != "none" and kind == "channels":
-        raise HgpruneError("prune.depth: depth pruning needs a macs or params target (a cost), not channels")
-    if not 0 < kept <= 1:
-        raise HgpruneError(f"prune.target.{kind}: must be in (0, 1], got {kept}")
-    if round_mode not in ROUND_MODES:
-        raise HgpruneError(f"prune.round_mode: unknown {round_mode!r}; valid: {', '.join(ROUND_MODES)}")
-    if not tolerance > 0:
-        raise HgpruneError(f"prune.tolerance: must be > 0, got {tolerance}")
-    if not 0 <= max_layer_ratio <= 1:
-        raise HgpruneError(f"prune.max_layer_ratio: must be in [0, 1], got {max_layer_ratio}")
-    if round_to is not None and (int(round_to) != round_to or round_to < 1):
-        raise HgpruneError(f"prune.round_to: must be an integer >= 1, got {round_to}")
+        raise HgpruneError("prune.depth: depth pruning needs a macs, params or latency target, not channels")
+    options = dict(allocation=allocation, round_mode=round_mode, tolerance=tolerance, max_layer_ratio=max_layer_ratio)
+    if round_to is not None:
+        options["round_to"] = round_to
+    PruneSection(target=TargetSection(kind=kind if kind in KINDS else "macs", kept=kept), **options)
+    if search is not None and not isinstance(search, SearchSettings):
+        raise HgpruneError(f"prune.search: must be a SearchSettings, got {type(search).__name__}")
 
 
 def _part_multipliers(model: nn.Module, part_ratios: dict[str, float] | None, prune_trunk: bool) -> dict[str, float]:

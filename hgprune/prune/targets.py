@@ -11,9 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from hgprune.errors import HgpruneError
-
-SCHEDULES = ("linear", "cubic", "geometric")
-ROUND_MODES = ("nearest", "down", "up")
+from hgprune.settings import ROUND_MODES, SCHEDULES
 
 
 def schedule_targets(final_kept: float, steps: int, kind: str = "linear") -> list[float]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,6 +11,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from hgprune.data.dataset import SampleSubset
 from hgprune.metrics import DECODERS, check_heatmaps, decode_heatmaps, decode_to_image, flip_back, pckh
 from hgprune.models.checkpoints import unwrap
 from hgprune.train import distributed as ddp
@@ -152,3 +154,16 @@ def sides_swapped(result: EvalResult, dataset: Dataset, protocol: str = "mpii"):
 
 def _numpy(value: Any) -> Any:
     return value.detach().cpu().numpy() if torch.is_tensor(value) else value
+
+
+def heldout_pckh(model: nn.Module, dataset, indices, batch_size: int) -> float:
+    """PCKh (MPII protocol) of ``model`` on ``dataset[indices]`` as seen at test time (no augmentation): what the
+    allocation search scores candidates with. ``dataset`` itself is never changed (a shallow copy drops its
+    augmentation)."""
+    plain = copy.copy(dataset)
+    if getattr(plain, "augment", None) is not None:
+        plain.augment = None
+    device = str(next(model.parameters()).device)
+    return float(
+        evaluate_model(model, SampleSubset(plain, list(indices)), batch_size=batch_size, device=device).mpii.mean
+    )

@@ -24,10 +24,10 @@ from torch.utils.data import DataLoader, Dataset
 from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
 
+from hgprune.calibration import recalibrate_bn
 from hgprune.data.dataset import MAX_BAD_FRACTION
 from hgprune.errors import HgpruneError
 from hgprune.models.checkpoints import unwrap
-from hgprune.prune.bn import recalibrate_bn
 from hgprune.train import distributed as ddp
 from hgprune.train.config import TrainConfig
 from hgprune.train.evaluation import evaluate_model

@@ -70,6 +70,7 @@ def oneshot_pckh(recipe: Recipe, pipeline: Pipeline, parent) -> dict:
     if hasattr(criterion, "seed"):
         criterion.seed = recipe.seed * 1_000_003 + 1
     extra = dict(allocation=p.allocation, search=p.search, seed=recipe.seed * 1_000_003 + 1, progress=False)
+    extra["recalibrate_bn"] = False  # one-shot PCKh first; BN re-estimation is scored separately below
     extra["train_set"] = pipeline.train_set
     result = prune_to_target(
         model,
@@ -90,8 +91,8 @@ def oneshot_pckh(recipe: Recipe, pipeline: Pipeline, parent) -> dict:
     )
     pckh = evaluate_model(model.eval(), pipeline.val_set, batch_size=recipe.eval.batch_size).mpii.mean
     out = {"oneshot_pckh": round(float(pckh), 4), "oneshot_kept_macs": round(result.kept_macs, 4)}
+    from hgprune.calibration import recalibrate_bn
     from hgprune.prune.allocation import TrainingSlice
-    from hgprune.prune.bn import recalibrate_bn
 
     recalibrate_bn(model, TrainingSlice(pipeline.train_set, p.search, recipe.seed * 1_000_003 + 1).bn_batches())
     pckh = evaluate_model(model.eval(), pipeline.val_set, batch_size=recipe.eval.batch_size).mpii.mean

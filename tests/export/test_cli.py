@@ -55,7 +55,7 @@ def test_missing_deploy_extra(checkpoint, tmp_path, capsys, monkeypatch):
     "extra, match",
     [
         (["--format", "tflite"], "invalid choice: 'tflite'"),
-        (["--format", "onnx", "--tolerance", "0"], "--tolerance: must be > 0"),
+        (["--format", "onnx", "--tolerance", "0"], "--tolerance: must be in (0, 1000]"),
         (["--format", "onnx", "--input-size", "100"], "--input-size: must be a positive multiple of 64, got 100"),
     ],
 )

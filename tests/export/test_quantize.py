@@ -142,7 +142,7 @@ def test_cli_errors_are_one_line(checkpoint, extra, match, capsys):
 
 
 def test_api_errors_name_the_value(model, synth, tmp_path):
-    with pytest.raises(HgpruneError, match="max_pckh_drop: must be >= 0, got -1"):
+    with pytest.raises(HgpruneError, match=r"max_pckh_drop: must be in \[0, 100\], got -1"):
         quantize_model(model, tmp_path / "m.onnx", synth, max_pckh_drop=-1)
     with pytest.raises(HgpruneError, match="calibration method: unknown 'kl'"):
         q.int8_onnx_bytes(b"", [], method="kl")

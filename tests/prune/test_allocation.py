@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+from hgprune.calibration import recalibrate_bn
 from hgprune.errors import HgpruneError
 from hgprune.models import build_preset
 from hgprune.prune import model_size, prune_to_target
@@ -16,11 +17,9 @@ from hgprune.prune.allocation import (
     SearchSettings,
     TrainingSlice,
     plan_to_target,
-    resolve_allocation,
     sample_candidates,
     sensitivity_bias,
 )
-from hgprune.prune.bn import recalibrate_bn
 from hgprune.recipe import PruneSection, Recipe, build
 from tests.train.fakes import TinyPoseDataset
 
@@ -106,19 +105,17 @@ def test_uniform_allocation_hits_its_target_with_coarse_rounding(kept):
     )
 
 
-def test_global_ranking_is_a_deprecated_alias_of_allocation():
-    assert resolve_allocation(None, None) == "uniform"
-    assert resolve_allocation(None, True) == "global"
-    assert resolve_allocation(None, False) == "uniform"
-    assert resolve_allocation("search", None) == "search"
-    with pytest.raises(HgpruneError, match="prune.global_ranking: true contradicts prune.allocation 'uniform'"):
-        resolve_allocation("uniform", True)
-    with pytest.raises(HgpruneError, match="prune.allocation: unknown 'best'; valid: uniform, global, search"):
-        resolve_allocation("best", None)
+def test_allocation_is_checked_by_its_one_definition_and_the_deprecated_alias_is_gone():
+    with pytest.raises(
+        HgpruneError, match="prune.allocation: must be one of 'uniform', 'global', 'search', got 'best'"
+    ):
+        prune_to_target(tiny(), criterion="l1", kept=0.5, input_size=64, allocation="best")
+    with pytest.raises(TypeError, match="global_ranking"):
+        prune_to_target(tiny(), criterion="l1", kept=0.5, input_size=64, global_ranking=False)
     a, b = tiny(), tiny()
-    prune_to_target(a, criterion="l1", kept=0.5, input_size=64, round_to=1, global_ranking=False)
+    prune_to_target(a, criterion="l1", kept=0.5, input_size=64, round_to=1)
     prune_to_target(b, criterion="l1", kept=0.5, input_size=64, round_to=1, allocation="uniform")
-    assert conv_widths(a) == conv_widths(b)
+    assert conv_widths(a) == conv_widths(b)  # an unset allocation is uniform, as the docstring says
 
 
 # -- search ---------------------------------------------------------------------------------------------------
@@ -221,13 +218,12 @@ def test_recipe_search_defaults_are_the_engine_defaults():
         assert getattr(section, field.name) == getattr(SearchSettings(), field.name), field.name
 
 
-def test_recipe_maps_global_ranking_and_names_the_key_at_fault():
-    assert build(PruneSection, {"global_ranking": False}).allocation == "uniform"
-    assert build(PruneSection, {"global_ranking": True}).allocation == "global"
+def test_recipe_allocation_names_the_key_at_fault():
+    assert build(PruneSection, {}).allocation == "uniform"
     assert build(PruneSection, {"allocation": "search"}).allocation == "search"
-    with pytest.raises(HgpruneError, match="prune.global_ranking: true contradicts prune.allocation 'search'"):
-        build(PruneSection, {"allocation": "search", "global_ranking": True})
-    with pytest.raises(HgpruneError, match="prune.search.candidates: must be > 0, got 0"):
+    with pytest.raises(HgpruneError, match="global_ranking: unknown key"):
+        build(Recipe, {"prune": {"global_ranking": True}})
+    with pytest.raises(HgpruneError, match=r"prune.search.candidates: must be in \[1, 1000\], got 0"):
         build(Recipe, {"prune": {"search": {"candidates": 0}}})
     with pytest.raises(HgpruneError, match="prune.allocation: must be one of"):
         build(Recipe, {"prune": {"allocation": "best"}})

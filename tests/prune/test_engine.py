@@ -84,7 +84,7 @@ def test_round_keep_directions_and_limits():
 
 def test_per_layer_ranking_prunes_every_interior_equally():
     model = tiny("hg1")
-    prune_to_target(model, criterion="l1", kind="macs", kept=0.6, input_size=64, round_to=1, global_ranking=False)
+    prune_to_target(model, criterion="l1", kind="macs", kept=0.6, input_size=64, round_to=1, allocation="uniform")
     interiors = {m.out_channels for n, m in model.named_modules() if n.endswith(("conv1", "conv2")) and "hg.0" in n}
     assert len(interiors) == 1 and interiors.pop() < 16
 
@@ -104,7 +104,7 @@ def test_part_ratios_touch_only_their_part():
 def test_part_ratio_multiplier_prunes_harder():
     model = tiny("hg2")
     prune_to_target(
-        model, criterion="l1", kind="macs", kept=0.7, input_size=64, round_to=1, global_ranking=False,
+        model, criterion="l1", kind="macs", kept=0.7, input_size=64, round_to=1, allocation="uniform",
         part_ratios={"res0": 2.0},
     )  # fmt: skip
     assert model.res[0][0].conv1.out_channels < model.res[1][0].conv1.out_channels

@@ -192,5 +192,5 @@ def test_precise_bn_reestimates_statistics_before_validating_without_changing_th
 
 
 def test_precise_bn_must_not_be_negative():
-    with pytest.raises(HgpruneError, match=r"train.precise_bn: must be >= 0, got -1"):
+    with pytest.raises(HgpruneError, match=r"train.precise_bn: must be in \[0, 100000\], got -1"):
         TrainConfig(epochs=1, precise_bn=-1)

@@ -1,5 +1,8 @@
 """BatchNorm re-estimation: pruning changes the statistics every later BatchNorm sees, so re-measure them.
 
+Both pruning (after every prune, and for each candidate of the allocation search) and training (PreciseBN before
+each validation) call it; it imports neither, so neither imports the other for it.
+
 Removing channels of a conv changes the sum its consumer computes, so the running mean and variance stored in the
 next BatchNorms describe a network that no longer exists. Re-estimating them on a few training batches (EagleEye's
 adaptive BN, Li et al. 2020) recovers much of what looks like lost accuracy before any fine-tuning.
