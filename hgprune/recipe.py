@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from hgprune.errors import HgpruneError
+from hgprune.prune.depth import get_importance
 from hgprune.settings import (  # noqa: F401 (the recipe's sections, re-exported where recipes are read)
     BASELINE,
     MAX_NAME_CHARS,
@@ -205,6 +206,8 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
     raw = apply_overrides(read_yaml(path), overrides or [])
     try:
         recipe = build(Recipe, raw)
+        if ":" not in recipe.prune.depth_importance:  # an unknown name fails at load, not after the baseline trained
+            get_importance(recipe.prune.depth_importance)
     except HgpruneError as exc:
         raise HgpruneError(f"{path}: {exc}") from None
     if recipe.name == "run":

@@ -260,7 +260,9 @@ class PruneSection:
 
     def __post_init__(self) -> None:
         if self.depth != "none" and self.target.kind == "channels":
-            raise HgpruneError("prune.depth: depth pruning needs a macs, params or latency target, not channels")
+            raise HgpruneError(
+                "prune.depth: depth pruning needs a macs or params target (or a latency one), not channels"
+            )
 
 
 @section("finetune.distill")

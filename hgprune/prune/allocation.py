@@ -32,6 +32,7 @@ from hgprune.errors import HgpruneError
 from hgprune.prune.targets import SearchResult, search_ratio
 from hgprune.settings import ALLOCATIONS, SearchSettings  # noqa: F401 (re-exported: the engine's options)
 from hgprune.train.evaluation import heldout_pckh
+from hgprune.train.losses import joints_mse
 
 SAMPLING_SPREAD = 0.5  # σ of the log-normal per-unit multiplier: e^±0.5 ≈ ×0.6 … ×1.65 around the bias
 MIN_SENSITIVITY_DROP = 0.1  # PCKh points: parts that lose less are treated as this sensitive, not infinitely robust
@@ -253,8 +254,6 @@ class TrainingSlice:
     def holdout_loss(self, model: torch.nn.Module) -> float:
         """Mean visibility-weighted heatmap MSE of the model's *last* output on the held-out slice (every
         depth-pruned model has one), in eval mode: what depth-unit importance is measured with."""
-        from hgprune.train.losses import joints_mse
-
         was_training = model.training
         model.eval()
         device = next(model.parameters()).device

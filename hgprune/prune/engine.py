@@ -548,7 +548,7 @@ def _validate(
     if depth not in DEPTH_MODES:
         raise HgpruneError(f"prune.depth: unknown {depth!r}; valid: {', '.join(DEPTH_MODES)}")
     if depth != "none" and kind == "channels":
-        raise HgpruneError("prune.depth: depth pruning needs a macs, params or latency target, not channels")
+        raise HgpruneError("prune.depth: depth pruning needs a macs or params target (or a latency one), not channels")
     options = dict(allocation=allocation, round_mode=round_mode, tolerance=tolerance, max_layer_ratio=max_layer_ratio)
     if round_to is not None:
         options["round_to"] = round_to
