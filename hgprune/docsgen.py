@@ -352,8 +352,12 @@ def prune_signature(root: Path) -> str:
 
     from hgprune.prune import prune_to_target
 
-    params = [str(p) for p in inspect.signature(prune_to_target).parameters.values()]
-    text = "prune_to_target(" + ", ".join(params).replace("*, ", "*, ", 1) + ") -> PruneResult"
+    signature = inspect.signature(prune_to_target)
+    bare = signature.replace(
+        parameters=[p.replace(annotation=inspect.Parameter.empty) for p in signature.parameters.values()],
+        return_annotation=inspect.Signature.empty,
+    )
+    text = f"prune_to_target{bare} -> PruneResult"
     lines, line = [], ""
     for word in text.split(" "):
         if len(line) + len(word) + 1 > 110:
@@ -366,6 +370,14 @@ def prune_signature(root: Path) -> str:
 
 # ---------------------------------------------------------------------------------------------------------------
 # the CLI reference (hgprune/cli.py and hgprune/commands/)
+
+
+def commands_table(root: Path) -> str:
+    """One line per sub-command, from hgprune/cli.py's COMMANDS."""
+    from hgprune.cli import COMMANDS
+
+    rows = [[f"`hgprune {name}`", help_text] for name, (_, help_text) in COMMANDS.items()]
+    return _table(["command", "what it does"], rows)
 
 
 def _flag_default(action: argparse.Action) -> str:
@@ -659,6 +671,7 @@ RENDERERS: dict[str, Callable[[Path], str]] = {
     "quickstart-recipe": quickstart_recipe,
     "prune-signature": prune_signature,
     "cli": cli_reference,
+    "commands": commands_table,
     "recipe-keys": recipe_keys,
 }
 
