@@ -324,6 +324,40 @@ def latency_predictor(root: Path) -> str:
     return _table(["predictor backend (images/s, median)", "unpruned", "25 % MACs", "speedup"], rows) + _source(LATENCY)
 
 
+def data_pipeline(root: Path) -> str:
+    rel = "reports/benchmarks/data.json"
+    data = _json(root, rel)
+    rows = [
+        [name, f"{rate:g}", f"{data['ratio_vs_seed_style'][name]:g}"]
+        for name, rate in data["images_per_s_per_worker"].items()
+    ]
+    return _table(["pipeline", "images/s per worker", "× seed-style"], rows) + _source(rel)
+
+
+def gpu_table(root: Path) -> str:
+    """hg8 on the lent GPU: batch 1 eager fp32 and fp16 + CUDA graph, batch 32 fp16 + CUDA graph."""
+    rel = "reports/benchmarks/gpu_latency.json"
+    data = _json(root, rel)
+    cells = {(r["model"], r["batch"], r["form"]): r for r in data["rows"]}
+    rows = []
+    for model, label in (("unpruned", "unpruned"), ("kept50", "50 % MACs"), ("kept25", "25 % MACs")):
+        gmacs = data["macs_fvcore"][model] / 1e9
+        big = cells[(model, 32, "fp16+graph")]
+        speed = "" if model == "unpruned" else f", {big['speedup_vs_unpruned']:.2f}×"
+        rows.append(
+            [
+                f"{label} ({gmacs:.1f} GMACs)",
+                f"{cells[(model, 1, 'fp32')]['median_ms']:.1f} ms",
+                f"{cells[(model, 1, 'fp16+graph')]['median_ms']:.2f} ms",
+                f"{big['median_ms']:.1f} ms ({big['images_per_s']:,.0f} img/s){speed}",
+            ]
+        )
+    s = data["settings"]
+    header = [f"{s['arch']} N={s['N']} M={s['M']}, {s['input_size']} px", "batch 1, eager fp32"]
+    header += ["batch 1, fp16 + CUDA graph", f"batch {s['batch']}, fp16 + CUDA graph"]
+    return _table(header, rows) + _source(rel)
+
+
 SWEEP_PARENTS = "reports/sweep_hg1_hg8/parents"
 
 
@@ -373,10 +407,21 @@ def prune_signature(root: Path) -> str:
 
 
 def commands_table(root: Path) -> str:
-    """One line per sub-command, from hgprune/cli.py's COMMANDS."""
-    from hgprune.cli import COMMANDS
+    """One line per sub-command, from hgprune/cli.py's COMMANDS and each command's positional arguments."""
+    from hgprune.cli import COMMANDS, build_parser
 
-    rows = [[f"`hgprune {name}`", help_text] for name, (_, help_text) in COMMANDS.items()]
+    rows = []
+    for name, (_, help_text) in COMMANDS.items():
+        parser = build_parser(name)
+        command = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[name]
+        words = []
+        for action in command._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                words.append("{" + ",".join(action.choices) + "}")
+            elif not action.option_strings:
+                word = (action.metavar or action.dest).upper() + (" …" if action.nargs in ("*", "+") else "")
+                words.append(f"[{word}]" if action.nargs in ("?", "*") else word)
+        rows.append([f"`{' '.join(['hgprune', name, *words])}`", help_text])
     return _table(["command", "what it does"], rows)
 
 
@@ -670,6 +715,8 @@ RENDERERS: dict[str, Callable[[Path], str]] = {
     "sweep-parent-hours": sweep_parent_hours,
     "quickstart-recipe": quickstart_recipe,
     "prune-signature": prune_signature,
+    "data-pipeline": data_pipeline,
+    "gpu": gpu_table,
     "cli": cli_reference,
     "commands": commands_table,
     "recipe-keys": recipe_keys,

@@ -169,8 +169,9 @@ def test_every_readme_command_parses_with_the_real_parsers():
 
 
 def test_readme_path_through_export_and_predict_runs(tmp_path, monkeypatch, tiny_model):
-    """The README's newcomer path, with `make demo`'s training replaced by a tiny saved model: the recipe dry-runs,
-    the model exports to ONNX, test images are generated and the exported model predicts on them."""
+    """Every README command not in NOT_RUN, run in a scratch directory with `make demo`'s training replaced by a
+    tiny saved model: the recipes dry-run, a model is profiled, the model exports to ONNX, test images are
+    generated and the exported model predicts on them."""
     import hgprune
 
     pytest.importorskip("onnxruntime")
@@ -182,7 +183,9 @@ def test_readme_path_through_export_and_predict_runs(tmp_path, monkeypatch, tiny
     run = [line for line in _shell_lines(README.read_text()) if line.startswith("hgprune ") and line not in NOT_RUN]
     assert any("--dry-run" in line for line in run)
     for line in run:
-        argv = shlex.split(line)[1:]
+        argv = [
+            str(ROOT / a) if (ROOT / a).is_file() and not (tmp_path / a).exists() else a for a in shlex.split(line)[1:]
+        ]
         if argv[0] == "export":
             argv += ["--no-latency"]
         assert cli_main(argv) == 0, line
