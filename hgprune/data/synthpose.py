@@ -39,7 +39,7 @@ class SynthConfig:
     seed: int = 0
     min_height: float = 0.45  # figure height as a fraction of the image side
     max_height: float = 0.8
-    # difficulty, calibrated so the quickstart's reference model lands in 70–95 PCKh@0.5 (README, "Calibration")
+    # difficulty, calibrated so the quickstart's reference model lands in 70–95 PCKh@0.5 (docs/data.md, "Calibration")
     max_rotation: float = 15.0  # degrees (clipped normal, σ = max/2)
     occlusion_prob: float = 0.2
     max_distractors: int = 1
