@@ -543,6 +543,9 @@ def _field_comments(cls: type) -> dict[str, str]:
         match = pattern.match(line)
         if match:
             name, trailing = match.group(1), match.group(2)
+            # a block that starts "defaults = ..." above a section's first field describes the section, not the field
+            if above and above[0].startswith("defaults ="):
+                above = []
             text = " ".join(above + ([trailing] if trailing else []))
             if text:
                 comments[name] = text
