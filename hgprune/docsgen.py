@@ -31,10 +31,10 @@ from hgprune.errors import HgpruneError
 
 ROOT = Path(__file__).resolve().parent.parent
 REGION = re.compile(
-    r"(?P<begin><!-- BEGIN generated:(?P<name>[\w.-]+) -->\n)(?P<body>.*?)(?P<end><!-- END generated:(?P=name) -->)",
-    re.S,
+    r"^(?P<begin><!-- BEGIN generated:(?P<name>[\w.-]+) -->\n)(?P<body>.*?)(?P<end><!-- END generated:(?P=name) -->)",
+    re.S | re.M,
 )
-ANY_MARK = re.compile(r"<!-- (BEGIN|END) generated:([\w.-]+) -->")
+ANY_MARK = re.compile(r"^<!-- (BEGIN|END) generated:([\w.-]+) -->", re.M)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -453,6 +453,9 @@ def _parser_rows(parser: argparse.ArgumentParser) -> tuple[list[list[str]], dict
     rows, subs = [], {}
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
+            helps = {choice.dest: choice.help for choice in action._choices_actions}
+            for name, sub in action.choices.items():
+                sub.description = sub.description or helps.get(name)
             subs.update(action.choices)
             continue
         if isinstance(action, argparse._HelpAction) or action.dest == "debug":
@@ -480,7 +483,8 @@ def _cli_text() -> str:
             out.append(_table(["argument", "default", "meaning"], rows))
         for sub_name, sub in subs.items():
             sub_rows, _ = _parser_rows(sub)
-            out.append(f"#### `hgprune {name} {sub_name}`\n\n{(sub.description or '').strip()}\n")
+            summary = (sub.description or "").strip()
+            out.append(f"#### `hgprune {name} {sub_name}`\n\n{summary}{'.' if summary else ''}\n")
             out.append(_table(["argument", "default", "meaning"], sub_rows))
     return "\n".join(out)
 
