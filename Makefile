@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 export HGPRUNE_SHARED ?= $(abspath ../shared)
 
-.PHONY: install test lint demo bench clean
+.PHONY: install test lint demo bench docs clean
 
 $(STAMP): setup.cfg pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,9 +23,16 @@ lint: $(STAMP)
 # Tests run on one thread each (tests/conftest.py), so two pytest workers use both cores of the CI machine;
 # loadfile keeps each file's module-scoped fixtures on one worker. `make test TEST_JOBS=0` runs in-process.
 # --durations lists the slowest tests, so a file that starts to dominate the run shows.
+# tests/test_docs.py is part of it: generated tables equal reports/, README commands parse and run, the strict site build.
 TEST_JOBS ?= 2
 test: lint
 	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(TEST_JOBS) --dist loadfile --durations=15
+
+# Re-render every generated region of README.md and docs/ (results tables from reports/, the CLI and recipe-key
+# references from the code), then build the site into site/. `make test` checks both (tests/test_docs.py).
+docs: $(STAMP)
+	$(BIN)/python -m hgprune.docsgen
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 # --resume: a second `make demo` (or one after Ctrl-C) continues / re-reports instead of refusing the directory
 demo: $(STAMP)
@@ -38,4 +45,4 @@ bench: $(STAMP)
 	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m benchmarks.run_all $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache build *.egg-info
+	rm -rf $(VENV) runs .pytest_cache build site *.egg-info

@@ -43,7 +43,7 @@ from hgprune.sweep import scratch_recipe
 from hgprune.train.plateau import PLATEAU_GAIN, plateau
 
 STUDY_SEEDS = [6, 7, 8, 9, 10]  # study v3's held-out seeds (accuracy_v3_protocol.md)
-PARENTS = "runs/study/parent_s{seed}/checkpoint.pth.tar"  # hgprune train runs, one per seed (README, "Performance")
+PARENTS = "runs/study/parent_s{seed}/checkpoint.pth.tar"  # hgprune train runs, one per seed (docs/studies/accuracy.md)
 
 
 def variant_names() -> list[str]:
@@ -328,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     missing = [str(p) for p in parents.values() if not p.exists()]
     if missing:
         raise SystemExit(
-            f"benchmarks.accuracy: parent {missing[0]} not found; train the parents first (README, 'Performance')"
+            f"benchmarks.accuracy: parent {missing[0]} not found; train the parents first (docs/studies/accuracy.md)"
         )
     plateaus = {s: parent_plateau(p) for s, p in parents.items() if (p.parent / "log.csv").exists()}
     previous, sources = None, []

@@ -1,7 +1,7 @@
 """SynthPose difficulty calibration: a learning curve of a model trained from scratch, PCKh every few steps.
 
 A deliberately minimal loop (RMSprop, MSE on annotated joints summed over stacks) for exploring difficulty settings
-quickly; the README's calibration table itself comes from `hgprune run recipes/quickstart.yaml --set prune.steps=0`.
+quickly; the calibration table in docs/data.md comes from `hgprune run recipes/quickstart.yaml --set prune.steps=0`.
 Defaults = the quickstart's reference (hg1 N=32 M=64 at 64×64, 4,000 images of 96 px, no extra augmentation):
 
     python -m studies.calibrate_synthpose.run --steps 2000 --eval-every 500 --threads 1

@@ -3,7 +3,7 @@
 The models here are untrained (random weights, non-trivial BatchNorm statistics), so their PCKh is near zero and a
 "within 0.5 PCKh" check would pass for the wrong reason; the tests instead check that the INT8 graph's predictions
 stay close to the FP32 graph's, that the gate compares the numbers it prints, and that the Predictor reproduces the
-score the gate used. The 0.5-point goal itself is judged on a trained model (README, Deploy).
+score the gate used. The 0.5-point goal itself is judged on a trained model (docs/deploy.md).
 """
 
 import json

@@ -1,0 +1,796 @@
+"""Generated regions of README.md and docs/: results tables, the CLI reference and the recipe key reference.
+
+Every number in a results table comes from a file in ``reports/``; the CLI reference comes from the argparse
+parsers (:func:`hgprune.cli.build_parser`); the recipe key reference from :func:`recipe_key_rows`. A page holds a
+region as::
+
+    <!-- BEGIN generated:NAME -->
+    ...rendered by RENDERERS[NAME]...
+    <!-- END generated:NAME -->
+
+``python -m hgprune.docsgen`` (``make docs``) rewrites every region; ``--check`` lists pages whose committed text
+differs from what would be rendered (``tests/test_docsgen.py`` fails on any). Text outside regions is never touched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import json
+import os
+import re
+import sys
+import typing
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+from hgprune.errors import HgpruneError
+
+ROOT = Path(__file__).resolve().parent.parent
+REGION = re.compile(
+    r"^(?P<begin><!-- BEGIN generated:(?P<name>[\w.-]+) -->\n)(?P<body>.*?)(?P<end><!-- END generated:(?P=name) -->)",
+    re.S | re.M,
+)
+ANY_MARK = re.compile(r"^<!-- (BEGIN|END) generated:([\w.-]+) -->", re.M)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# helpers
+
+
+def _json(root: Path, rel: str) -> dict:
+    path = root / rel
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise HgpruneError(f"{rel}: cannot read the report ({exc})") from None
+
+
+def _csv(root: Path, rel: str) -> list[dict[str, str]]:
+    try:
+        with open(root / rel, newline="") as f:
+            return list(csv.DictReader(f))
+    except OSError as exc:
+        raise HgpruneError(f"{rel}: cannot read the report ({exc})") from None
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _signed(value: float, digits: int = 2) -> str:
+    return f"{value:+.{digits}f}".replace("-", "−")
+
+
+def _num(value: float, digits: int = 2) -> str:
+    return f"{value:.{digits}f}".replace("-", "−")
+
+
+def _interval(diff: dict) -> str:
+    return f"{_signed(diff['mean'])} [{_signed(diff['low'])}, {_signed(diff['high'])}]"
+
+
+def _verdict(met: bool) -> str:
+    return "met" if met else "**missed**"
+
+
+def _source(rel: str) -> str:
+    return f"\n<sub>Generated from `{rel}` by `make docs`.</sub>\n"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# results tables (reports/)
+
+ACCURACY = {"v3": "reports/benchmarks/accuracy.json", "v2": "reports/benchmarks/accuracy_v2.json"}
+LATENCY = "reports/benchmarks/latency.json"
+SWEEP_SUMMARY = "reports/sweep_hg1_hg8/tables/summary.csv"
+SWEEP_VS_SCRATCH = "reports/sweep_hg1_hg8/tables/pruned_vs_scratch.csv"
+
+
+def _mean(values) -> float:
+    values = list(values)
+    return sum(values) / len(values)
+
+
+def accuracy_table(root: Path, version: str) -> str:
+    """Mean PCKh per variant and budget with the per-seed values, then the paired differences with 95 % intervals."""
+    rel = ACCURACY[version]
+    results = _json(root, rel)["results"]
+    seeds = list(results["parent"]["per_seed"])
+
+    def cell(key: str) -> str:
+        per_seed = results[key]["per_seed"]
+        values = ", ".join(_num(per_seed[s]) for s in seeds)
+        return f"{_num(_mean(per_seed.values()))} ({values}); {results[key]['kept_macs'] * 100:.1f} % MACs"
+
+    parent = _num(_mean(results["parent"]["per_seed"].values()))
+    rows = [["parent (unpruned)", parent, parent]]
+    for variant, label in (("default", "default recipe"), ("random", "random criterion, same recipe")):
+        rows.append([label, cell(f"{variant}-50"), cell(f"{variant}-25")])
+    rows.append(["scratch (the seed's approach)", cell("scratch-50"), cell("scratch-25")])
+    for other in ("parent", "random", "scratch"):
+        rows.append(
+            [
+                f"default − {other}",
+                _interval(results["default-50"][f"vs_{other}"]),
+                _interval(results["default-25"][f"vs_{other}"]),
+            ]
+        )
+    header = [f"PCKh, seeds {', '.join(seeds)}", "50 % MACs", "25 % MACs"]
+    return _table(header, rows) + _source(rel)
+
+
+def accuracy_goals(root: Path, version: str) -> str:
+    rel = ACCURACY[version]
+    goals = _json(root, rel)["goals"]
+    rows = [[g["goal"], g["value"].replace("-", "−"), _verdict(g["met"])] for g in goals]
+    return _table(["goal", "measured (mean [95 % interval])", "verdict"], rows) + _source(rel)
+
+
+def _sweep_rows(root: Path) -> dict[str, dict[str, dict[str, str]]]:
+    by_arch: dict[str, dict[str, dict[str, str]]] = {}
+    for row in _csv(root, SWEEP_SUMMARY):
+        arch, kind, kept = row["run"].split("-")
+        by_arch.setdefault(arch, {})[f"{kind}-{kept}"] = row
+    return dict(sorted(by_arch.items(), key=lambda item: int(item[0][2:])))
+
+
+def sweep_table(root: Path) -> str:
+    """Per architecture: the parent's PCKh, then the pruned and scratch models at 50 % and 25 % of the MACs."""
+    gains = {row["pruned_run"]: float(row["pckh_gain"]) for row in _csv(root, SWEEP_VS_SCRATCH)}
+    rows = []
+    for arch, runs in _sweep_rows(root).items():
+        any_run = next(iter(runs.values()))
+        parent = float(any_run["pckh_mean"]) - float(any_run["pckh_delta"])
+        row = [arch, _num(parent)]
+        for kept in ("50", "25"):
+            pruned, scratch = runs[f"taylor-{kept}"], runs[f"scratch-{kept}"]
+            row += [
+                f"{_num(float(pruned['pckh_mean']))} ({_signed(float(pruned['pckh_delta']))}) at "
+                f"{float(pruned['macs_kept']) * 100:.1f} %",
+                f"{_num(float(scratch['pckh_mean']))} at {float(scratch['macs_kept']) * 100:.1f} %",
+                _signed(gains[f"{arch}-taylor-{kept}"]),
+            ]
+        rows.append(row)
+    header = ["arch", "parent", "pruned 50 % (Δ parent)", "scratch 50 %", "pruned − scratch"]
+    header += ["pruned 25 % (Δ parent)", "scratch 25 %", "pruned − scratch"]
+    return _table(header, rows) + _source(f"{SWEEP_SUMMARY}` and `{SWEEP_VS_SCRATCH}")
+
+
+def sweep_ranges(root: Path) -> str:
+    """One line of the ranges the sweep's prose quotes, so none of them is typed by hand."""
+    runs = _sweep_rows(root)
+    out = []
+    for kept in ("50", "25"):
+        deltas = {arch: float(r[f"taylor-{kept}"]["pckh_delta"]) for arch, r in runs.items()}
+        gains = [float(r["pckh_gain"]) for r in _csv(root, SWEEP_VS_SCRATCH) if r["pruned_run"].endswith(f"-{kept}")]
+        wins = sum(g > 0 for g in gains)
+        out.append(
+            f"- at {kept} % of the MACs: change against the parent {_signed(min(deltas.values()))} to "
+            f"{_signed(max(deltas.values()))} PCKh; pruned beats scratch in {wins} of {len(gains)} architectures "
+            f"({_signed(min(gains))} to {_signed(max(gains))})"
+        )
+    return "\n".join(out) + "\n" + _source(SWEEP_SUMMARY)
+
+
+def latency_table(root: Path) -> str:
+    """hg8 at 25 % MACs against unpruned: medians, speedups, efficiencies and the goals, from the benchmark JSON."""
+    data = _json(root, LATENCY)
+    ms = {k: v["median"] for k, v in data["latency_ms"].items()}
+    pruned, goals = data["pruned"]["kept25"], data["goals"]
+    minimum = data["from_min_latency"]["pruned"]["kept25"]
+    reduction = pruned["macs_reduction_fvcore"]
+
+    def ratio(key: str, goal: float | None) -> list[str]:
+        speed = pruned[f"speedup_{key}"]
+        eff = pruned[f"efficiency_{key}"]
+        verdict = "" if goal is None else f"≥ {goal}: {_verdict(eff >= goal)}"
+        return [f"{speed:.2f}× → efficiency {eff:.3f} (min-based {minimum[f'efficiency_{key}']:.3f})", verdict]
+
+    rows = [
+        [
+            "eager PyTorch",
+            f"{ms['unpruned/eager']:.0f}",
+            f"{ms['kept25/eager']:.0f}",
+            *ratio("eager", goals["eager_efficiency"]),
+        ],
+        [
+            "eager, BatchNorm folded",
+            f"{ms['unpruned/eager+fold']:.0f}",
+            f"{ms['kept25/eager+fold']:.0f}",
+            *ratio("eager+fold", None),
+        ],
+        [
+            "ONNX Runtime FP32",
+            f"{ms['unpruned/ort']:.0f}",
+            f"{ms['kept25/ort']:.1f}",
+            *ratio("ort", goals["ort_efficiency"]),
+        ],
+        [
+            "ONNX Runtime INT8",
+            f"{ms['unpruned/ort_int8']:.0f}",
+            f"{ms['kept25/ort_int8']:.1f}",
+            *ratio("ort_int8", None),
+        ],
+    ]
+    for key, label, goal in (
+        ("end_to_end_eager_to_ort", "end to end: unpruned eager → pruned ORT FP32", goals["end_to_end_at_25"]),
+        (
+            "end_to_end_eager_to_ort_int8",
+            "end to end: unpruned eager → pruned ORT INT8",
+            goals["end_to_end_int8_at_25"],
+        ),
+    ):
+        rows.append(
+            [
+                label,
+                "",
+                "",
+                f"{pruned[key]:.2f}× (min-based {minimum[key]:.2f}×)",
+                f"≥ {goal:g}×: {_verdict(pruned[key] >= goal)}",
+            ]
+        )
+    settings = data["settings"]
+    header = [
+        f"{settings['arch']} N={settings['N']} M={settings['M']}, {settings['input_size']}², "
+        f"batch {settings['batch_size']}, {settings['threads']} threads (median ms of {settings['repeats']})",
+        "unpruned",
+        f"{data['models']['kept25']['kept_conv_macs'] * 100:.1f} % conv MACs ({reduction:.2f}× fewer fvcore MACs)",
+        "speedup",
+        "goal",
+    ]
+    return _table(header, rows) + _source(LATENCY)
+
+
+def latency_levers(root: Path) -> str:
+    data = _json(root, LATENCY)
+    medians, minima = data["levers_speedup"], data["from_min_latency"]["levers_speedup"]
+    rows = [[name, f"{value:.3g}", f"{minima[name]:.3g}"] for name, value in medians.items()]
+    return _table(["lever, alone on the 25 % model (> 1 = faster)", "from medians", "from minima"], rows) + _source(
+        LATENCY
+    )
+
+
+def goals_table(root: Path) -> str:
+    """The README's results table: every goal of every benchmark, its measured value and verdict."""
+    rows = []
+    for g in _json(root, ACCURACY["v3"])["goals"]:
+        rows.append([f"accuracy (study v3): {g['goal']}", g["value"].replace("-", "−"), _verdict(g["met"])])
+    lat = _json(root, LATENCY)
+    pruned, goals = lat["pruned"]["kept25"], lat["goals"]
+    for key, goal_key, label in (
+        ("efficiency_eager", "eager_efficiency", "hg8 at 25 % MACs, eager speedup ÷ MACs reduction"),
+        ("efficiency_ort", "ort_efficiency", "same, ONNX Runtime"),
+    ):
+        rows.append([f"{label} ≥ {goals[goal_key]}", f"{pruned[key]:.3f}", _verdict(pruned[key] >= goals[goal_key])])
+    for key, goal_key, label in (
+        ("end_to_end_eager_to_ort", "end_to_end_at_25", "same, end to end unpruned eager → pruned ORT"),
+        ("end_to_end_eager_to_ort_int8", "end_to_end_int8_at_25", "same, → pruned ORT INT8"),
+    ):
+        rows.append(
+            [f"{label} ≥ {goals[goal_key]:g}×", f"{pruned[key]:.2f}×", _verdict(pruned[key] >= goals[goal_key])]
+        )
+    data = _json(root, "reports/benchmarks/data.json")
+    best = data["images_per_s_per_worker"]["hgprune (OpenCV, reduced decode)"]
+    rows.append(
+        [
+            f"data pipeline, 256² crops + heatmaps per worker ≥ {data['goal_images_per_s']} img/s",
+            f"{best:g} img/s",
+            _verdict(best >= data["goal_images_per_s"]),
+        ]
+    )
+    engine = _json(root, "reports/benchmarks/engine.json")["goals"]
+    rows.append(
+        [
+            "prune step ÷ raw torch-pruning ≤ 1.5 (worst arch)",
+            f"{engine['worst_wall_ratio']:.2f}",
+            _verdict(engine["ratio_met"]),
+        ]
+    )
+    rows.append(["hg8 prune step < 10 s", f"{engine['hg8_wall_s']:g} s", _verdict(engine["hg8_under_10s_met"])])
+    profile = _json(root, "reports/benchmarks/profile.json")
+    rows.append(
+        [
+            f"full hg8 profile ≤ {profile['goal_s']:g} s",
+            f"{profile['profile_model_wall_s']:.1f} s",
+            _verdict(profile["goal_met"]),
+        ]
+    )
+    sources = "`, `".join(
+        [
+            ACCURACY["v3"],
+            LATENCY,
+            "reports/benchmarks/data.json",
+            "reports/benchmarks/engine.json",
+            "reports/benchmarks/profile.json",
+        ]
+    )
+    return _table(["goal", "measured", "verdict"], rows) + _source(sources)
+
+
+def latency_predictor(root: Path) -> str:
+    data = _json(root, LATENCY)
+    table = data["predictor_throughput"]
+    backends = list(table["unpruned"])
+    rows = []
+    for backend in backends:
+        before, after = table["unpruned"][backend]["images_per_s"], table["kept25"][backend]["images_per_s"]
+        rows.append([backend, f"{before:.3g}", f"{after:.3g}", f"{after / before:.2f}×"])
+    return _table(["predictor backend (images/s, median)", "unpruned", "25 % MACs", "speedup"], rows) + _source(LATENCY)
+
+
+def data_pipeline(root: Path) -> str:
+    rel = "reports/benchmarks/data.json"
+    data = _json(root, rel)
+    rows = [
+        [name, f"{rate:g}", f"{data['ratio_vs_seed_style'][name]:g}"]
+        for name, rate in data["images_per_s_per_worker"].items()
+    ]
+    return _table(["pipeline", "images/s per worker", "× seed-style"], rows) + _source(rel)
+
+
+def gpu_table(root: Path) -> str:
+    """hg8 on the lent GPU: batch 1 eager fp32 and fp16 + CUDA graph, batch 32 fp16 + CUDA graph."""
+    rel = "reports/benchmarks/gpu_latency.json"
+    data = _json(root, rel)
+    cells = {(r["model"], r["batch"], r["form"]): r for r in data["rows"]}
+    rows = []
+    for model, label in (("unpruned", "unpruned"), ("kept50", "50 % MACs"), ("kept25", "25 % MACs")):
+        gmacs = data["macs_fvcore"][model] / 1e9
+        big = cells[(model, 32, "fp16+graph")]
+        speed = "" if model == "unpruned" else f", {big['speedup_vs_unpruned']:.2f}×"
+        rows.append(
+            [
+                f"{label} ({gmacs:.1f} GMACs)",
+                f"{cells[(model, 1, 'fp32')]['median_ms']:.1f} ms",
+                f"{cells[(model, 1, 'fp16+graph')]['median_ms']:.2f} ms",
+                f"{big['median_ms']:.1f} ms ({big['images_per_s']:,.0f} img/s){speed}",
+            ]
+        )
+    s = data["settings"]
+    header = [f"{s['arch']} N={s['N']} M={s['M']}, {s['input_size']} px", "batch 1, eager fp32"]
+    header += ["batch 1, fp16 + CUDA graph", f"batch {s['batch']}, fp16 + CUDA graph"]
+    return _table(header, rows) + _source(rel)
+
+
+SWEEP_PARENTS = "reports/sweep_hg1_hg8/parents"
+
+
+def sweep_parent_hours(root: Path) -> str:
+    """Training time of the sweep's eight parents: the sum of their committed logs' epoch wall times."""
+    per_arch = {}
+    for log in sorted((root / SWEEP_PARENTS).glob("*/log.csv"), key=lambda p: int(p.parent.name[2:])):
+        rows = _csv(root, str(log.relative_to(root)))
+        per_arch[log.parent.name] = sum(float(r["wall_s"]) for r in rows) / 3600
+    if not per_arch:
+        raise HgpruneError(f"{SWEEP_PARENTS}: no */log.csv")
+    parts = ", ".join(f"{arch} {hours:.2f}" for arch, hours in per_arch.items())
+    return (
+        f"  {sum(per_arch.values()):.1f} hours of epoch wall time for all eight, one process each ({parts}; "
+        f"the sum of `wall_s` in `{SWEEP_PARENTS}/*/log.csv`).\n"
+    )
+
+
+def quickstart_recipe(root: Path) -> str:
+    rel = "recipes/quickstart.yaml"
+    return "```yaml\n" + (root / rel).read_text() + "```\n"
+
+
+def prune_signature(root: Path) -> str:
+    import inspect
+
+    from hgprune.prune import prune_to_target
+
+    signature = inspect.signature(prune_to_target)
+    bare = signature.replace(
+        parameters=[p.replace(annotation=inspect.Parameter.empty) for p in signature.parameters.values()],
+        return_annotation=inspect.Signature.empty,
+    )
+    text = f"prune_to_target{bare} -> PruneResult"
+    lines, line = [], ""
+    for word in text.split(" "):
+        if len(line) + len(word) + 1 > 110:
+            lines.append(line.rstrip())
+            line = "    "
+        line += word + " "
+    lines.append(line.rstrip())
+    return "```python\n" + "\n".join(lines) + "\n```\n"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the CLI reference (hgprune/cli.py and hgprune/commands/)
+
+
+def commands_table(root: Path) -> str:
+    """One line per sub-command, from hgprune/cli.py's COMMANDS and each command's positional arguments."""
+    from hgprune.cli import COMMANDS, build_parser
+
+    rows = []
+    for name, (_, help_text) in COMMANDS.items():
+        parser = build_parser(name)
+        command = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[name]
+        words = []
+        for action in command._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                words.append("{" + ",".join(action.choices) + "}")
+            elif not action.option_strings:
+                word = (action.metavar or action.dest).upper() + (" …" if action.nargs in ("*", "+") else "")
+                words.append(f"[{word}]" if action.nargs in ("?", "*") else word)
+        rows.append([f"`{' '.join(['hgprune', name, *words])}`", help_text])
+    return _table(["command", "what it does"], rows)
+
+
+def _flag_default(action: argparse.Action) -> str:
+    if action.default in (None, argparse.SUPPRESS) or isinstance(
+        action, (argparse._StoreTrueAction, argparse._HelpAction)
+    ):
+        return ""
+    if isinstance(action.default, bool):
+        return ""
+    if isinstance(action.default, (list, tuple)):
+        return " ".join(str(v) for v in action.default)
+    return str(action.default)
+
+
+def _help(action: argparse.Action) -> str:
+    text = action.help or ""
+    if "%(" in text:
+        params = dict(vars(action), prog="hgprune")
+        params = {k: (", ".join(map(str, v)) if isinstance(v, (list, tuple)) else v) for k, v in params.items()}
+        try:
+            text = text % params
+        except (KeyError, TypeError, ValueError):
+            pass
+    return " ".join(text.split()).replace("|", "\\|")
+
+
+def _parser_rows(parser: argparse.ArgumentParser) -> tuple[list[list[str]], dict[str, argparse.ArgumentParser]]:
+    rows, subs = [], {}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            helps = {choice.dest: choice.help for choice in action._choices_actions}
+            for name, sub in action.choices.items():
+                sub.description = sub.description or helps.get(name)
+            subs.update(action.choices)
+            continue
+        if isinstance(action, argparse._HelpAction) or action.dest == "debug":
+            continue
+        if action.option_strings:
+            name = ", ".join(f"`{o}`" for o in action.option_strings)
+        else:
+            name = f"`{action.metavar or action.dest}`" + (" …" if action.nargs in ("*", "+") else "")
+        if action.choices and not isinstance(action.choices, dict):
+            name += " {" + ", ".join(str(c) for c in action.choices) + "}"
+        rows.append([name.replace("|", "\\|"), _flag_default(action).replace("|", "\\|"), _help(action)])
+    return rows, subs
+
+
+def _cli_text() -> str:
+    from hgprune.cli import COMMANDS, build_parser
+
+    out = []
+    for name, (_, summary) in COMMANDS.items():
+        parser = build_parser(name)
+        command = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[name]
+        rows, subs = _parser_rows(command)
+        out.append(f"### `hgprune {name}`\n\n{summary}.\n")
+        if rows:
+            out.append(_table(["argument", "default", "meaning"], rows))
+        for sub_name, sub in subs.items():
+            sub_rows, _ = _parser_rows(sub)
+            summary = (sub.description or "").strip()
+            out.append(f"#### `hgprune {name} {sub_name}`\n\n{summary}{'.' if summary else ''}\n")
+            out.append(_table(["argument", "default", "meaning"], sub_rows))
+    return "\n".join(out)
+
+
+def cli_reference(root: Path) -> str:
+    """Every sub-command's arguments, defaults and help, read from the real parsers.
+
+    A default computed from the machine (a worker count from ``os.cpu_count()``) is rendered as such, so the page
+    is the same on every machine: the parsers are built twice, on a pretend 1-CPU and 64-CPU machine.
+    """
+    with mock.patch("os.cpu_count", return_value=1):
+        one = _cli_text()
+    with mock.patch("os.cpu_count", return_value=64):
+        many = _cli_text()
+    if one == many:
+        return one
+    lines = []
+    for a, b in zip(one.splitlines(), many.splitlines(), strict=True):
+        if a == b:
+            lines.append(a)
+            continue
+        cells_a, cells_b = a.split(" | "), b.split(" | ")
+        lines.append(
+            " | ".join(x if x == y else "depends on the CPU count" for x, y in zip(cells_a, cells_b, strict=True))
+        )
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the recipe key reference (hgprune/recipe.py)
+
+
+@dataclasses.dataclass(frozen=True)
+class KeyRow:
+    """One recipe key: its dotted path, type, default, bounds and help. What the key reference renders."""
+
+    path: str
+    type: str
+    default: str
+    bounds: str
+    help: str
+
+
+def _field_comments(cls: type) -> dict[str, str]:
+    """The comment on (or directly above) each field of a recipe dataclass: today's home of a key's help."""
+    import inspect
+
+    try:
+        lines = inspect.getsource(cls).splitlines()
+    except (OSError, TypeError):
+        return {}
+    comments: dict[str, str] = {}
+    above: list[str] = []
+    pattern = re.compile(r"^    (\w+): [^#]*?(?:#\s*(.*))?$")
+    for line in lines:
+        stripped = line.strip()
+        if stripped.startswith("#") and line.startswith("    #"):
+            above.append(stripped.lstrip("#").strip())
+            continue
+        match = pattern.match(line)
+        if match:
+            name, trailing = match.group(1), match.group(2)
+            # a block that starts "defaults = ..." above a section's first field describes the section, not the field
+            if above and above[0].startswith("defaults ="):
+                above = []
+            text = " ".join(above + ([trailing] if trailing else []))
+            if text:
+                comments[name] = text
+        if not line.startswith("        "):
+            above = []
+    return comments
+
+
+def _shown_default(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, dict)):
+        return json.dumps(value)
+    return str(value)
+
+
+# Help for the keys hgprune/recipe.py gives no comment. A stop-gap until the schema carries a description per key
+# (the pydantic schema's Field(description=...)): recipe_key_rows prefers the schema's own text.
+KEY_HELP: dict[str, str] = {
+    "seed": "seeds weights, data order and random criteria; results repeat for a seed and thread count",
+    "device": "where training and evaluation run",
+    "model": "the architecture a baseline is trained as, or an imported one must match",
+    "model.N": "stem width (conv1 has N/2 channels), as the seed's code uses it",
+    "model.M": "trunk width",
+    "model.num_joints": "heatmaps per stack (MPII: 16)",
+    "model.input_size": "square input side in pixels",
+    "baseline": "the unpruned model: a checkpoint, or trained from scratch with `train`",
+    "*.train": "optimisation: RMSprop with the seed's step schedule",
+    "*.train.epochs": "epochs of training",
+    "*.train.lr": "learning rate",
+    "*.train.momentum": "RMSprop momentum",
+    "*.train.weight_decay": "L2 weight decay",
+    "*.train.schedule": "epochs after which the rate is multiplied by `gamma`",
+    "*.train.gamma": "the rate's factor at each `schedule` epoch",
+    "*.train.batch_size": "training batch size",
+    "data": "the dataset every stage reads",
+    "data.dataset": "SynthPose (generated, no download) or MPII (docs/data.md)",
+    "data.synth": "SynthPose's parameters (hgprune.data.synthpose.SynthConfig documents each)",
+    "data.synth.num_train": "training people",
+    "data.synth.num_val": "validation people",
+    "data.synth.size": "image side in pixels (128 for 64-px inputs, 256 for 128, 512 for 256)",
+    "data.synth.seed": "generation seed: the same parameters give identical bytes",
+    "data.synth.max_rotation": "largest figure rotation, degrees",
+    "data.synth.occlusion_prob": "fraction of figures with an occluder",
+    "data.synth.max_distractors": "unlabelled figures behind the labelled one, at most",
+    "data.synth.clutter": "background shapes",
+    "data.synth.noise": "largest pixel-noise standard deviation",
+    "data.workers": "DataLoader worker processes",
+    "data.calibration_batches": "training batches a criterion's calibrate hook sees (Taylor)",
+    "data.val_limit": "score only the first N validation people",
+    "prune": "how the model is pruned: docs/pruning.md",
+    "prune.target": "what the final model keeps",
+    "prune.target.kind": "conv MACs, parameters or channels",
+    "prune.target.kept": "fraction of the unpruned model's `kind` kept after the last step",
+    "prune.steps": "prune → fine-tune cycles",
+    "prune.schedule": "kept fraction after each step (docs/pruning.md, schedules)",
+    "prune.search": "bounds of `allocation: search`",
+    "prune.search.batch_size": "batch size while scoring candidates",
+    "prune.prune_trunk": "also prune the M-wide trunk shared by every stack",
+    "prune.round_to": "kept widths are multiples of this",
+    "prune.round_mode": "how widths are rounded to `round_to`",
+    "prune.max_layer_ratio": "no group loses more than this fraction of its unpruned width, over all steps",
+    "prune.part_ratios": "multipliers of the searched ratio per part: stem, hg{s}, res{s}, fc{s}, trunk, *",
+    "prune.tolerance": "accepted distance from a step's target, in kept-fraction units",
+    "finetune": "training after each prune step",
+    "finetune.epochs_per_step": "fine-tuning epochs after each step",
+    "finetune.final_epochs": "extra epochs after the last step",
+    "finetune.bn_l1": "network-slimming L1 penalty on BatchNorm γ",
+    "finetune.distill": "heatmap distillation from the unpruned model",
+    "finetune.distill.weight": "weight of the heatmap MSE to the unpruned model (0 = off)",
+    "eval": "validation after every step",
+    "eval.batch_size": "evaluation batch size",
+    "eval.flip_test": "average with the mirrored image's heatmaps",
+    "profile": "what is measured after every step",
+    "profile.latency": "measure latency (off: params and MACs only)",
+    "profile.repeats": "timed forward passes",
+    "profile.warmup": "untimed forward passes first",
+    "profile.threads": "torch threads while timing (default: torch's)",
+    "profile.thop": "also count MACs with thop (fvcore always)",
+    "export": "what the finished run writes (docs/deploy.md)",
+    "output": "where and what a run writes besides its metrics",
+    "sweep": "a grid of runs sharing everything else (docs/scaling.md)",
+    "sweep.arch": "architectures, hg1 … hg8",
+    "sweep.criterion": "criteria, by registered name",
+    "sweep.kept": "final kept fractions",
+}
+
+
+def _key_help(path: str, comment: str) -> str:
+    if comment:
+        return comment
+    if path in KEY_HELP:
+        return KEY_HELP[path]
+    parts = path.split(".")
+    for i in range(1, len(parts)):
+        wildcard = "*." + ".".join(parts[i:])
+        if wildcard in KEY_HELP:
+            return KEY_HELP[wildcard]
+    return ""
+
+
+def recipe_key_rows() -> list[KeyRow]:
+    """Every key a recipe accepts, depth first, read from the recipe schema (today: hgprune/recipe.py's dataclasses).
+
+    The one function the key reference depends on: re-point it at another schema and the page follows.
+    """
+    from hgprune import recipe as schema
+
+    rows: list[KeyRow] = []
+
+    def walk(cls: type, instance: Any, prefix: str) -> None:
+        hints = typing.get_type_hints(cls, vars(schema))
+        comments = _field_comments(cls)
+        for f in dataclasses.fields(cls):
+            tp = hints[f.name]
+            path = f"{prefix}{f.name}"
+            value = getattr(instance, f.name) if instance is not None else None
+            nested = [a for a in (typing.get_args(tp) or (tp,)) if dataclasses.is_dataclass(a)]
+            if nested:
+                sub = nested[0]
+                optional = type(None) in typing.get_args(tp)
+                rows.append(
+                    KeyRow(
+                        path,
+                        "a mapping" + (" or null" if optional else ""),
+                        "null" if value is None else "",
+                        "",
+                        _key_help(path, comments.get(f.name, "")),
+                    )
+                )
+                walk(sub, value if value is not None else sub(), path + ".")
+                continue
+            rule = f.metadata.get("rule", "")
+            rows.append(
+                KeyRow(
+                    path, schema._type_name(tp), _shown_default(value), rule, _key_help(path, comments.get(f.name, ""))
+                )
+            )
+
+    walk(schema.Recipe, schema.Recipe(), "")
+    return rows
+
+
+def recipe_keys(root: Path) -> str:
+    def esc(text: str) -> str:
+        return text.replace("|", "\\|")
+
+    rows = [
+        [f"`{r.path}`", esc(r.type), f"`{esc(r.default)}`" if r.default else "", esc(r.bounds), esc(r.help)]
+        for r in recipe_key_rows()
+    ]
+    return _table(["key", "type", "default", "bounds", "help"], rows)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+
+RENDERERS: dict[str, Callable[[Path], str]] = {
+    "goals": goals_table,
+    "accuracy-v3": lambda root: accuracy_table(root, "v3"),
+    "accuracy-v3-goals": lambda root: accuracy_goals(root, "v3"),
+    "accuracy-v2": lambda root: accuracy_table(root, "v2"),
+    "accuracy-v2-goals": lambda root: accuracy_goals(root, "v2"),
+    "sweep": sweep_table,
+    "sweep-ranges": sweep_ranges,
+    "latency": latency_table,
+    "latency-levers": latency_levers,
+    "latency-predictor": latency_predictor,
+    "sweep-parent-hours": sweep_parent_hours,
+    "quickstart-recipe": quickstart_recipe,
+    "prune-signature": prune_signature,
+    "data-pipeline": data_pipeline,
+    "gpu": gpu_table,
+    "cli": cli_reference,
+    "commands": commands_table,
+    "recipe-keys": recipe_keys,
+}
+
+
+def pages(root: Path = ROOT) -> list[Path]:
+    """README.md and every Markdown page under docs/."""
+    return [root / "README.md", *sorted((root / "docs").rglob("*.md"))]
+
+
+def render(text: str, root: Path = ROOT, where: str = "") -> str:
+    """``text`` with every generated region re-rendered; an unknown or unbalanced region is an error naming it."""
+    marks = ANY_MARK.findall(text)
+    regions = REGION.findall(text)
+    if len(marks) != 2 * len(regions):
+        raise HgpruneError(
+            f"{where}: unbalanced generated-region markers ({len(marks)} markers, {len(regions)} regions)"
+        )
+    cache: dict[str, str] = {}
+
+    def replace(match: re.Match) -> str:
+        name = match.group("name")
+        if name not in RENDERERS:
+            raise HgpruneError(f"{where}: unknown generated region {name!r} (known: {', '.join(RENDERERS)})")
+        if name not in cache:
+            cache[name] = RENDERERS[name](root)
+        return match.group("begin") + cache[name] + match.group("end")
+
+    return REGION.sub(replace, text)
+
+
+def stale_pages(root: Path = ROOT) -> list[str]:
+    """Pages whose committed text differs from what :func:`render` gives."""
+    stale = []
+    for page in pages(root):
+        text = page.read_text()
+        if render(text, root, str(page.relative_to(root))) != text:
+            stale.append(str(page.relative_to(root)))
+    return stale
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m hgprune.docsgen", description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="write nothing; exit 1 listing the pages that differ")
+    parser.add_argument("--root", type=Path, default=ROOT, help="repository root (default: this checkout)")
+    args = parser.parse_args(argv)
+    from hgprune.fsutil import atomic_write_text
+
+    try:
+        if args.check:
+            stale = stale_pages(args.root)
+            for page in stale:
+                print(f"{page}: generated regions are out of date (run `make docs`)", file=sys.stderr)
+            return 1 if stale else 0
+        for page in pages(args.root):
+            text = page.read_text()
+            new = render(text, args.root, str(page.relative_to(args.root)))
+            if new != text:
+                atomic_write_text(page, new)
+                print(f"rewrote {page.relative_to(args.root)}")
+    except HgpruneError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    sys.exit(main())

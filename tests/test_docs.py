@@ -1,0 +1,259 @@
+"""The documentation cannot drift: generated regions match reports/ and the code, README commands parse and the
+cheap ones run, every link resolves, and the site builds strictly."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hgprune import docsgen
+from hgprune.cli import build_parser
+from hgprune.cli import main as cli_main
+from hgprune.errors import HgpruneError
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.S | re.M)
+LINK = re.compile(r"(?<!!)\[[^\]]*\]\(([^)\s]+)\)|!\[[^\]]*\]\(([^)\s]+)\)")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# generated regions
+
+
+def test_committed_pages_equal_what_the_generator_renders():
+    assert docsgen.stale_pages(ROOT) == [], "run `make docs` and commit the result"
+
+
+def test_every_renderer_is_used_by_some_page():
+    used = set()
+    for page in docsgen.pages(ROOT):
+        used |= {m.group("name") for m in docsgen.REGION.finditer(page.read_text())}
+    assert used == set(docsgen.RENDERERS)
+
+
+def test_a_changed_number_inside_a_region_is_detected_and_restored():
+    text = (ROOT / "docs/studies/accuracy.md").read_text()
+    region = next(m for m in docsgen.REGION.finditer(text) if m.group("name") == "accuracy-v3")
+    body = region.group("body")
+    number = re.search(r"\d+\.\d\d", body).group(0)
+    drifted = text.replace(body, body.replace(number, "99.99", 1))
+    assert drifted != text
+    assert docsgen.render(drifted, ROOT) == text
+
+
+def test_unknown_and_unbalanced_regions_are_errors_naming_the_page():
+    with pytest.raises(HgpruneError, match=r"page\.md: unknown generated region 'nope'"):
+        docsgen.render("<!-- BEGIN generated:nope -->\n<!-- END generated:nope -->\n", ROOT, "page.md")
+    with pytest.raises(HgpruneError, match=r"page\.md: unbalanced"):
+        docsgen.render("<!-- BEGIN generated:goals -->\nno end\n", ROOT, "page.md")
+
+
+def test_results_tables_follow_the_report_json(tmp_path):
+    """Render from a copy of reports/ whose accuracy JSON says something else: the table says it too."""
+    import json
+    import shutil
+
+    shutil.copytree(ROOT / "reports/benchmarks", tmp_path / "reports/benchmarks")
+    path = tmp_path / docsgen.ACCURACY["v3"]
+    data = json.loads(path.read_text())
+    data["results"]["default-50"]["vs_parent"].update(mean=-0.42, low=-0.5, high=-0.25)
+    data["goals"][0]["met"] = False
+    path.write_text(json.dumps(data))
+    table = docsgen.accuracy_table(tmp_path, "v3")
+    assert "−0.42 [−0.50, −0.25]" in table
+    assert "**missed**" in docsgen.accuracy_goals(tmp_path, "v3").splitlines()[2]
+
+
+def test_a_missing_report_is_a_one_line_error_naming_it(tmp_path):
+    with pytest.raises(HgpruneError, match=r"reports/benchmarks/latency\.json: cannot read"):
+        docsgen.latency_table(tmp_path)
+
+
+def test_recipe_key_rows_cover_every_key_of_the_schema_with_its_default():
+    from hgprune.recipe import Recipe, SweepSection
+
+    def leaves(mapping: dict, prefix: str = "") -> dict:
+        out = {}
+        for key, value in mapping.items():
+            if isinstance(value, dict) and key != "part_ratios":
+                out.update(leaves(value, f"{prefix}{key}."))
+            else:
+                out[f"{prefix}{key}"] = value
+        return out
+
+    import dataclasses
+
+    expected = leaves(Recipe().to_dict() | {"sweep": dataclasses.asdict(SweepSection())})
+    rows = {r.path: r for r in docsgen.recipe_key_rows()}
+    assert set(expected) <= set(rows)
+    for path, value in expected.items():
+        assert rows[path].default == docsgen._shown_default(value), path
+    # every bound the schema enforces is shown, with the schema's own words
+    round_to = next(f for f in dataclasses.fields(Recipe().prune) if f.name == "round_to")
+    assert rows["prune.round_to"].bounds == round_to.metadata["rule"]
+    assert all(r.help for r in rows.values()), [p for p, r in rows.items() if not r.help]
+
+
+def test_cli_reference_lists_every_flag_of_every_command():
+    text = docsgen.cli_reference(ROOT)
+    from hgprune.cli import COMMANDS
+
+    for name in COMMANDS:
+        parser = build_parser(name)
+        sub = next(a for a in parser._actions if hasattr(a, "choices") and isinstance(a.choices, dict)).choices[name]
+        for action in sub._actions:
+            for option in action.option_strings:
+                if option not in ("-h", "--help", "--debug"):
+                    assert f"`{option}`" in text, (name, option)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# README commands
+
+
+def _shell_lines(text: str) -> list[str]:
+    """Command lines of the README's bash blocks, continuations joined, comments dropped."""
+    lines = []
+    for lang, body in FENCE.findall(text):
+        if lang not in ("bash", "sh"):
+            continue
+        joined = body.replace("\\\n", " ")
+        for line in joined.splitlines():
+            line = line.split("  #")[0].split(" # ")[0].strip()
+            if line and not line.startswith("#"):
+                lines.append(line)
+    return lines
+
+
+# Commands the README shows that no test runs, and why. Every other README command line is run below.
+NOT_RUN = {
+    "make demo": "installs a virtual environment and trains for minutes: what CI's own `make test` run stands for",
+    "make test": "is the test suite itself",
+    "source .venv/bin/activate": "changes the calling shell only",
+    "pip install torch==2.13.0": "installs packages (the Makefile's install step)",
+    "pip install -c constraints.txt -e '.[deploy]'": "installs packages (the Makefile's install step)",
+    "hgprune run my_hg2.yaml --set prune.target.kept=0.25": "trains; its recipe and override are checked by --dry-run",
+    "hgprune run my_hg2.yaml --resume": "trains; parsed only",
+}
+
+
+def _readme_recipe(tmp_path: Path) -> Path:
+    text = README.read_text()
+    blocks = [body for lang, body in FENCE.findall(text) if lang == "yaml"]
+    assert len(blocks) == 1
+    path = tmp_path / "my_hg2.yaml"
+    path.write_text(blocks[0])
+    return path
+
+
+def test_every_readme_command_parses_with_the_real_parsers():
+    lines = _shell_lines(README.read_text())
+    hgprune_lines = [line for line in lines if line.startswith("hgprune ")]
+    assert len(hgprune_lines) >= 5
+    for line in hgprune_lines:
+        argv = shlex.split(line)[1:]
+        command = argv[0]
+        build_parser(command).parse_args(argv)  # raises HgpruneError on any unknown flag or bad value
+    unknown = [line for line in lines if not line.startswith("hgprune ") and line not in NOT_RUN]
+    assert unknown == [], "list each non-hgprune README command in NOT_RUN with a reason"
+    stale = [line for line in NOT_RUN if line not in lines]
+    assert stale == []
+
+
+def test_readme_path_through_export_and_predict_runs(tmp_path, monkeypatch, tiny_model):
+    """Every README command not in NOT_RUN, run in a scratch directory with `make demo`'s training replaced by a
+    tiny saved model: the recipes dry-run, a model is profiled, the model exports to ONNX, test images are
+    generated and the exported model predicts on them."""
+    import hgprune
+
+    pytest.importorskip("onnxruntime")
+    monkeypatch.chdir(tmp_path)
+    _readme_recipe(tmp_path)
+    model_path = tmp_path / "runs/quickstart/final/model.pt"
+    model_path.parent.mkdir(parents=True)
+    hgprune.save_model(tiny_model, model_path)
+    run = [line for line in _shell_lines(README.read_text()) if line.startswith("hgprune ") and line not in NOT_RUN]
+    assert any("--dry-run" in line for line in run)
+    for line in run:
+        argv = [
+            str(ROOT / a) if (ROOT / a).is_file() and not (tmp_path / a).exists() else a for a in shlex.split(line)[1:]
+        ]
+        if argv[0] == "export":
+            argv += ["--no-latency"]
+        assert cli_main(argv) == 0, line
+    assert (tmp_path / "runs/quickstart/final/model.onnx").is_file()
+    assert list((tmp_path / "preds").glob("*.json"))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# links and paths
+
+
+def _slug(heading: str) -> str:
+    heading = re.sub(r"[`*_]", "", heading).strip().lower()
+    heading = re.sub(r"[^\w\s-]", "", heading)
+    return re.sub(r"\s+", "-", heading)
+
+
+def _anchors(page: Path) -> set[str]:
+    text = FENCE.sub("", page.read_text())
+    return {_slug(h) for h in re.findall(r"^#+\s+(.*)$", text, re.M)}
+
+
+def _documents() -> list[Path]:
+    return docsgen.pages(ROOT)
+
+
+@pytest.mark.parametrize("page", _documents(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_relative_link_and_anchor_resolves(page):
+    text = FENCE.sub("", page.read_text())
+    broken = []
+    for match in LINK.finditer(text):
+        target = match.group(1) or match.group(2)
+        if re.match(r"[a-z]+:", target):
+            continue
+        path, _, anchor = target.partition("#")
+        resolved = (page.parent / path).resolve() if path else page
+        if not resolved.exists():
+            broken.append(target)
+        elif anchor and resolved.suffix == ".md" and anchor not in _anchors(resolved):
+            broken.append(target)
+    assert broken == []
+
+
+def test_every_repository_path_the_readme_names_exists():
+    text = README.read_text()
+    named = set(re.findall(r"`((?:recipes|reports|docs|benchmarks|scripts|hgprune)/[\w./-]+)`", text))
+    named |= set(re.findall(r"\b((?:recipes|docs)/[\w./-]+\.(?:yaml|md))", text))
+    assert named
+    assert sorted(p for p in named if not (ROOT / p).exists()) == []
+
+
+def test_readme_stays_short():
+    assert len(README.read_text().splitlines()) <= 200
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the site
+
+
+@pytest.mark.skipif(importlib.util.find_spec("mkdocs") is None, reason="mkdocs not installed (the dev extra)")
+def test_docs_site_builds_strictly(tmp_path):
+    env = dict(os.environ, NO_MKDOCS_2_WARNING="1")
+    done = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--quiet", "--site-dir", str(tmp_path / "site")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (tmp_path / "site/recipes/index.html").is_file()
