@@ -21,12 +21,15 @@ import json
 import os
 import re
 import sys
+import types
 import typing
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from unittest import mock
 
+from hgprune import schema as _schema
+from hgprune import settings as _settings
 from hgprune.errors import HgpruneError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -653,45 +656,50 @@ def _key_help(path: str, comment: str) -> str:
     return ""
 
 
+def _type_name(tp: Any) -> str:
+    """A settings type in words (``one of 'a', 'b'``, ``an integer``, ``a list of a number``)."""
+    bare, _ = _schema._unwrap(tp)
+    origin = typing.get_origin(bare)
+    if origin is typing.Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(bare))
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(bare) if a is not type(None))
+    if origin in (list, tuple):
+        return f"a list of {_type_name(typing.get_args(bare)[0])}"
+    if origin is dict:
+        return f"a mapping of {_type_name(typing.get_args(bare)[1])}"
+    if dataclasses.is_dataclass(bare):
+        return "a mapping"
+    words = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+    return next((w for t, w in words.items() if isinstance(bare, type) and issubclass(bare, t)), str(bare))
+
+
 def recipe_key_rows() -> list[KeyRow]:
-    """Every key a recipe accepts, depth first, read from the recipe schema (today: hgprune/recipe.py's dataclasses).
-
-    The one function the key reference depends on: re-point it at another schema and the page follows.
-    """
-    from hgprune import recipe as schema
-
+    """Every key a recipe accepts, depth first, read from the one definition of the settings
+    (:mod:`hgprune.settings`): type, default, bounds (each type's :class:`~hgprune.schema.Rule`) and help (each
+    field's description, else the comment beside it, else :data:`KEY_HELP`)."""
     rows: list[KeyRow] = []
 
     def walk(cls: type, instance: Any, prefix: str) -> None:
-        hints = typing.get_type_hints(cls, vars(schema))
+        types_ = _schema.field_types(cls)
         comments = _field_comments(cls)
-        for f in dataclasses.fields(cls):
-            tp = hints[f.name]
-            path = f"{prefix}{f.name}"
-            value = getattr(instance, f.name) if instance is not None else None
-            nested = [a for a in (typing.get_args(tp) or (tp,)) if dataclasses.is_dataclass(a)]
-            if nested:
-                sub = nested[0]
-                optional = type(None) in typing.get_args(tp)
-                rows.append(
-                    KeyRow(
-                        path,
-                        "a mapping" + (" or null" if optional else ""),
-                        "null" if value is None else "",
-                        "",
-                        _key_help(path, comments.get(f.name, "")),
-                    )
-                )
-                walk(sub, value if value is not None else sub(), path + ".")
+        for name, info in cls.__pydantic_fields__.items():
+            tp = types_[name]
+            bare, metadata = _schema._unwrap(tp)
+            path = f"{prefix}{name}"
+            value = getattr(instance, name) if instance is not None else None
+            help_text = _key_help(path, info.description or comments.get(name, ""))
+            if dataclasses.is_dataclass(bare):
+                optional = _schema._optional(tp)
+                rows.append(KeyRow(path, "a mapping" + (" or null" if optional else ""),
+                                   "null" if value is None else "", "", help_text))  # fmt: skip
+                walk(bare, value if value is not None else bare(), path + ".")
                 continue
-            rule = f.metadata.get("rule", "")
-            rows.append(
-                KeyRow(
-                    path, schema._type_name(tp), _shown_default(value), rule, _key_help(path, comments.get(f.name, ""))
-                )
-            )
+            rule = next((m.text for m in metadata if isinstance(m, _schema.Rule)), "")
+            name_ = _type_name(tp) + (" or null" if _schema._optional(tp) else "")
+            rows.append(KeyRow(path, name_, _shown_default(value), rule, help_text))
 
-    walk(schema.Recipe, schema.Recipe(), "")
+    walk(_settings.Recipe, _settings.Recipe(), "")
     return rows
 
 
