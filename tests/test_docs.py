@@ -97,8 +97,8 @@ def test_recipe_key_rows_cover_every_key_of_the_schema_with_its_default():
     for path, value in expected.items():
         assert rows[path].default == docsgen._shown_default(value), path
     # every bound the schema enforces is shown, with the schema's own words
-    round_to = next(f for f in dataclasses.fields(Recipe().prune) if f.name == "round_to")
-    assert rows["prune.round_to"].bounds == round_to.metadata["rule"]
+    assert rows["prune.round_to"].bounds == "must be in [1, 1024]"  # settings.PruneSection's Int(1, 1024)
+    assert rows["prune.tolerance"].bounds == "must be in (0, 0.5]"
     assert all(r.help for r in rows.values()), [p for p, r in rows.items() if not r.help]
 
 
