@@ -18,7 +18,7 @@ def row_line(label: str, row: dict) -> str:
 
 def kept_text(result, kind: str) -> str:
     """The kept fraction of ``kind`` a prune step reached, from its :class:`~hgprune.prune.PruneResult`."""
-    value = {"macs": "kept_macs", "params": "kept_params", "channels": "kept_channels"}[kind]
+    value = {"macs": "kept_macs", "params": "kept_params", "channels": "kept_channels"}.get(kind, "kept_cost")
     return f"{getattr(result, value, float('nan')):.3f}"
 
 

@@ -10,13 +10,18 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import torch
+
 from hgprune.data import mpii_paths
-from hgprune.models import build_model, model_parts, probe_size
-from hgprune.prune import get_criterion, prune_to_target
+from hgprune.errors import HgpruneError
+from hgprune.latency import LatencyCost, load_table
+from hgprune.models import HourglassNet, build_model, model_parts, probe_size
+from hgprune.prune import get_criterion, model_size, prune_to_target, schedule_targets
 from hgprune.prune.allocation import read_sensitivity
-from hgprune.prune.engine import prune_options
+from hgprune.prune.depth import describe_units
+from hgprune.prune.engine import plan_prune, prune_options
 from hgprune.settings import Recipe, as_plain
-from hgprune.stages import plan
+from hgprune.stages import LATENCY, family_config, plan
 
 ALLOCATION_NOTES = {
     "uniform": "every prunable group loses the same fraction, ranked within the group",
@@ -50,11 +55,53 @@ def dry_run_lines(recipe: Recipe, entries: list[tuple[str, Recipe]], out: Path) 
         if entry.prune.steps:
             for line in allocation_lines(entry, previews if len(entries) == 1 else None):
                 yield f"  {line}"
+        if entry.prune.steps and target.kind == LATENCY:
+            for line in latency_lines(entry):
+                yield f"  {line}"
         yield f"  {'step':>4} {'kept':>6} {'MACs (conv)':>16} {'params':>14}  note"
         for row in plan(entry):
             macs = f"{row['macs']:,.0f}" if row["macs"] is not None else "-"
             params = f"{row['params']:,.0f}" if row["params"] is not None else "-"
             yield f"  {row['step']:>4} {row['kept']:>6.3f} {macs:>16} {params:>14}  {row['note']}"
+
+
+def latency_lines(entry: Recipe) -> list[str]:
+    """A latency target's plan per step, from this machine's calibrated table: the predicted latency, the depth
+    units removed and the kept channels per part. Each step is planned from the unpruned, untrained model with the
+    data-free ``position`` importance and the ``l1`` criterion: the run plans each step from the previous one and
+    ranks units by their measured importance, so its choices may differ; the predicted latencies are the table's."""
+    p, m = entry.prune, entry.model
+    target = p.target
+    model = HourglassNet(m.hourglass_config())
+    threads = target.threads or torch.get_num_threads()
+    try:
+        table = load_table(target.runtime, family_config(model.config), threads, target.batch)
+    except HgpruneError as exc:
+        return [f"latency: {exc} (the run calibrates one at its start, on an idle machine)"]
+    cost = LatencyCost(table)
+    base = cost.cost(model)
+    budget = target.budget_ms if target.budget_ms is not None else target.kept * base
+    kept = min(1.0, budget / base)
+    lines = [
+        f"latency model: {target.runtime}, {threads} thread(s), batch {target.batch}, snap {cost.snap}: baseline "
+        f"{base:.3f} ms predicted, budget {budget:.3f} ms (kept {kept:.3f})",
+    ]
+    reference = {**model_size(model, m.input_size), cost.name: base}
+    options = {k: v for k, v in prune_options(p).items() if k not in ("recalibrate_bn", "search")}
+    options.update(kind=cost.name, depth_importance="position")
+    for step, fraction in enumerate(schedule_targets(kept, p.steps, kind=p.schedule), 1):
+        planned = plan_prune(model, criterion="l1", kept=fraction, reference=reference, input_size=m.input_size,
+                             cost_model=cost, progress=False, **options)  # fmt: skip
+        totals: dict[str, list[int]] = {}
+        for unit, v in planned.allocation.get("parts", {}).items():
+            part = totals.setdefault(unit.split(".")[0], [0, 0])
+            part[0], part[1] = part[0] + v["kept"], part[1] + v["width"]
+        widths = ", ".join(f"{name} {k}/{w}" for name, (k, w) in totals.items() if w)
+        lines.append(
+            f"step {step}: target {fraction * base:.3f} ms, predicted {planned.predicted_fraction * base:.3f} ms; "
+            f"removes {describe_units(planned.removed_units) or 'nothing'}; kept/original channels: {widths}"
+        )
+    return lines
 
 
 def check_inputs(recipe: Recipe) -> None:
@@ -81,7 +128,7 @@ def allocation_lines(entry: Recipe, previews: dict[str, str] | None) -> list[str
     lines = [f"allocation: {p.allocation} — {ALLOCATION_NOTES[p.allocation].format(**vars(p.search))}"]
     if p.recalibrate_bn:
         lines.append(f"BatchNorm statistics re-estimated after every prune on {p.search.batches} training batches")
-    if previews is None:
+    if previews is None or p.target.kind == LATENCY:  # a latency target's widths are listed per step
         return lines
     key = preview_key(entry)
     if key not in previews:

@@ -155,6 +155,11 @@ class RunDir:
         """Latencies measured after the run in a separate pass (``benchmarks/sweep_latency.py``), per step."""
         return self.root / "latency.json"
 
+    @property
+    def latency_model(self) -> Path:
+        """The latency table a latency-targeted run planned with (copied at its start; a resume plans with it)."""
+        return self.root / "latency_model.json"
+
     def latest_model(self) -> Path | None:
         """The final model, else the latest step checkpoint, else None (what a report shows kept channels of)."""
         if self.final_model.exists():

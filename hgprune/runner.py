@@ -100,9 +100,14 @@ class Runner:
 
     def _steps(self) -> list[dict]:
         ctx = self.context
-        targets = ctx.targets()
         done = set(self.run.completed_steps())
         current, reference = stages.baseline(ctx)
+        cost = stages.latency_cost(ctx, current.model)
+        final_kept = None
+        if cost is not None:
+            reference[cost.name] = cost.cost(current.model)
+            final_kept = stages.latency_kept(ctx, cost, reference[cost.name])
+        targets = ctx.targets(final_kept)
         rows = [current.row]
         self._track(current)
         teacher = stages.teacher_for(ctx, current.model)
@@ -110,7 +115,7 @@ class Runner:
             if step in done:
                 current = stages.resumed_step(ctx, step, len(targets))
             else:
-                current = stages.prune_step(ctx, current.model, step, kept, len(targets), reference, teacher)
+                current = stages.prune_step(ctx, current.model, step, kept, len(targets), reference, teacher, cost)
             rows.append(current.row)
             self._track(current)
             stages.write_metrics(ctx, rows)

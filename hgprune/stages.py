@@ -24,6 +24,8 @@ from hgprune.console import kept_text, log, row_line, summary_table
 from hgprune.errors import HgpruneError
 from hgprune.export import SUFFIXES, export_model, quantize_model
 from hgprune.fsutil import atomic_write_text, reading
+from hgprune.latency import CalibrationSettings, LatencyCost, LatencyTable, TimingSettings, load_or_calibrate
+from hgprune.latency.table import family_of
 from hgprune.metrics import GROUPS
 from hgprune.models import HourglassNet, save_model
 from hgprune.models.checkpoints import load_checkpoint, load_trainer_state
@@ -41,6 +43,7 @@ from hgprune.train import Trainer, evaluate_model
 from hgprune.train.checkpointing import check_finished
 from hgprune.train.losses import heatmap_loss
 
+LATENCY = "latency"  # prune.target.kind of a latency target (hgprune.latency)
 EPOCHS_PER_STEP_SLOT = 1000  # fine-tuning epochs of step k are numbered k*1000+…, so every epoch has its own seed
 INT8_FORMAT = "onnx_int8"  # export.formats entry: INT8 ONNX behind the accuracy gate
 
@@ -63,10 +66,12 @@ class RunContext:
             self._pipeline = Pipeline.from_recipe(self.recipe, self.normalization)
         return self._pipeline
 
-    def targets(self) -> list[float]:
-        """Kept fraction of the original model after each prune step."""
+    def targets(self, kept: float | None = None) -> list[float]:
+        """Kept fraction of the original model after each prune step (``kept``: the final fraction when it is not
+        the recipe's ``prune.target.kept``, e.g. a latency budget in ms resolved against the baseline)."""
         p = self.recipe.prune
-        return schedule_targets(p.target.kept, p.steps, kind=p.schedule) if p.steps else []
+        final = p.target.kept if kept is None else kept
+        return schedule_targets(final, p.steps, kind=p.schedule) if p.steps else []
 
 
 @dataclass
@@ -156,6 +161,44 @@ def reference_sizes(model: HourglassNet, row: dict, input_size: int) -> dict:
     return {**model_size(model, input_size), "macs_fvcore": row["macs_fvcore"]}
 
 
+def latency_cost(ctx: RunContext, model: HourglassNet) -> LatencyCost | None:
+    """The cost model of a latency target (None for other targets): the latency table the run recorded at its
+    start, else this machine's cached table for the baseline's family (calibrated now when there is none, on an idle
+    machine), copied into the run directory so that a resume plans with exactly the same numbers."""
+    target = ctx.recipe.prune.target
+    if target.kind != LATENCY or not ctx.recipe.prune.steps:
+        return None
+    path = ctx.run.latency_model
+    if path.exists():
+        table = LatencyTable.read(path, family=family_of(model.config))
+        log(f"latency model: {path} (recorded at the run's start)")
+    else:
+        threads = target.threads or torch.get_num_threads()
+        settings = CalibrationSettings(timing=TimingSettings(threads=threads, batch=target.batch))
+        table, cached, fresh = load_or_calibrate(target.runtime, family_config(model.config), settings)
+        table.save(path)
+        log(f"latency model: {'calibrated into ' if fresh else ''}{cached} ({target.runtime}, {threads} thread(s))")
+    return LatencyCost(table)
+
+
+def family_config(config):
+    """The unpruned architecture a (possibly depth-pruned) baseline belongs to: what a latency table is
+    calibrated on."""
+    return dataclasses.replace(config, removed_stacks=(), removed_blocks=())
+
+
+def latency_kept(ctx: RunContext, cost: LatencyCost, reference_ms: float) -> float:
+    """The final kept fraction of the baseline's predicted latency a latency target asks for (``budget_ms`` resolved
+    against the baseline), recorded in ``run.json`` as ``latency_budget`` for the report."""
+    target = ctx.recipe.prune.target
+    budget = target.budget_ms if target.budget_ms is not None else target.kept * reference_ms
+    kept = min(1.0, budget / reference_ms)
+    ctx.run.write_state(latency_budget={"runtime": target.runtime, "budget_ms": round(budget, 4),
+                                        "baseline_ms": round(reference_ms, 4), "kept": round(kept, 6)})  # fmt: skip
+    log(f"latency target: {budget:.3f} ms on {target.runtime} = {kept:.3f} of the baseline's {reference_ms:.3f} ms")
+    return kept
+
+
 def teacher_for(ctx: RunContext, model: HourglassNet) -> HourglassNet | None:
     """A frozen copy of the unpruned model when the recipe distils from it."""
     return copy.deepcopy(model).eval() if ctx.recipe.finetune.distill.weight > 0 else None
@@ -169,7 +212,14 @@ def resumed_step(ctx: RunContext, step: int, total: int) -> Step:
 
 
 def prune_step(
-    ctx: RunContext, model: HourglassNet, step: int, kept: float, total: int, reference: dict, teacher=None
+    ctx: RunContext,
+    model: HourglassNet,
+    step: int,
+    kept: float,
+    total: int,
+    reference: dict,
+    teacher=None,
+    cost_model: LatencyCost | None = None,
 ) -> Step:
     """Prune ``model`` in place to ``kept`` of the reference, fine-tune it, measure it and record the step."""
     r = ctx.recipe
@@ -182,7 +232,7 @@ def prune_step(
         started -= partial.wall_s
         log(f"[step {step}/{total}] resuming fine-tuning at epoch {partial.epochs_done + 1} of {epochs}")
     else:
-        result = prune_only(ctx, model, step, kept, reference)
+        result = prune_only(ctx, model, step, kept, reference, cost_model)
         ctx.run.write_allocation(step, result.allocation)
         log(
             f"[step {step}/{total}] pruned with {r.prune.criterion} to kept {r.prune.target.kind} "
@@ -200,7 +250,7 @@ def prune_step(
     return Step(model, row)
 
 
-def prune_only(ctx: RunContext, model: HourglassNet, step: int, kept: float, reference: dict):
+def prune_only(ctx: RunContext, model: HourglassNet, step: int, kept: float, reference: dict, cost_model=None):
     """Step ``step``'s pruning of ``model`` in place to ``kept`` of the reference, without its fine-tuning: the
     criterion, calibration batches and allocation search seeded from (recipe seed, step), so it repeats a run's step
     exactly (``benchmarks/sweep_reprune.py`` scores a finished run's step between pruning and fine-tuning)."""
@@ -220,6 +270,7 @@ def prune_only(ctx: RunContext, model: HourglassNet, step: int, kept: float, ref
         loss_fn=heatmap_loss,
         train_set=ctx.pipeline.train_set,
         seed=step_seed,
+        cost_model=cost_model,
     )
 
 
@@ -376,9 +427,11 @@ def plan(recipe: Recipe) -> list[dict]:
             est = {"macs": macs * kept, "params": None, "note": "MACs target"}
         elif kind == "params":
             est = {"macs": None, "params": params * kept, "note": "params target"}
+        elif kind == LATENCY:
+            est = {"macs": None, "params": None, "note": "latency target (planned with the latency model above)"}
         else:
             est = {"macs": macs * kept**2, "params": params * kept**2, "note": "channels target (≈ kept² estimate)"}
-        if depth != "none":
+        if depth != "none" and kind != LATENCY:
             est["note"] += (
                 f"; depth {depth} removes (preview, trailing stacks first): {describe_units(removals[step - 1])}"
             )

@@ -89,6 +89,7 @@ class PruneResult:
     timings: dict[str, float] = field(default_factory=dict)
     removed_units: list[str] = field(default_factory=list)  # depth pruning: stacks / blocks removed by this step
     depth: dict = field(default_factory=dict)  # the depth plan (hgprune.prune.depth.DepthPlan.to_dict) if any
+    kept_cost: float | None = None  # kept fraction of a cost model's cost (e.g. predicted latency), when kind is one
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -428,6 +429,7 @@ def apply_plan(
         timings=timings,
         removed_units=list(plan.removed_units),
         depth=plan.depth,
+        kept_cost=None if kind in KINDS else fractions[kind],
     )
 
 
