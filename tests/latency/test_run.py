@@ -96,3 +96,40 @@ def test_a_table_from_another_machine_is_refused_before_training(tmp_path, cache
         assert recorded["fingerprint"]["cpu"] != "Some Other CPU"
     else:
         assert code == 2
+
+
+def test_latency_targets_benchmark_prunes_measures_and_judges_each_goal(tmp_path, cache):
+    from benchmarks import latency_targets
+    from benchmarks.latency_model import SCALES
+
+    arch, N, M, size, depth = SCALES["tiny"]
+    config = type(Recipe().model.hourglass_config())(num_stacks=int(arch[2:]), N=N, M=M, depth=depth, input_size=size)
+    for runtime in ("ort", "torch"):
+        table = LatencyTable(fingerprint=fingerprint(get_runtime(runtime), 1, 1, size), family=family_of(config),
+                             snap=2, coefficients=list(COEFFICIENTS), samples=[])  # fmt: skip
+        table.save(table_path(runtime, 1, 1, size, family_of(config)))
+    args = [
+        "--scale",
+        "tiny",
+        "--threads",
+        "1",
+        "--repeats",
+        "1",
+        "--warmup",
+        "0",
+        "--force",
+        "--out-dir",
+        str(tmp_path),
+    ]
+    assert latency_targets.main(args) == 0
+    report = json.loads((tmp_path / "latency_targets.json").read_text())
+    (scale,) = report["scales"]
+    names = [row["model"] for row in scale["rows"]]
+    assert names == ["parent", "latency-ort-0.5", "latency-ort-0.25", "latency-torch-0.5", "latency-torch-0.25",
+                     "macs-0.5", "macs-0.25"]  # fmt: skip
+    for row in scale["rows"][1:5]:  # each latency model is planned to its fraction of the predicted parent
+        runtime, kept = row["model"].split("-")[1], float(row["model"].split("-")[2])
+        assert abs(row[f"{runtime}_predicted_ms"] / scale["rows"][0][f"{runtime}_predicted_ms"] - kept) <= 0.03
+    goals = [c["goal"] for c in scale["checks"]]
+    assert len(goals) == 4 + 1 + 4 and all(isinstance(c["met"], bool) for c in scale["checks"])
+    assert "| goal | measured | limit | met |" in (tmp_path / "latency_targets.md").read_text()
