@@ -142,16 +142,36 @@ NOT_RUN = {
     "pip install -c constraints.txt -e '.[deploy]'": "installs packages (the Makefile's install step)",
     "hgprune run my_hg2.yaml --set prune.target.kept=0.25": "trains; its recipe and override are checked by --dry-run",
     "hgprune run my_hg2.yaml --resume": "trains; parsed only",
+    "hgprune latency calibrate --runtime ort --threads 2 --arch hg8 --N 16 --M 32 --depth 3 --input-size 64": "times "
+    "models for minutes on an idle machine; parsed only (tests/latency cover calibration on a fake timer)",
+    "hgprune latency runs/my_run --runtime ort --runtime torch --threads 2": "times a run (idle machine); parsed only",
 }
 
 
 def _readme_recipe(tmp_path: Path) -> Path:
     text = README.read_text()
     blocks = [body for lang, body in FENCE.findall(text) if lang == "yaml"]
-    assert len(blocks) == 1
+    assert blocks and "name: my_hg2" in blocks[0]  # the recipe; later blocks are fragments of it
     path = tmp_path / "my_hg2.yaml"
     path.write_text(blocks[0])
     return path
+
+
+def test_readme_recipe_fragments_load_merged_into_its_recipe(tmp_path):
+    import yaml
+
+    from hgprune.recipe import load_recipe
+
+    blocks = [yaml.safe_load(body) for lang, body in FENCE.findall(README.read_text()) if lang == "yaml"]
+    assert len(blocks) >= 2
+    for fragment in blocks[1:]:
+        merged = yaml.safe_load(yaml.safe_dump(blocks[0]))
+        for section, values in fragment.items():
+            merged.setdefault(section, {}).update(values)
+        path = tmp_path / "fragment.yaml"
+        path.write_text(yaml.safe_dump(merged))
+        recipe = load_recipe(path)
+        assert all(getattr(recipe.prune, k) is not None for k in fragment.get("prune", {}))
 
 
 def test_every_readme_command_parses_with_the_real_parsers():
