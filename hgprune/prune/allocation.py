@@ -225,6 +225,7 @@ class TrainingSlice:
         holdout = min(settings.holdout, size // 2)
         self.train_set = train_set
         self.settings = settings
+        self.seed = int(seed)  # also seeds the depth importance ``random`` (hgprune.prune.depth)
         self.holdout_indices = list(range(size - holdout, size))
         generator = torch.Generator().manual_seed(int(seed))
         pool = torch.randperm(size - holdout, generator=generator).tolist()

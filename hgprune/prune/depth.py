@@ -10,7 +10,8 @@ block leaves a valid network.
   kept modules keep their state-dict keys, so a depth-pruned checkpoint rebuilds from its config.
 - **Importance** (:data:`IMPORTANCES`, a plain-dict registry like the criteria): ``loss`` measures the held-out
   loss increase when a unit is removed, after BatchNorm re-estimation, on a slice of the *training* split;
-  ``position`` is a data-free ranking (trailing stacks first) for previews and tests.
+  ``position`` is a data-free ranking (trailing stacks first) for previews and tests; ``random`` a seeded shuffle,
+  the control a measured importance has to beat.
 - **Plan** (:func:`plan_depth`): units removed, least important per unit of cost saved first, while the cost stays
   at or above the target; the engine's channel pruning then covers what remains.
 """
@@ -175,6 +176,23 @@ class PositionImportance(Importance):
             s = int(unit[len(STACK) :]) if unit.startswith(STACK) else block_stack(unit)
             scores[unit] = (stacks - s) / stacks * (1.0 if unit.startswith(STACK) else 0.5)
         return scores
+
+
+@register_importance("random")
+class RandomImportance(Importance):
+    """The control for depth: a seeded shuffle of the units (scores 1/n, 2/n, …, 1 in a random order), which the
+    planner then weighs by cost saved like any importance. Seeded by ``seed``, else by the training slice's seed
+    (the engine's per-step seed), else by torch's generator (which a run seeds per step)."""
+
+    def __init__(self, seed: int | None = None) -> None:
+        self.seed = seed
+
+    def __call__(self, model: nn.Module, units: Sequence[str], data: Any) -> dict[str, float]:
+        seed = self.seed if self.seed is not None else getattr(data, "seed", None)
+        if seed is None:
+            seed = int(torch.randint(0, 2**62, (1,)).item())
+        order = torch.randperm(len(units), generator=torch.Generator().manual_seed(int(seed))).tolist()
+        return {unit: (rank + 1) / len(units) for unit, rank in zip(units, order, strict=True)}
 
 
 # -- plan ----------------------------------------------------------------------------------------------------------

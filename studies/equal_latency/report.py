@@ -1,0 +1,336 @@
+"""The equal-latency study's analysis (issue 32): paired differences by seed and the protocol's four goals.
+
+Reads the finished runs of ``studies.equal_latency.run`` (final PCKh from each run's metrics, the parent's from
+step 0 of its pruned runs) and the latency pass each run directory holds (``latency.json``, written by ``hgprune
+latency``), and writes ``reports/benchmarks/equal_latency.{json,md}``. Each variant's measured ORT latency is divided
+by its seed's budget (K × the parent's measured ORT latency, the median of step 0 over the seed's pruned runs); a
+variant measuring above 1.05 × the budget is flagged as over budget and kept. Differences are paired by seed, mean
+with a 95 % t-interval (``benchmarks.accuracy.paired``); the goals are read exactly as
+``reports/equal_latency/protocol.md`` states them.
+
+    python -m studies.equal_latency.report [--seeds 1 2 3] [--previous OLD.json ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from benchmarks.accuracy import _goal, final_row, paired, parent_plateau
+from benchmarks.common import REPORT_DIR, environment, environment_md, md_table, write_report
+from hgprune.errors import HgpruneError
+from hgprune.report.runs import LatencyPass
+from hgprune.rundir import RunDir
+from studies.equal_latency.run import (
+    BUDGETS,
+    NEXT,
+    PARENTS,
+    PROTOCOL,
+    SEEDS,
+    TOLERANCE,
+    VARIANTS,
+    WORK,
+    pct,
+    read_choices,
+)
+
+NAME = "equal_latency"
+OTHERS = ("macs", "smaller", "random")  # what `latency` is compared with, besides its parent
+
+
+def read_run(run: Path) -> dict | None:
+    """A finished run's final PCKh, its parent's (step 0, for a pruned run), the latency pass's ORT and eager
+    medians of its final step and step 0, its wall time and the commands; None while unfinished."""
+    final = final_row(run)
+    if final is None:
+        return None
+    rd = RunDir(run)
+    rows = json.loads(rd.metrics_json.read_text())
+    pruned = len(rows) > 1
+    row = {"pckh": final["pckh_mean"], "parent_pckh": rows[0]["pckh_mean"] if pruned else None,
+           "wall_s": sum(r.get("wall_s") or 0.0 for r in rows), "command": rd.read_state().get("command"),
+           "ort_ms": None, "eager_ms": None, "parent_ort_ms": None, "parent_eager_ms": None}  # fmt: skip
+    measured = LatencyPass.read(rd.latency_json) if rd.latency_json.exists() else None
+    if measured is not None and measured.steps:
+        last, first = measured.steps.get(max(measured.steps)), measured.steps.get(0)
+        row.update(ort_ms=last.ort_ms, eager_ms=last.eager_ms, latency_command=measured.command,
+                   load_before=measured.load_before, load_after=measured.load_after)  # fmt: skip
+        if pruned and first is not None:
+            row.update(parent_ort_ms=first.ort_ms, parent_eager_ms=first.eager_ms)
+    return row
+
+
+def collect(work: Path, seeds, budgets, variants) -> dict[int, dict[str, dict]]:
+    """``{seed: {"<variant>-<K>": run row}}`` of every finished run."""
+    out: dict[int, dict[str, dict]] = {}
+    for seed in seeds:
+        for kept in budgets:
+            for variant in (*variants, NEXT):
+                row = read_run(work / f"seed{seed}" / f"{variant}-{pct(kept)}")
+                if row is not None:
+                    out.setdefault(seed, {})[f"{variant}-{pct(kept)}"] = row
+    return out
+
+
+def family(work: Path) -> list[dict]:
+    """The exploratory ``latency`` runs of the sweep's seed-0 hg4–hg7 parents (``run.py --family``): PCKh against
+    the parent's, measured ORT latency ÷ budget."""
+    rows = []
+    for path in sorted((work / "family").glob("hg*-latency-*")):
+        row = read_run(path)
+        if row is None:
+            continue
+        kept = int(path.name.rsplit("-", 1)[1]) / 100
+        ratio = row["ort_ms"] / (kept * row["parent_ort_ms"]) if row["ort_ms"] and row["parent_ort_ms"] else None
+        rows.append({"run": path.name, "budget": kept, "ratio": ratio, **row})
+    return rows
+
+
+def parents(runs: dict[int, dict[str, dict]]) -> dict[int, dict]:
+    """Per seed: the parent's PCKh (step 0 of its pruned runs: the same model on the same images) and its measured
+    ORT and eager latency (the median of step 0 over the seed's pruned runs measured)."""
+    out = {}
+    for seed, rows in runs.items():
+        pckh = [r["parent_pckh"] for r in rows.values() if r.get("parent_pckh") is not None]
+        if not pckh:
+            continue
+        entry = {"pckh": pckh[0]}
+        for field in ("ort_ms", "eager_ms"):
+            values = [r[f"parent_{field}"] for r in rows.values() if r.get(f"parent_{field}") is not None]
+            entry[field] = statistics.median(values) if values else None
+        out[seed] = entry
+    return out
+
+
+def analyse(runs: dict[int, dict[str, dict]], budgets=BUDGETS, variants=VARIANTS) -> dict:
+    """Per variant and budget: PCKh per seed, measured ORT latency ÷ budget, the seeds over budget (> TOLERANCE ×)
+    or not measured, and the paired differences (every variant − parent; ``latency`` − each other variant)."""
+    parent = parents(runs)
+    parent_pckh = {s: p["pckh"] for s, p in parent.items()}
+    results: dict = {"parent": {"per_seed": parent_pckh, "ort_ms": {s: p["ort_ms"] for s, p in parent.items()},
+                                "eager_ms": {s: p["eager_ms"] for s, p in parent.items()}}}  # fmt: skip
+    for kept in budgets:
+        for variant in (*variants, NEXT):
+            key = f"{variant}-{pct(kept)}"
+            rows = {s: r[key] for s, r in sorted(runs.items()) if key in r}
+            if not rows:
+                continue
+            ratio = {}
+            for s, r in rows.items():
+                base = parent.get(s, {}).get("ort_ms")
+                if r.get("ort_ms") is not None and base:
+                    ratio[s] = r["ort_ms"] / (kept * base)
+            per_seed = {s: r["pckh"] for s, r in rows.items()}
+            results[key] = {
+                "variant": variant,
+                "budget": kept,
+                "per_seed": per_seed,
+                "mean_pckh": statistics.fmean(per_seed.values()),
+                "ort_ms": {s: r.get("ort_ms") for s, r in rows.items()},
+                "eager_ms": {s: r.get("eager_ms") for s, r in rows.items()},
+                "ratio": ratio,
+                "mean_ratio": statistics.fmean(ratio.values()) if ratio else None,
+                "over_budget": sorted(s for s, v in ratio.items() if v > TOLERANCE),
+                "unmeasured": sorted(s for s in rows if s not in ratio),
+                "vs_parent": paired(per_seed, parent_pckh),
+            }
+        latency = results.get(f"latency-{pct(kept)}")
+        for other in OTHERS:
+            if latency is not None and f"{other}-{pct(kept)}" in results:
+                latency[f"vs_{other}"] = paired(latency["per_seed"], results[f"{other}-{pct(kept)}"]["per_seed"])
+    return results
+
+
+def goals(results: dict) -> list[dict]:
+    """The protocol's goals, met, missed or not measured (fewer than 2 paired seeds)."""
+    checks = []
+    for kept, floor in ((0.5, -1.0), (0.25, -3.0)):
+        d = results.get(f"latency-{pct(kept)}", {}).get("vs_parent")
+        goal = f"1. latency − parent ≥ {floor:.1f} at {pct(kept)} % of the parent's latency (mean)"
+        checks.append(_goal(goal, d, lambda d, f=floor: d["mean"] >= f))
+    for kept in (0.5, 0.25):
+        d = results.get(f"latency-{pct(kept)}", {}).get("vs_macs")
+        goal = f"2. latency − macs ≥ 2.0 at {pct(kept)} %, interval above 0"
+        checks.append(_goal(goal, d, lambda d: d["mean"] >= 2.0 and d["low"] > 0))
+    for kept in (0.5, 0.25):
+        d = results.get(f"latency-{pct(kept)}", {}).get("vs_smaller")
+        goal = f"3. latency − smaller ≥ 0 at {pct(kept)} %, interval's lower end above −1.0"
+        checks.append(_goal(goal, d, lambda d: d["mean"] >= 0 and d["low"] > -1.0))
+    d = results.get("latency-25", {}).get("vs_random")
+    checks.append(_goal("4. latency − random ≥ 1.0 at 25 % (mean)", d, lambda d: d["mean"] >= 1.0))
+    return checks
+
+
+def winners(results: dict, budgets=BUDGETS, variants=VARIANTS) -> dict[str, dict | None]:
+    """Per budget: the variant with the highest mean PCKh among those within budget (every seed measured, none
+    above TOLERANCE × the budget); None when no variant qualifies."""
+    out = {}
+    for kept in budgets:
+        within = [results[f"{v}-{pct(kept)}"] for v in variants if f"{v}-{pct(kept)}" in results]
+        within = [r for r in within if r["ratio"] and not r["over_budget"] and not r["unmeasured"]]
+        best = max(within, key=lambda r: r["mean_pckh"], default=None)
+        out[str(pct(kept))] = None if best is None else {"variant": best["variant"], "mean_pckh": best["mean_pckh"]}
+    return out
+
+
+def load_previous(paths: list[Path], seeds) -> dict[int, dict[str, dict]]:
+    """The per-seed run rows of earlier reports of this study (their run directories not here); a seed may come
+    from one place only."""
+    merged: dict[int, dict[str, dict]] = {}
+    taken = set(seeds)
+    for path in paths:
+        try:
+            earlier = {int(s): rows for s, rows in json.loads(path.read_text())["runs"].items()}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise HgpruneError(f"--previous {path}: not an equal-latency report ({exc.__class__.__name__})") from None
+        overlap = sorted(taken & set(earlier))
+        if overlap:
+            raise HgpruneError(f"--previous {path}: seed {overlap[0]} is already given; each seed from one place")
+        taken |= set(earlier)
+        merged |= earlier
+    return merged
+
+
+def _diff(d: dict | None) -> str:
+    return "" if d is None else f"{d['mean']:+.2f} [{d['low']:+.2f}, {d['high']:+.2f}]"
+
+
+def _seeds(values: dict, digits: int = 2) -> str:
+    return ", ".join(f"{s}: {v:.{digits}f}" for s, v in values.items() if v is not None)
+
+
+def _ms(value: float | None) -> str:
+    return "" if value is None else f"{value:.3f}"
+
+
+def choice_lines(choices: dict) -> list[str]:
+    lines = []
+    macs = choices.get("macs", {})
+    for key, c in macs.get("choices", {}).items():
+        note = "" if c["reaches"] else " — **no MACs fraction of the grid reaches this budget; the closest is used**"
+        lines.append(f"- `macs` at {key} %: MACs fraction {c['fraction']:.2f}, measured {c['measured_ms']:.3f} ms = "
+                     f"{c['ratio']:.2f} × the budget {c['budget_ms']:.3f} ms{note}")  # fmt: skip
+    for key, c in choices.get("smaller", {}).get("choices", {}).items():
+        if c["arch"] is None:
+            lines.append(f"- `smaller` at {key} %: **no architecture of the family fits {c['budget_ms']:.3f} ms × "
+                         f"{TOLERANCE}**")  # fmt: skip
+        else:
+            lines.append(f"- `smaller` at {key} %: {c['arch']} (next smaller {c['next_smaller']}), measured "
+                         f"{c['measured_ms']:.3f} ms = {c['ratio']:.2f} × the budget "
+                         f"{c['budget_ms']:.3f} ms")  # fmt: skip
+    for kind, c in choices.items():
+        lines.append(f"- {kind} choice made {c.get('made')} by `{c.get('command')}`, load before "
+                     f"{c.get('load_before')}, after {c.get('load_after')}")  # fmt: skip
+    return lines
+
+
+def family_md(rows: list[dict]) -> str:
+    if not rows:
+        return ""
+    table = [[r["run"], f"{r['pckh']:.2f}", "" if r["parent_pckh"] is None else f"{r['parent_pckh']:.2f}",
+              "" if r["ratio"] is None else f"{r['ratio']:.2f}" + (" (over budget)" if r["ratio"] > TOLERANCE else "")]
+             for r in rows]  # fmt: skip
+    intro = "\nExploratory, not part of any goal: `latency` from the sweep's seed-0 parents of hg4–hg7.\n\n"
+    return intro + md_table(["run", "PCKh", "parent PCKh", "measured ÷ budget"], table)
+
+
+def markdown(payload: dict) -> str:
+    results, env = payload["results"], payload["environment"]
+    verdict = {True: "met", False: "**missed**", None: "not measured"}
+    parent = results["parent"]
+    plateau_rows = [[s, p["epochs"], f"{p['final']:.2f}", f"{p['gain_last_20pct']:+.2f}",
+                     "yes" if p["at_plateau"] else "**no**"] for s, p in payload["plateaus"].items()]  # fmt: skip
+    parent_rows = [[s, f"{v:.2f}", _ms(parent["ort_ms"].get(s)), _ms(parent["eager_ms"].get(s))]
+                   for s, v in parent["per_seed"].items()]  # fmt: skip
+    rows = []
+    for key, r in results.items():
+        if key == "parent":
+            continue
+        over = ", ".join(f"seed {s}" for s in r["over_budget"]) or "no"
+        if r["unmeasured"]:
+            over += f"; not measured: seed {', '.join(map(str, r['unmeasured']))}"
+        name = r["variant"] + (" (exploratory)" if r["variant"] == NEXT else "")
+        rows.append([name, f"{pct(r['budget'])} %", f"{r['mean_pckh']:.2f}", _seeds(r["per_seed"]),
+                     "" if r["mean_ratio"] is None else f"{r['mean_ratio']:.2f}", over, _diff(r["vs_parent"]),
+                     *(_diff(r.get(f"vs_{o}")) for o in OTHERS)])  # fmt: skip
+    goal_rows = [[c["goal"], c["value"], verdict[c["met"]]] for c in payload["goals"]]
+    win = [[f"{k} %", "none within budget" if w is None else f"`{w['variant']}` ({w['mean_pckh']:.2f})"]
+           for k, w in payload["winners"].items()]  # fmt: skip
+    commands = sorted({r.get("command") for rows in payload["runs"].values() for r in rows.values()} - {None})
+    passes = {r.get("latency_command"): (r.get("load_before"), r.get("load_after"))
+              for rows in payload["runs"].values() for r in rows.values() if r.get("latency_command")}  # fmt: skip
+    hours = sum(r["wall_s"] for rows in payload["runs"].values() for r in rows.values()) / 3600
+    return (
+        "# Accuracy at equal latency (issue 32)\n\n"
+        f"Protocol, fixed before any held-out run finished: [{PROTOCOL}](../equal_latency/protocol.md). "
+        "hg8 parents (sweep size: N=16, M=32, 64 px, depth 3) per seed; each variant at 50 % and 25 % of its "
+        "parent's **measured** ORT latency (2 threads, batch 1). PCKh@0.5 on the 1000 SynthPose validation images; "
+        f"differences paired by seed, mean [95 % t-interval]. A variant above {TOLERANCE} × its budget is flagged "
+        "over budget and kept.\n\n"
+        "## Parents\n\n"
+        + md_table(["seed", "PCKh", "ORT ms", "eager ms"], parent_rows)
+        + ("\n" + md_table(["seed", "epochs", "final PCKh (train log)", "gain over last 20 %", "at plateau"],
+                           plateau_rows) if plateau_rows else "")  # fmt: skip
+        + "\n## Choices (made before any variant trained)\n\n"
+        + ("\n".join(choice_lines(payload["choices"])) or "not made yet")
+        + "\n\n## Results\n\n"
+        + md_table(["variant", "budget", "PCKh (mean)", "per seed", "measured ÷ budget (mean)", "over budget",
+                    "− parent", "latency − macs", "latency − smaller", "latency − random"], rows)  # fmt: skip
+        + family_md(payload.get("family", []))
+        + "\n## Goals\n\n"
+        + md_table(["goal", "measured: mean [95 % CI]", "verdict"], goal_rows)
+        + "\n## Winner per budget (highest mean PCKh within budget)\n\n"
+        + md_table(["budget", "winner"], win)
+        + f"\n## Cost and commands\n\nTraining and fine-tuning of the runs read: {hours:.1f} h of wall time "
+        "(one process each; the parents' training is in their logs).\n\nRuns:\n\n"
+        + "".join(f"- `{c}`\n" for c in commands)
+        + "\nLatency passes (load average 1/5/15 min before, after):\n\n"
+        + "".join(f"- `{c}` — {b}, {a}\n" for c, (b, a) in passes.items())
+        + f"\nThis report: `{env['command']}`.\n\n## Environment (of this report)\n\n"
+        + environment_md(env)
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work", default=str(WORK))
+    parser.add_argument("--seeds", type=int, nargs="*", default=list(SEEDS))
+    parser.add_argument("--budgets", type=float, nargs="+", default=list(BUDGETS))
+    parser.add_argument("--parents", default=PARENTS, help="parent checkpoints (their log.csv: the plateau check)")
+    parser.add_argument("--previous", type=Path, nargs="+", default=[],
+                        help="earlier equal_latency.json whose seeds join these (runs elsewhere)")  # fmt: skip
+    parser.add_argument("--report-dir", default=str(REPORT_DIR))
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    env = environment()
+    try:
+        work = Path(args.work)
+        runs = load_previous(args.previous, args.seeds) | collect(work, args.seeds, args.budgets, VARIANTS)
+        if not runs:
+            raise HgpruneError(f"{work}: no finished run of seeds {args.seeds}; run studies.equal_latency.run first")
+        results = analyse(runs, args.budgets)
+        plateaus = {}
+        for s in sorted(runs):
+            log = Path(args.parents.format(seed=s)).parent / "log.csv"
+            if log.exists():
+                plateaus[s] = parent_plateau(Path(args.parents.format(seed=s)))
+        payload = {"protocol": PROTOCOL, "environment": env, "runs": runs, "results": results,
+                   "goals": goals(results), "winners": winners(results, args.budgets), "plateaus": plateaus,
+                   "family": family(work),
+                   "choices": read_choices(work), "previous": [str(p) for p in args.previous],
+                   "report_s": round(time.perf_counter() - started, 1)}  # fmt: skip
+        write_report(NAME, payload, markdown(payload), Path(args.report_dir))
+    except HgpruneError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for check in payload["goals"]:
+        print(f"{check['goal']}: {check['value']} → {check['met']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

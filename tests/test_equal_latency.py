@@ -1,0 +1,337 @@
+"""The equal-latency study's logic (studies/equal_latency, issue 32): each variant's recipe, the MACs fraction and
+smaller architecture chosen from given latencies, paired statistics, goal verdicts and over-budget flags from
+fabricated runs, and the ``random`` depth importance its ``random`` variant needs. No training, no timing."""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from dataclasses import replace
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from benchmarks.common import environment
+from hgprune.errors import HgpruneError
+from hgprune.models import build_model
+from hgprune.prune import model_size, prune_to_target
+from hgprune.prune.cost import MacsCost
+from hgprune.prune.depth import IMPORTANCES, get_importance, plan_depth, removable_units
+from hgprune.recipe import SCRATCH, dump_recipe, recipe_from_resolved
+from hgprune.report.runs import LatencyPass, StepLatency
+from hgprune.rundir import RunDir
+from studies.equal_latency import report, run
+from tests.conftest import ROOT
+
+T_975_2 = 4.302652729911275  # Student's t, 97.5th percentile, 2 degrees of freedom (three seeds)
+PARENT = "reports/equal_latency/parents/seed2/hg8/checkpoint.pth.tar"
+CHOICES = {
+    "macs": {"choices": {"50": {"fraction": 0.4}, "25": {"fraction": 0.15}}},
+    "smaller": {"choices": {"50": {"arch": "hg3", "next_smaller": "hg2"}, "25": {"arch": "hg1", "next_smaller": None}}},
+}
+
+
+@pytest.fixture(scope="module")
+def base():
+    return run.base_recipe(ROOT / run.RECIPE, seed=2)
+
+
+# -- recipes -------------------------------------------------------------------------------------------------------
+
+
+def test_latency_and_random_recipes_target_the_parents_ort_latency_with_depth_and_width(base):
+    latency = run.variant_recipe(base, "latency", 0.5, PARENT)
+    t = latency.prune.target
+    assert (latency.name, latency.seed, latency.model.arch) == ("latency-50", 2, "hg8")
+    assert (t.kind, t.kept, t.runtime, t.threads, t.batch, t.budget_ms) == ("latency", 0.5, "ort", 2, 1, None)
+    assert (latency.prune.depth, latency.prune.criterion, latency.prune.depth_importance) == ("all", "taylor", "loss")
+    assert latency.baseline.checkpoint == PARENT and latency.sweep is None
+    assert (latency.model.N, latency.model.M, latency.model.depth, latency.model.input_size) == (16, 32, 3, 64)
+    assert latency.finetune == base.finetune and latency.data == base.data and latency.prune.steps == 2
+    rand = run.variant_recipe(base, "random", 0.25, PARENT)
+    assert (rand.name, rand.prune.criterion, rand.prune.depth_importance) == ("random-25", "random", "random")
+    same = replace(rand.prune, criterion="taylor", depth_importance="loss")
+    assert same == run.variant_recipe(base, "latency", 0.25, PARENT).prune  # only the scoring differs
+    for recipe in (latency, rand):  # what the run writes as recipe.yaml reads back the same
+        assert recipe_from_resolved(dump_recipe(recipe, "test")).prune == recipe.prune
+
+
+def test_macs_recipe_is_the_sweep_default_at_the_chosen_fraction(base):
+    macs = run.variant_recipe(base, "macs", 0.5, PARENT, CHOICES)
+    assert macs.prune == replace(base.prune, target=replace(base.prune.target, kept=0.4))
+    assert (macs.prune.target.kind, macs.prune.allocation, macs.prune.depth, macs.prune.steps) == (
+        "macs", "uniform", "none", 2)  # fmt: skip
+    assert macs.name == "macs-50" and macs.baseline.checkpoint == PARENT
+    with pytest.raises(HgpruneError, match="run `python -m studies.equal_latency.run --choose-macs`"):
+        run.variant_recipe(base, "macs", 0.5, PARENT, {})
+
+
+def test_smaller_recipe_trains_the_chosen_architecture_for_the_parents_schedule_plus_finetuning(base):
+    schedule = base.baseline.train  # what the parents trained with (30 epochs, lr 2.5e-3, ×0.1 after 20 and 23)
+    smaller = run.variant_recipe(base, "smaller", 0.5, PARENT, CHOICES, schedule)
+    train = smaller.baseline.train
+    assert (smaller.name, smaller.model.arch, smaller.role, smaller.seed) == ("smaller-50", "hg3", SCRATCH, 2)
+    assert smaller.baseline.checkpoint is None and smaller.prune.steps == 0
+    assert (train.epochs, train.lr, list(train.schedule), train.batch_size) == (46, 2.5e-3, [20, 23], 16)
+    assert (smaller.model.N, smaller.model.M, smaller.model.depth) == (16, 32, 3)
+    nxt = run.variant_recipe(base, run.NEXT, 0.5, PARENT, CHOICES, schedule)
+    assert (nxt.name, nxt.model.arch, nxt.baseline.train.epochs) == ("smaller-next-50", "hg2", 46)
+    with pytest.raises(HgpruneError, match="no architecture smaller than hg1"):
+        run.variant_recipe(base, run.NEXT, 0.25, PARENT, CHOICES, schedule)
+    none_fits = {"smaller": {"choices": {"25": {"arch": None, "next_smaller": None}}}}
+    with pytest.raises(HgpruneError, match="no architecture of the sweep family fits the 25 % budget"):
+        run.variant_recipe(base, "smaller", 0.25, PARENT, none_fits, schedule)
+    with pytest.raises(HgpruneError, match="unknown variant 'tiny'"):
+        run.variant_recipe(base, "tiny", 0.5, PARENT)
+    assert run.seed_variants(1, run.VARIANTS) == [*run.VARIANTS, run.NEXT]  # seed 1 only, exploratory
+    assert run.seed_variants(2, run.VARIANTS) == list(run.VARIANTS)
+    assert run.seed_variants(1, ["latency"]) == ["latency"]
+
+
+def test_dry_run_lists_each_seeds_runs_and_refuses_without_a_parent_or_a_choice(tmp_path, capsys):
+    parent = tmp_path / "seed2" / "checkpoint.pth.tar"
+    parent.parent.mkdir()
+    parent.write_bytes(b"")  # never read by a dry run of the pruned variants
+    parents = str(tmp_path / "seed{seed}" / "checkpoint.pth.tar")
+    common = ["--recipe", str(ROOT / run.RECIPE), "--parents", parents, "--work", str(tmp_path / "work")]
+    assert run.main([*common, "--seed", "2", "--variants", "latency", "random", "--dry-run"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    names = [line.split(":")[0].split("/")[-1] for line in lines]
+    assert names == ["latency-50", "random-50", "latency-25", "random-25"]
+    assert all(f"{tmp_path}/work/seed2/" in line for line in lines)
+    assert "latency 0.25 (ort, 2 threads, batch 1), depth all (random), criterion random" in lines[3]
+    assert run.main([*common, "--seed", "3", "--dry-run"]) == 2
+    assert "parent of seed 3 not found" in capsys.readouterr().err
+    assert run.main([*common, "--seed", "2", "--variants", "macs", "--dry-run"]) == 2
+    assert "--choose-macs` first" in capsys.readouterr().err
+    assert run.main(common) == 2
+
+
+def test_the_macs_grid_is_the_protocols():
+    assert run.MACS_GRID[0] == 0.15 and run.MACS_GRID[-1] == 0.9 and len(run.MACS_GRID) == 16
+    assert all(math.isclose(b - a, 0.05) for a, b in zip(run.MACS_GRID, run.MACS_GRID[1:], strict=False))
+
+
+# -- choices -------------------------------------------------------------------------------------------------------
+
+
+def test_the_macs_fraction_measuring_closest_to_the_budget_is_chosen():
+    grid = {0.15: 2.1, 0.2: 2.6, 0.25: 3.2, 0.3: 3.5}
+    c = run.choose_fraction(grid, 3.0)
+    assert (c["fraction"], c["measured_ms"], c["reaches"]) == (0.25, 3.2, True)
+    assert c["ratio"] == pytest.approx(3.2 / 3.0)
+    assert run.choose_fraction({0.2: 2.0, 0.25: 4.0}, 3.0)["fraction"] == 0.25  # a tie: the larger fraction
+    slow = run.choose_fraction({0.15: 3.4, 0.2: 3.9}, 3.0)  # none reaches 3.0 × 1.05: the closest, said so
+    assert (slow["fraction"], slow["reaches"]) == (0.15, False)
+    assert run.choose_fraction({0.15: 3.15}, 3.0)["reaches"] is True  # at the tolerance: reached
+
+
+def test_the_largest_architecture_within_budget_times_tolerance_is_chosen():
+    ms = {"hg1": 1.0, "hg2": 1.9, "hg3": 2.8, "hg4": 3.7, "hg5": 4.6}
+    c = run.choose_architecture(ms, 2.7)  # hg3: 2.8 ≤ 2.7 × 1.05 = 2.835
+    assert (c["arch"], c["next_smaller"], c["measured_ms"]) == ("hg3", "hg2", 2.8)
+    assert run.choose_architecture(ms, 2.6)["arch"] == "hg2"  # 2.8 > 2.73
+    assert run.choose_architecture(ms, 1.0) == {"arch": "hg1", "next_smaller": None, "measured_ms": 1.0,
+                                                 "ratio": 1.0}  # fmt: skip
+    assert run.choose_architecture(ms, 0.5)["arch"] is None
+
+
+def test_a_macs_choice_prunes_the_same_widths_whatever_the_weights():
+    recipe = run.base_recipe(ROOT / run.RECIPE, seed=0, arch="hg2")  # the sweep's widths, two stacks
+    torch.manual_seed(1)
+    first = run.macs_architecture(recipe, 0.4)
+    torch.manual_seed(2)
+    second = run.macs_architecture(recipe, 0.4)
+    shapes = [p.shape for p in first.state_dict().values()]
+    assert shapes == [p.shape for p in second.state_dict().values()]
+    whole = model_size(run.family_model(recipe, "hg2"), 64)["macs"]
+    assert model_size(first, 64)["macs"] / whole == pytest.approx(0.4, abs=0.03)
+
+
+def test_a_choice_is_written_once(tmp_path):
+    path = tmp_path / "choice_macs.json"
+    run.write_choice(path, {"choices": {"50": {"fraction": 0.4}}}, "cmd")
+    assert json.loads(path.read_text())["choices"]["50"]["fraction"] == 0.4
+    assert run.read_choices(tmp_path)["macs"]["command"] == "cmd"
+    with pytest.raises(HgpruneError, match="already chosen"):
+        run.write_choice(path, {}, "cmd")
+
+
+# -- analysis ------------------------------------------------------------------------------------------------------
+
+PARENT_MS = {1: 10.0, 2: 10.4, 3: 9.6}
+PARENT_PCKH = {1: 80.0, 2: 81.0, 3: 79.0}
+PCKH = {  # (variant, budget %) → PCKh per seed
+    ("latency", 50): {1: 79.5, 2: 80.2, 3: 78.6},  # − parent ≈ −0.57: goal 1 met
+    ("macs", 50): {1: 76.0, 2: 77.5, 3: 75.0},  # latency − macs ≈ +3.27, interval above 0: goal 2 met
+    ("smaller", 50): {1: 79.0, 2: 80.9, 3: 77.0},  # latency − smaller ≈ +0.47 but a wide interval: goal 3 missed
+    ("random", 50): {1: 79.0, 2: 79.5, 3: 78.0},
+    ("latency", 25): {1: 75.0, 2: 77.0, 3: 76.0},  # − parent = −4.0: goal 1 missed at 25 %
+    ("macs", 25): {1: 74.0, 2: 75.0, 3: 75.5},  # latency − macs ≈ +1.17: goal 2 missed
+    ("smaller", 25): {1: 74.5, 2: 76.0, 3: 75.0},
+    ("random", 25): {1: 73.0, 2: 75.5, 3: 74.8},  # latency − random ≈ +1.57: goal 4 met
+}
+RATIO = {("macs", 25): {1: 1.06, 2: 1.04, 3: 1.0}}  # seed 1 over budget (> 1.05 ×), seed 2 within
+
+
+def fabricated_runs() -> dict[int, dict[str, dict]]:
+    runs: dict[int, dict[str, dict]] = {}
+    for (variant, k), per_seed in PCKH.items():
+        for s, pckh in per_seed.items():
+            ratio = RATIO.get((variant, k), {}).get(s, 0.9)
+            pruned = variant != "smaller"
+            runs.setdefault(s, {})[f"{variant}-{k}"] = {
+                "pckh": pckh, "ort_ms": ratio * k / 100 * PARENT_MS[s], "eager_ms": 5.0, "wall_s": 1800.0,
+                "parent_pckh": PARENT_PCKH[s] if pruned else None,
+                "command": f"python -m studies.equal_latency.run --seed {s}",
+                "parent_ort_ms": PARENT_MS[s] if pruned else None, "parent_eager_ms": 20.0 if pruned else None,
+            }  # fmt: skip
+    return runs
+
+
+def _interval(diffs: list[float]) -> tuple[float, float, float]:
+    mean = statistics.fmean(diffs)
+    half = T_975_2 * statistics.stdev(diffs) / math.sqrt(len(diffs))
+    return mean, mean - half, mean + half
+
+
+def test_paired_differences_by_seed_with_t_intervals():
+    results = report.analyse(fabricated_runs())
+    assert results["parent"]["per_seed"] == PARENT_PCKH and results["parent"]["ort_ms"] == PARENT_MS
+    for other in ("macs", "smaller", "random"):
+        for k in (50, 25):
+            diffs = [PCKH["latency", k][s] - PCKH[other, k][s] for s in (1, 2, 3)]
+            d = results[f"latency-{k}"][f"vs_{other}"]
+            assert d["per_seed"] == pytest.approx(diffs)
+            assert (d["mean"], d["low"], d["high"]) == pytest.approx(_interval(diffs))
+            assert d["n"] == 3
+    d = results["latency-25"]["vs_parent"]
+    assert d["mean"] == pytest.approx(-4.0)
+    assert results["macs-50"]["vs_parent"]["mean"] == pytest.approx(statistics.fmean([-4.0, -3.5, -4.0]))
+    assert "vs_macs" not in results["macs-50"]  # only `latency` is compared with the others
+
+
+def test_goal_verdicts_follow_the_protocol():
+    checks = report.goals(report.analyse(fabricated_runs()))
+    verdicts = [c["met"] for c in checks]
+    # 1 at 50, 1 at 25, 2 at 50, 2 at 25, 3 at 50, 3 at 25, 4 at 25
+    assert verdicts == [True, False, True, False, False, True, True]
+    assert checks[0]["value"].startswith("-0.57 [")
+    one_seed = {1: fabricated_runs()[1]}
+    assert all(c["met"] is None for c in report.goals(report.analyse(one_seed)))  # fewer than 2 paired seeds
+
+
+def test_over_budget_variants_are_flagged_and_kept_and_lose_the_winner_place():
+    results = report.analyse(fabricated_runs())
+    macs = results["macs-25"]
+    assert macs["over_budget"] == [1] and macs["unmeasured"] == []
+    assert macs["ratio"] == pytest.approx({1: 1.06, 2: 1.04, 3: 1.0})
+    assert macs["per_seed"] == PCKH["macs", 25]  # kept in the analysis
+    assert results["latency-50"]["over_budget"] == [] and results["latency-50"]["mean_ratio"] == pytest.approx(0.9)
+    win = report.winners(results)
+    assert win["50"]["variant"] == "latency"  # 79.43 against random 78.83, smaller 78.97, macs 76.17
+    assert win["25"]["variant"] == "latency"
+    runs = fabricated_runs()
+    for s in runs:
+        runs[s]["macs-25"]["pckh"] = 90.0  # the best PCKh, but seed 1 measured over budget
+    assert report.winners(report.analyse(runs))["25"]["variant"] == "latency"
+    runs[2]["latency-25"]["ort_ms"] = None  # not measured: not within budget either
+    assert report.analyse(runs)["latency-25"]["unmeasured"] == [2]
+    assert report.winners(report.analyse(runs))["25"]["variant"] == "smaller"
+
+
+def test_the_report_names_the_protocol_verdicts_and_over_budget_seeds(tmp_path):
+    runs = fabricated_runs()
+    results = report.analyse(runs)
+    choices = {"macs": {"choices": {"25": {"fraction": 0.15, "measured_ms": 3.0, "ratio": 1.2, "budget_ms": 2.5,
+                                           "reaches": False}}, "made": "now", "command": "c"}}  # fmt: skip
+    payload = {"environment": environment(), "runs": runs, "results": results, "goals": report.goals(results),
+               "winners": report.winners(results), "plateaus": {}, "choices": choices}  # fmt: skip
+    text = report.markdown(payload)
+    assert "(../equal_latency/protocol.md)" in text and "**missed**" in text and "| met |" in text
+    assert "| seed 1 |" in text  # macs at 25 %: over budget
+    assert "no MACs fraction of the grid reaches this budget" in text
+    assert "12.0 h of wall time" in text  # 24 runs of 1800 s each
+    assert "python -m studies.equal_latency.run --seed 3" in text
+
+
+def _write_run(root, rows, steps, status="finished"):
+    rd = RunDir(root)
+    root.mkdir(parents=True)
+    rd.metrics_json.write_text(json.dumps(rows))
+    rd.state.write_text(json.dumps({"status": status, "command": "hgprune run x"}))
+    latency = {s: StepLatency(ort_ms=ms, ort_p90_ms=ms * 1.1, eager_ms=2 * ms, eager_p90_ms=2.2 * ms)
+               for s, ms in steps.items()}  # fmt: skip
+    rd.latency_json.write_text(LatencyPass("hgprune latency x", [0.1, 0.2, 0.3], [0.4, 0.2, 0.3], latency).to_json())
+
+
+def test_runs_are_read_from_their_metrics_and_latency_pass(tmp_path):
+    rows = [{"pckh_mean": p, "wall_s": w} for p, w in ((80.0, 10.0), (78.0, 20.0), (79.0, 30.0))]
+    _write_run(tmp_path / "seed1" / "latency-50", rows, {0: 10.0, 1: 7.0, 2: 5.2})
+    _write_run(tmp_path / "seed1" / "smaller-50", [{"pckh_mean": 77.0, "wall_s": 100.0}], {0: 4.9})
+    _write_run(tmp_path / "seed1" / "macs-50", rows, {0: 10.0, 2: 8.0}, status="running")  # unfinished: not read
+    runs = report.collect(tmp_path, [1, 2], [0.5], run.VARIANTS)
+    assert set(runs) == {1} and set(runs[1]) == {"latency-50", "smaller-50"}
+    latency, smaller = runs[1]["latency-50"], runs[1]["smaller-50"]
+    assert (latency["pckh"], latency["parent_pckh"], latency["ort_ms"], latency["parent_ort_ms"]) == (79.0, 80.0, 5.2,
+                                                                                                     10.0)  # fmt: skip
+    assert latency["eager_ms"] == 10.4 and latency["wall_s"] == 60.0 and latency["load_before"] == [0.1, 0.2, 0.3]
+    assert (smaller["pckh"], smaller["parent_pckh"], smaller["ort_ms"], smaller["parent_ort_ms"]) == (77.0, None, 4.9,
+                                                                                                     None)  # fmt: skip
+    results = report.analyse(runs, [0.5])
+    assert results["latency-50"]["ratio"] == {1: pytest.approx(1.04)}
+    _write_run(tmp_path / "family" / "hg4-latency-25", rows, {0: 8.0, 1: 5.0, 2: 2.2})
+    (row,) = report.family(tmp_path)
+    assert (row["run"], row["budget"], row["pckh"]) == ("hg4-latency-25", 0.25, 79.0)
+    assert row["ratio"] == pytest.approx(1.1) and "1.10 (over budget)" in report.family_md([row])
+    assert results["smaller-50"]["over_budget"] == []  # 4.9 / 5.0 = 0.98
+
+
+def test_previous_reports_add_seeds_but_never_twice(tmp_path):
+    runs = fabricated_runs()
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps({"runs": {s: runs[s] for s in (1, 2)}}))
+    merged = report.load_previous([path], [3])
+    assert set(merged) == {1, 2} and merged[1]["latency-50"]["pckh"] == 79.5
+    with pytest.raises(HgpruneError, match="seed 2 is already given"):
+        report.load_previous([path], [2])
+    path.write_text("[]")
+    with pytest.raises(HgpruneError, match="not an equal-latency report"):
+        report.load_previous([path], [3])
+
+
+# -- the random depth importance ------------------------------------------------------------------------------------
+
+
+def test_random_depth_importance_is_a_seeded_shuffle():
+    model = build_model("hg3", N=16, M=32, input_size=64, depth=2).eval()
+    units = removable_units(model, "all")
+    scores = get_importance("random")(model, units, SimpleNamespace(seed=3))
+    assert "random" in IMPORTANCES and not IMPORTANCES["random"].needs_data
+    assert sorted(scores.values()) == pytest.approx([(i + 1) / len(units) for i in range(len(units))])
+    assert IMPORTANCES["random"](seed=3)(model, units, None) == scores  # the slice's seed, or its own
+    assert get_importance("random")(model, units, SimpleNamespace(seed=4)) != scores
+    torch.manual_seed(7)  # no seed anywhere: torch's generator, which a run seeds per step
+    unseeded = get_importance("random")(model, units, None)
+    torch.manual_seed(7)
+    assert get_importance("random")(model, units, None) == unseeded
+    cost = MacsCost(64)
+    total = cost.cost(model)
+    plan = plan_depth(model, "all", cost, 0.6 * total, 0.02 * total, IMPORTANCES["random"](seed=3))
+    assert plan.units and plan.predicted_cost >= 0.58 * total
+
+
+def test_the_engine_seeds_the_random_depth_importance_per_step():
+    def removed(seed: int) -> list[str]:
+        torch.manual_seed(0)
+        model = build_model("hg3", N=16, M=32, input_size=64, depth=2).eval()
+        result = prune_to_target(model, criterion="l1", kind="macs", kept=0.7, input_size=64, depth="blocks",
+                                 depth_importance="random", seed=seed, train_set=list(range(64)),
+                                 recalibrate_bn=False, round_to=2, progress=False)  # fmt: skip
+        return result.removed_units
+
+    first = removed(11)
+    assert first and removed(11) == first
+    assert any(removed(s) != first for s in (12, 13))
