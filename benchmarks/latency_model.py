@@ -69,7 +69,8 @@ def evaluate(scale: str, runtime_name: str, args: argparse.Namespace) -> dict:
     """Calibrate, then judge the model on candidates it was not calibrated on."""
     arch, N, M, size, depth = SCALES[scale]
     parent = parent_config(arch, N, M, size, depth)
-    timing = TimingSettings(args.warmup, args.repeats, args.threads, args.batch, args.max_load, args.force)
+    # main() checked the machine was idle before anything ran; from then on the load average includes this process
+    timing = TimingSettings(args.warmup, args.repeats, args.threads, args.batch, args.max_load, force=True)
     table = calibrate(runtime_name, parent, CalibrationSettings(args.calibration_candidates, 0, timing))
     path = table_path(runtime_name, args.threads, args.batch, size, table.family, device=timing.device)
     table.save(path)

@@ -95,7 +95,7 @@ def probe_snap(
         if progress:
             progress("prepare snap probe", done, len(widths))
     timed, _ = time_calls([(label, call) for label, call, _ in calls], timing,
-                          progress and (lambda d, t: progress("time snap probe", d, t)))  # fmt: skip
+                          progress and (lambda d, t: progress("time snap probe", d, t)), checked=True)  # fmt: skip
     per_mmac = {int(t.label): t.median_ms / macs for t, (_, _, macs) in zip(timed, calls, strict=True)}
     gains = snap_gains(per_mmac)
     snap = choose_snap(gains)
@@ -130,7 +130,9 @@ def calibrate(
         calls.append((describe(model), prepare(runtime, model, parent.input_size, timing)))
         if progress:
             progress("prepare candidates", done, len(models))
-    timed, record = time_calls(calls, timing, progress and (lambda d, t: progress("time candidates", d, t)))
+    timed, record = time_calls(
+        calls, timing, progress and (lambda d, t: progress("time candidates", d, t)), checked=True
+    )  # the idle check ran before the snap probe and the exports
     samples = [
         Sample(model_key(model, parent.input_size, timing.batch),
                features(trace_ops(model, parent.input_size, timing.batch), snap), t.median_ms, t.p90_ms, t.label)

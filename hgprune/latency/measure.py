@@ -74,10 +74,15 @@ def time_calls(
     calls: Sequence[tuple[str, Callable[[], object]]],
     settings: TimingSettings,
     progress: Callable[[int, int], None] | None = None,
+    checked: bool = False,
 ) -> tuple[list[Timed], TimingRecord]:
-    """Time prepared calls in interleaved rounds after the idle check (refuses on a busy machine, nothing timed)."""
+    """Time prepared calls in interleaved rounds after the idle check (refuses on a busy machine, nothing timed).
+
+    ``checked``: the caller checked the machine was idle before preparing the calls; the load average then includes
+    this process's own exports and tracing, so it is recorded, not checked again."""
     record = TimingRecord(load_before=load_average())
-    check_idle(record.load_before, settings.max_load, settings.force)
+    if not checked:
+        check_idle(record.load_before, settings.max_load, settings.force)
     with rt.torch_threads(settings.threads):
         record.environment = environment(settings.threads)
         times = time_interleaved([call for _, call in calls], settings.warmup, settings.repeats, progress)

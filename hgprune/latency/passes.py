@@ -74,7 +74,7 @@ def measure_paths(
             if progress:
                 progress("prepare", len(configurations), total)
     calls = [(f"{c.source}:{c.step}:{c.runtime.name}", c.call) for c in configurations]
-    timed, record = time_calls(calls, settings, progress and (lambda d, t: progress("time", d, t)))
+    timed, record = time_calls(calls, settings, progress and (lambda d, t: progress("time", d, t)), checked=True)
     return configurations, timed, record
 
 

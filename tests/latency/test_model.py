@@ -49,7 +49,7 @@ def _fake(monkeypatch) -> None:
     def prepare(runtime, model, size, timing):
         return lambda: model
 
-    def time_calls(calls, timing, progress=None):
+    def time_calls(calls, timing, progress=None, checked=False):
         timed = []
         for label, call in calls:
             model = call()
