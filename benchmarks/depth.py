@@ -32,7 +32,7 @@ from hgprune.timing import check_idle, cpu_model, load_average, summarise, time_
 
 SCALES = {
     "paper": {"arch": "hg8", "N": 128, "M": 256, "input_size": 256, "depth": 4},
-    "sweep": {"arch": "hg8", "N": 16, "M": 32, "input_size": 64, "depth": 3},
+    "sweep": {"arch": "hg8", "N": 16, "M": 32, "input_size": 64, "depth": 3, "round_to": 4},  # the sweep recipe's
     "tiny": {"arch": "hg2", "N": 8, "M": 16, "input_size": 64, "depth": 2},  # --tiny: tests the script only
 }
 TARGETS = (0.5, 0.25)
@@ -44,14 +44,14 @@ ROUND_TO = 16  # the default recipe's
 def pruned_models(scale: dict, round_to: int) -> dict[str, tuple[torch.nn.Module, float, list[str]]]:
     """``{name: (model in eval mode, kept MACs, removed units)}``: the parent and each method at each target."""
     torch.manual_seed(0)
-    parent = build_model(**scale).eval()
+    parent = build_model(**{k: v for k, v in scale.items() if k != "round_to"}).eval()
     size = scale["input_size"]
     base = conv_macs(parent, size)
     models = {"parent": (parent, 1.0, [])}
     for method, depth in METHODS.items():
         for kept in TARGETS:
             torch.manual_seed(0)
-            model = build_model(**scale)
+            model = build_model(**{k: v for k, v in scale.items() if k != "round_to"})
             model.load_state_dict(parent.state_dict())
             result = prune_to_target(
                 model, criterion="l1", kind="macs", kept=kept, input_size=size, allocation="uniform",
@@ -84,7 +84,7 @@ def build_configs(models: dict, size: int, threads: int) -> tuple[dict, dict]:
 def measure(scale_name: str, warmup: int, repeats: int, threads: int, round_to: int) -> dict:
     scale = SCALES[scale_name]
     size = scale["input_size"]
-    models = pruned_models(scale, round_to)
+    models = pruned_models(scale, scale.get("round_to", round_to))
     configs, parity = build_configs(models, size, threads)
     x = torch.randn(1, 3, size, size)
     calls = [lambda fn=fn: fn(x) for fn in configs.values()]
@@ -154,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     torch.set_num_threads(args.threads)
     report = {
-        "threads": args.threads, "warmup": args.warmup, "repeats": args.repeats, "round_to": args.round_to,
+        "threads": args.threads, "warmup": args.warmup, "repeats": args.repeats,
+        "round_to": {name: SCALES[name].get("round_to", args.round_to) for name in scales},
         "load_before": loads, "cpu": cpu_model(), "versions": versions(), "goal_efficiency": GOAL,
         "scales": [measure(s, args.warmup, args.repeats, args.threads, args.round_to) for s in scales],
     }  # fmt: skip

@@ -4,8 +4,8 @@ Per scale (paper: hg8 N=128 M=256 at 256 px; sweep: hg8 N=16 M=32 at 64 px, dept
 ``torch``), hg8 is pruned in one step to ``--kept`` of its *predicted* latency with the latency target's engine
 (``prune_to_target(cost_model=LatencyCost(table), depth="all")``: stacks, blocks and channel widths, widths snapped to
 the table's multiple), next to today's MACs-targeted default at the same fraction (channels only, uniform, round_to
-16). Every model of a scale is then measured in one interleaved pass on both runtimes (idle check, median and p90,
-load recorded), with the INT8 ONNX Runtime export of the ORT 25 % model beside them (the end-to-end goal).
+16; 4 at sweep scale, the sweep recipe's: 16 leaves an M=32 model no width to cut). Every model of a scale is then
+measured in one interleaved pass on both runtimes (idle check, median and p90, load recorded), with the INT8 ONNX Runtime export of the ORT 25 % model beside them (the end-to-end goal).
 
 The parents are untrained (latency does not depend on the weights), so the depth units are ranked by the data-free
 ``position`` importance and channels by ``l1``; a real run ranks depth units by their measured loss, which changes
@@ -71,11 +71,17 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def prune_step(parent: HourglassNet, size: int, kept: float, cost: LatencyCost | None) -> tuple[HourglassNet, dict]:
+ROUND_TO = {"paper": 16, "sweep": 4, "tiny": 2}  # the MACs default's round_to: the default recipe's; the sweep recipe's
+
+
+def prune_step(
+    parent: HourglassNet, size: int, kept: float, cost: LatencyCost | None, round_to: int
+) -> tuple[HourglassNet, dict]:
     """One prune step of a copy of ``parent``: to ``kept`` of its predicted latency (``cost``) with depth and
-    widths, or (``cost`` None) to ``kept`` of its MACs with today's default; returns the model and what it did."""
+    widths (snapped to the table's multiple), or (``cost`` None) to ``kept`` of its MACs with today's default
+    (channels only, ``round_to``); returns the model and what it did."""
     model = copy.deepcopy(parent)
-    options = dict(criterion="l1", kept=kept, input_size=size, progress=False)
+    options = dict(criterion="l1", kept=kept, input_size=size, progress=False, round_to=round_to)
     started = time.perf_counter()
     if cost is None:
         result = prune_to_target(model, kind="macs", **options)
@@ -99,9 +105,9 @@ def run_scale(scale: str, args: argparse.Namespace) -> dict:
     for runtime in RUNTIMES:
         costs[runtime] = LatencyCost(load_table(runtime, config, args.threads, 1, size))
         for kept in args.kept:
-            models[f"latency-{runtime}-{kept:g}"] = prune_step(parent, size, kept, costs[runtime])
+            models[f"latency-{runtime}-{kept:g}"] = prune_step(parent, size, kept, costs[runtime], ROUND_TO[scale])
     for kept in args.kept:
-        models[f"macs-{kept:g}"] = prune_step(parent, size, kept, None)
+        models[f"macs-{kept:g}"] = prune_step(parent, size, kept, None, ROUND_TO[scale])
     settings = TimingSettings(warmup=args.warmup, repeats=args.repeats, threads=args.threads, force=True)
     calls, labels = [], []
     for name, (model, _) in models.items():

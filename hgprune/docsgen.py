@@ -304,6 +304,7 @@ def goals_table(root: Path) -> str:
             _verdict(profile["goal_met"]),
         ]
     )
+    rows += _speed_goal_summary(root)
     sources = "`, `".join(
         [
             ACCURACY["v3"],
@@ -311,9 +312,76 @@ def goals_table(root: Path) -> str:
             "reports/benchmarks/data.json",
             "reports/benchmarks/engine.json",
             "reports/benchmarks/profile.json",
+            DEPTH,
+            LATENCY_MODEL,
+            LATENCY_TARGETS,
         ]
     )
     return _table(["goal", "measured", "verdict"], rows) + _source(sources)
+
+
+DEPTH = "reports/benchmarks/depth.json"
+LATENCY_MODEL = "reports/benchmarks/latency_model.json"
+LATENCY_TARGETS = "reports/benchmarks/latency_targets.json"
+
+
+def _speed_goal_summary(root: Path) -> list[list[str]]:
+    """The README's one row per goal of issues 30 and 31 (each measured in several cases: how many met, the worst);
+    the cases are listed by :func:`speed_goals` in docs/latency.md."""
+    depth, latency = _depth_goals(root), _latency_goals(root)
+    groups = [
+        ("depth-pruned hg8 speedup ÷ MACs reduction ≥ 0.9 (paper and sweep scale, 50/25 %, ORT and eager)", depth),
+        ("latency model, median / worst abs error ≤ 10 % / 25 % (per scale and runtime)",
+         [r for r in latency if r[0].startswith("latency model")]),
+        ("latency target met within +5 % when measured (per scale, runtime, 50/25 %)",
+         [r for r in latency if "latency target 0" in r[0]]),
+        ("end to end, unpruned eager → INT8 ORT at the 25 % ORT latency target ≥ 15×",
+         [r for r in latency if "INT8" in r[0]]),
+        ("search cost: latency-targeted prune step ≤ 2× a MACs-targeted one", [r for r in latency if "search" in r[0]]),
+    ]  # fmt: skip
+    rows = []
+    for label, cases in groups:
+        met = sum(r[2] == _verdict(True) for r in cases)
+        values = ", ".join(r[1] for r in cases)
+        rows.append([label, f"{met} of {len(cases)} met: {values}", _verdict(met == len(cases))])
+    return rows
+
+
+def speed_goals(root: Path) -> str:
+    """Every case of the depth and latency goals (docs/latency.md)."""
+    rows = _depth_goals(root) + _latency_goals(root)
+    return _table(["goal", "measured", "verdict"], rows) + _source(f"{DEPTH}`, `{LATENCY_MODEL}`, `{LATENCY_TARGETS}")
+
+
+def _depth_goals(root: Path) -> list[list[str]]:
+    """Issue 30's goal: speedup efficiency of depth-pruned (``depth-all``) hg8 per scale, budget and runtime."""
+    data = _json(root, DEPTH)
+    rows = []
+    for scale in data["scales"]:
+        for row in scale["rows"]:
+            if not row["model"].startswith("depth-all@"):
+                continue
+            for runtime, title in (("ort", "ONNX Runtime"), ("eager", "eager")):
+                eff = row[runtime]["efficiency"]
+                goal = data["goal_efficiency"]
+                rows.append([f"depth-pruned hg8 ({scale['scale']}, {row['model'].split('@')[1]} MACs), {title} "
+                             f"speedup ÷ MACs reduction ≥ {goal}", f"{eff:.3f}", _verdict(eff >= goal)])  # fmt: skip
+    return rows
+
+
+def _latency_goals(root: Path) -> list[list[str]]:
+    """Issue 31's goals: the latency model's errors and the latency targets' checks."""
+    rows = []
+    for r in _json(root, LATENCY_MODEL)["results"]:
+        rows.append([f"latency model ({r['scale']}, {r['runtime']}): median / worst abs error ≤ 10 % / 25 %",
+                     f"{100 * r['median_abs_error']:.1f} % / {100 * r['worst_abs_error']:.1f} %",
+                     _verdict(r["goal_met"])])  # fmt: skip
+    for scale in _json(root, LATENCY_TARGETS)["scales"]:
+        for check in scale["checks"]:
+            value = check.get("measured", check.get("measured_kept"))
+            rows.append([f"latency targets ({check['goal']}; limit {check['limit']:g})", f"{value:g}",
+                         _verdict(check["met"])])  # fmt: skip
+    return rows
 
 
 def latency_predictor(root: Path) -> str:
@@ -718,6 +786,7 @@ def recipe_keys(root: Path) -> str:
 
 RENDERERS: dict[str, Callable[[Path], str]] = {
     "goals": goals_table,
+    "speed-goals": speed_goals,
     "accuracy-v3": lambda root: accuracy_table(root, "v3"),
     "accuracy-v3-goals": lambda root: accuracy_goals(root, "v3"),
     "accuracy-v2": lambda root: accuracy_table(root, "v2"),

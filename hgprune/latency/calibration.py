@@ -30,7 +30,8 @@ from hgprune.timing import check_idle, load_average
 
 SNAP_MULTIPLES = (2, 4, 8, 16)
 SNAP_GAIN = 1.05  # aligned widths must run this much faster per MAC for a multiple to be preferred
-SNAP_WIDTHS = 16  # interior widths probed, ending at the parent's
+SNAP_WIDTHS = 48  # interior widths probed, ending at the parent's: three multiples of 16 at least, where wide enough
+SNAP_MIN_ALIGNED = 3  # a multiple is judged on at least this many aligned widths, never on the full width alone
 
 
 @dataclass(frozen=True)
@@ -63,12 +64,14 @@ class _Probe(nn.Module):
 
 
 def snap_gains(ms_per_mmac: dict[int, float]) -> dict[int, float]:
-    """Per multiple m: mean ms per MMAC of widths not divisible by m ÷ that of widths divisible by m."""
+    """Per multiple m: mean ms per MMAC of widths not divisible by m ÷ that of widths divisible by m. Multiples with
+    fewer than ``SNAP_MIN_ALIGNED`` aligned widths are not judged: the parent's own (full) width runs fastest per MAC
+    anyway, and a multiple as coarse as the width itself would leave a planner no widths to choose from."""
     gains = {}
     for multiple in SNAP_MULTIPLES:
         aligned = [v for w, v in ms_per_mmac.items() if w % multiple == 0]
         other = [v for w, v in ms_per_mmac.items() if w % multiple]
-        if aligned and other:
+        if len(aligned) >= SNAP_MIN_ALIGNED and other:
             gains[multiple] = (sum(other) / len(other)) / (sum(aligned) / len(aligned))
     return gains
 
