@@ -5,7 +5,8 @@ Per scale (paper: hg8 N=128 M=256 at 256 px; sweep: hg8 N=16 M=32 at 64 px, dept
 (``prune_to_target(cost_model=LatencyCost(table), depth="all")``: stacks, blocks and channel widths, widths snapped to
 the table's multiple), next to today's MACs-targeted default at the same fraction (channels only, uniform, round_to
 16; 4 at sweep scale, the sweep recipe's: 16 leaves an M=32 model no width to cut). Every model of a scale is then
-measured in one interleaved pass on both runtimes (idle check, median and p90, load recorded), with the INT8 ONNX Runtime export of the ORT 25 % model beside them (the end-to-end goal).
+measured in one interleaved pass on both runtimes (idle check, median and p90, load recorded), with the INT8 ONNX
+Runtime export of the ORT 25 % model beside them (the end-to-end goal).
 
 The parents are untrained (latency does not depend on the weights), so the depth units are ranked by the data-free
 ``position`` importance and channels by ``l1``; a real run ranks depth units by their measured loss, which changes
