@@ -33,8 +33,8 @@ def test_benchmark_writes_json_and_markdown(bench, tmp_path, monkeypatch):
     assert bench.main(argv) == 0
     data = json.loads((tmp_path / "latency_model.json").read_text())
     (result,) = data["results"]
-    assert (result["scale"], result["runtime"], result["snap"], len(result["candidates"])) == ("tiny", "torch", 8, 3)
+    assert (result["scale"], result["runtime"], result["snap"], len(result["candidates"])) == ("tiny", "torch", 4, 3)
     assert result["median_abs_error"] < 1e-3 and result["worst_abs_error"] < 1e-3 and result["goal_met"]
     assert data["command"].startswith("python -m benchmarks.latency_model --scale tiny")
-    assert "| tiny | torch | 3 | 8 |" in (tmp_path / "latency_model.md").read_text()
+    assert "| tiny | torch | 3 | 4 |" in (tmp_path / "latency_model.md").read_text()
     assert (tmp_path / "cache" / "latency").is_dir()

@@ -94,8 +94,8 @@ def test_calibrate_writes_this_machines_table(monkeypatch, tmp_path, capsys):
     assert main(argv) == 0
     out = capsys.readouterr().out
     table = load_table("torch", parent_config("hg2", 16, 32, 64, 3), 1, 1)
-    assert f"torch: wrote {tmp_path / 'latency'}" in out and "preferred channel multiple 8" in out
-    assert len(table.samples) == 11 and table.snap == 8
+    assert f"torch: wrote {tmp_path / 'latency'}" in out and "preferred channel multiple 4" in out
+    assert len(table.samples) == 11 and table.snap == 4
     assert main(["latency", "calibrate", "extra", *TIMING]) == 2
     assert "takes no MODEL or RUN_DIR" in capsys.readouterr().err
 

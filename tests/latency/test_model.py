@@ -32,8 +32,8 @@ TRUE = dict(zip(FEATURES, (0.5, 0.01, 0.2, 0.3, 0.15, 0.05, 0.002, 0.1)))
 SETTINGS = CalibrationSettings(candidates=12, seed=3, timing=TimingSettings(warmup=0, repeats=1, force=True))
 
 
-def fake_ms(model: nn.Module, snap: int | None = 8) -> float:
-    """A deterministic 'runtime': linear in the model's features, widths off multiples of 8 cost more."""
+def fake_ms(model: nn.Module, snap: int | None = 4) -> float:
+    """A deterministic 'runtime': linear in the model's features, widths off multiples of 4 cost more."""
     values = features(trace_ops(model, 64), snap)
     return sum(TRUE[name] * value for name, value in zip(FEATURES, values))
 
@@ -62,32 +62,32 @@ def _fake(monkeypatch) -> None:
 
 
 def probe_ms(probe: nn.Module) -> float:
-    """The snap probe on the fake runtime: ms proportional to MACs, twice as slow per MAC off multiples of 8."""
+    """The snap probe on the fake runtime: ms proportional to MACs, twice as slow per MAC off multiples of 4."""
     planes = probe.blocks[0].conv1.out_channels
     macs = sum(op.macs for op in trace_ops(probe, 64)) / 1e6
-    return macs * (1.0 if planes % 8 == 0 else 2.0)
+    return macs * (1.0 if planes % 4 == 0 else 2.0)
 
 
 def test_calibration_recovers_the_fake_runtime_and_predicts_depth_and_width_candidates(fake_timer):
     table = cal.calibrate("torch", PARENT, SETTINGS)
-    assert table.snap == 8  # measured by the probe: only multiples of 8 run fast
-    assert table.snap_probe["gains"][8] == pytest.approx(2.0, rel=0.05)
+    assert table.snap == 4  # measured by the probe: only multiples of 4 run fast
+    assert table.snap_probe["gains"][4] == pytest.approx(2.0, rel=0.05)
     assert table.fingerprint["runtime"] == "torch" and table.fingerprint["input_size"] == 64
     rng = random.Random(99)  # candidates the calibration never saw
     for _ in range(5):
-        candidate = random_candidate(PARENT, rng, snap=8)
+        candidate = random_candidate(PARENT, rng, snap=4)
         assert table.predict(candidate) == pytest.approx(fake_ms(candidate), rel=1e-3)
     # a depth-pruned model: blocks swapped for nn.Identity (and a stack fewer) is predicted by its structure
     parent = HourglassNet(PARENT).eval()
     full = table.predict(parent)
     assert full == pytest.approx(fake_ms(parent), rel=1e-6)  # measured in calibration: its own median
-    pruned = random_candidate(PARENT, random.Random(0), snap=8)
+    pruned = random_candidate(PARENT, random.Random(0), snap=4)
     for sequential, index in trunk_blocks(pruned)[:4]:
         sequential[index] = nn.Identity()
     assert table.predict(pruned) == pytest.approx(fake_ms(pruned), rel=1e-3)
     assert table.predict(pruned) < full
     cost = LatencyCost(table)
-    assert (cost.name, cost.snap) == ("latency:torch", 8)
+    assert (cost.name, cost.snap) == ("latency:torch", 4)
     assert cost.cost(pruned) == table.predict(pruned) and cost(pruned) == table.predict(pruned)
 
 
@@ -172,3 +172,11 @@ def test_cuda_graph_without_a_gpu_is_one_line():
         pytest.skip("a GPU is present")
     with pytest.raises(HgpruneError, match=r"^runtime 'cuda-graph' needs a CUDA GPU and none is available here"):
         cal.calibrate("cuda-graph", PARENT, SETTINGS)
+
+
+def test_a_multiple_seen_only_at_the_full_width_is_never_chosen():
+    """Interior widths 2..16 (an M=32 parent): the parent's own width runs fastest per MAC, and it is the only
+    multiple of 16 (and one of two multiples of 8): judging those multiples on it would leave no width to plan with."""
+    gains = cal.snap_gains({w: (0.5 if w == 16 else 1.0) for w in range(2, 17)})
+    assert 16 not in gains and 8 not in gains and set(gains) <= {2, 4}
+    assert cal.choose_snap(gains) in (None, 2, 4)
