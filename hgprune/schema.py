@@ -176,6 +176,34 @@ def type_at(cls: type, keys: list) -> Any:
     return tp
 
 
+def user_loc(cls: type, loc: tuple) -> list:
+    """The keys of pydantic's error location that the user wrote, without its union-member tags.
+
+    Below a settings class or a mapping every location element is the user's key, whatever characters it
+    holds (``"["`` is a valid YAML key); only below a union with several members does pydantic insert a
+    tag (``int``, ``list[int]``, ``function-after[…]``), which is dropped.
+    """
+    out: list = []
+    tp: Any = cls
+    for key in loc:
+        bare = _unwrap(tp)[0] if tp is not None else None
+        union = typing.get_origin(bare) in (typing.Union, types.UnionType)
+        if tp is None or union:
+            if isinstance(key, str) and "[" in key and key != "[key]":
+                continue
+            if union:
+                tp = None
+                continue
+            out.append(key)
+            continue
+        out.append(key)
+        if key == "[key]" and typing.get_origin(bare) is dict:
+            tp = typing.get_args(bare)[0]
+        else:
+            tp = type_at(bare, [key])
+    return out
+
+
 _TYPE_NAMES = {
     "int": "an integer",
     "bool": "true or false",
@@ -191,16 +219,17 @@ _TYPE_NAMES = {
 def validation_message(exc: _PydanticError, cls: type, prefix: str = "") -> str:
     """pydantic's first error as ``key.path: must be …, got …`` (one line)."""
     err = exc.errors(include_url=False)[0]
-    loc = [k for k in err["loc"] if not (isinstance(k, str) and "[" in k and k != "[key]")]
+    loc = user_loc(cls, err["loc"])
     if loc and loc[-1] == "[key]":
         loc = loc[:-2]
-    path = ".".join([prefix] * bool(prefix) + [printable(k) if isinstance(k, str) else f"[{k}]" for k in loc])
-    path = path.replace(".[", "[")
+    path = prefix
+    for k in loc:
+        path += f"[{k}]" if not isinstance(k, str) else (f".{printable(k)}" if path else printable(k))
     kind, value = err["type"], err.get("input")
     if kind in ("unexpected_keyword_argument", "extra_forbidden"):
         parent = _unwrap(type_at(cls, loc[:-1]))[0]
         names = list(field_types(parent)) if dataclasses.is_dataclass(parent) else []
-        close = difflib.get_close_matches(str(loc[-1])[:MAX_SHOWN_CHARS], names, n=1)
+        close = difflib.get_close_matches(str(loc[-1])[:MAX_SHOWN_CHARS], names, n=1) if loc else []
         return f"{path}: unknown key" + (
             f"; did you mean {close[0]!r}?" if close else f"; valid keys: {', '.join(names)}"
         )

@@ -144,6 +144,23 @@ def test_the_deprecated_global_ranking_key_is_gone(tmp_path):
         load_recipe(path)
 
 
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ('"[": null\n', "[: unknown key; valid keys: name,"),  # found by the fuzz test in CI
+        ("prune: {'[x]': 1}\n", "prune.[x]: unknown key; valid keys: criterion,"),
+        ("prune: {'a[b]': 1}\n", "prune.a[b]: unknown key"),
+        ("prune: {part_ratios: {'[': x}}\n", "prune.part_ratios.[: must be a number, got 'x'"),
+    ],
+)
+def test_keys_with_brackets_are_named_as_written(tmp_path, text, message):
+    path = tmp_path / "r.yaml"
+    path.write_text(text)
+    with pytest.raises(HgpruneError) as info:
+        load_recipe(path)
+    assert str(info.value).startswith(f"{path}: {message}")
+
+
 # -- bounds on every number (issue 34, pattern 1) --------------------------------------------------------------
 
 
