@@ -108,7 +108,7 @@ def measure_arch(arch: str, args: argparse.Namespace) -> dict:
         _timed_side([build() for _ in range(rounds)], lambda m: raw_tp_prune(m, ratio, args.allocation, args.device),
                     tp_log),
     ]  # fmt: skip
-    wall_ms = time_interleaved(calls, args.warmup, args.repeats)
+    wall_ms = time_interleaved(calls, args.warmup, args.repeats, settle_ms=0)  # each call prunes a fresh model
     engine_runs = [dict(entry, wall_s=ms / 1e3) for entry, ms in zip(engine_log[args.warmup :], wall_ms[0])]
     tp_runs = [dict(entry, wall_s=ms / 1e3) for entry, ms in zip(tp_log[args.warmup :], wall_ms[1])]
     best_engine = min(engine_runs, key=lambda r: r["wall_s"])

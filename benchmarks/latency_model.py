@@ -92,6 +92,7 @@ def evaluate(scale: str, runtime_name: str, args: argparse.Namespace) -> dict:
         [lambda: [next(calls).cost(m) for m in candidates[:1]] or None, lambda: conv_macs(candidates[0], size)],
         args.warmup,
         args.repeats,
+        settle_ms=0,  # each call takes a fresh, uncached cost model: settling would use them up
     )
     median_error, worst_error = statistics.median(errors), max(errors)
     return {

@@ -21,6 +21,11 @@ from hgprune.errors import HgpruneError
 PACKAGES = ("hgprune", "torch", "torch-pruning", "numpy", "fvcore", "thop", "onnx", "onnxruntime")
 ORDER_SEED = 0  # the seed of the shuffled order of every interleaved timing round
 DEFAULT_MAX_LOAD = 0.5  # 1-minute load average above which a timing pass refuses to start (without force)
+# Before each timed call its configuration runs untimed for at least this long (and at least once). Without it,
+# interleaving measures the neighbours: ONNX Runtime gives each session its own thread pool, whose workers keep
+# spinning after a call, so the next session's call shared the cores with them (hg8 at the sweep's size: 1.8 ms
+# alone, 4-6 ms interleaved, 2026-12-07). Settled, each call runs as in a deployment serving one model.
+SETTLE_MS = 10.0
 
 
 def cpu_model() -> str:
@@ -73,12 +78,15 @@ def time_interleaved(
     progress: Callable[[int, int], None] | None = None,
     *,
     clock: Callable[[Callable[[], object]], float] | None = None,
+    settle_ms: float = SETTLE_MS,
 ) -> list[list[float]]:
     """Milliseconds per timed round for each call. Every round runs each call once, in an order shuffled anew per round
     (seeded with ``ORDER_SEED``), so no configuration always runs first or after the same neighbour; the first
-    ``warmup`` rounds are not kept. ``progress(done, total)`` is called after each round. ``clock(call)`` runs one
-    call and returns its milliseconds (default: host wall time, ``time.perf_counter``; a GPU benchmark passes one that
-    reads CUDA events)."""
+    ``warmup`` rounds are not kept. Before each timed call the same call runs untimed until ``settle_ms`` of wall time
+    have passed (at least once when ``settle_ms`` > 0), so the previous configuration's threads have gone quiet and
+    this one's are running (see :data:`SETTLE_MS`). ``progress(done, total)`` is called after each round.
+    ``clock(call)`` runs one call and returns its milliseconds (default: host wall time, ``time.perf_counter``; a GPU
+    benchmark passes one that reads CUDA events)."""
     import torch
 
     measure = clock or _wall_ms
@@ -91,12 +99,24 @@ def time_interleaved(
         for round_index in range(total):
             shuffle(order)
             for i in order:
+                settle(calls[i], settle_ms)
                 elapsed = measure(calls[i])
                 if round_index >= warmup:
                     times[i].append(elapsed)
             if progress is not None:
                 progress(round_index + 1, total)
     return times
+
+
+def settle(call: Callable[[], object], settle_ms: float) -> int:
+    """Run ``call`` untimed until ``settle_ms`` of wall time have passed (at least once if positive); the count."""
+    if settle_ms <= 0:
+        return 0
+    runs, deadline = 0, time.perf_counter() + settle_ms / 1e3
+    while runs == 0 or time.perf_counter() < deadline:
+        call()
+        runs += 1
+    return runs
 
 
 def _wall_ms(call: Callable[[], object]) -> float:

@@ -4,6 +4,7 @@ on a tiny model, and the interleaved timer's clock hook. No timing is asserted."
 from __future__ import annotations
 
 import json
+import time
 import pkgutil
 import subprocess
 import sys
@@ -81,9 +82,37 @@ def test_interleaved_timer_takes_its_milliseconds_from_the_clock_it_is_given():
         warmup=1,
         repeats=2,
         clock=lambda call: (call(), next(clock_values))[1],
+        settle_ms=0,
     )
     assert sorted(ran) == ["a"] * 3 + ["b"] * 3
     assert sorted(times[0] + times[1]) == [3, 4, 5, 6]  # rounds 2 and 3; round 1 (values 1, 2) was the warm-up
+
+
+def test_interleaved_timer_settles_each_configuration_on_itself_before_timing_it():
+    from hgprune.timing import time_interleaved
+
+    ran: list[str] = []
+    timed: list[tuple[str, str]] = []  # (the call timed, the call that ran just before it)
+
+    def clock(call):
+        before = ran[-1]
+        call()
+        timed.append((ran[-1], before))
+        return 1.0
+
+    calls = [lambda: (time.sleep(0.002), ran.append("a")), lambda: ran.append("b")]
+    time_interleaved(calls, warmup=1, repeats=3, clock=clock, settle_ms=5)
+    assert len(timed) == 8 and all(call == before for call, before in timed)  # never timed right after a neighbour
+    assert 4 * 2 <= ran.count("a") <= 4 * 5  # each of 4 visits: 3 or 4 untimed 2-ms calls (≥ 5 ms) and the timed one
+    assert ran.count("b") > 4 * 10  # a fast call runs many times in 5 ms
+
+
+def test_settling_runs_at_least_once_and_not_at_all_when_off():
+    from hgprune.timing import settle
+
+    count = []
+    assert settle(lambda: count.append(1), 0) == 0 and count == []
+    assert settle(lambda: (time.sleep(0.03), count.append(1)), 1) == 1 and count == [1]
 
 
 def test_data_benchmark_draws_its_samples_interleaved_and_counts_them():

@@ -115,7 +115,9 @@ def measure_models(
     input_size: int,
     settings: TimingSettings,
     progress: Callable[[int, int], None] | None = None,
+    checked: bool = False,
 ) -> tuple[list[Timed], TimingRecord]:
-    """Median and p90 latency of each model on ``runtime``, all timed in the same interleaved rounds."""
+    """Median and p90 latency of each model on ``runtime``, all timed in the same interleaved rounds
+    (``checked``: as for :func:`time_calls`, the caller checked the machine was idle before building the models)."""
     calls = [(str(i), prepare(runtime, model, input_size, settings)) for i, model in enumerate(models)]
-    return time_calls(calls, settings, progress)
+    return time_calls(calls, settings, progress, checked=checked)

@@ -197,12 +197,14 @@ def family_model(recipe: Recipe, arch: str):
 
 
 def measure(models: dict, input_size: int, args) -> tuple[dict[str, float], dict]:
-    """Median ORT latency (ms) of each model, all in one interleaved pass after the idle check, and the record."""
+    """Median ORT latency (ms) of each model, all in one interleaved pass, and the record (the caller checked the
+    machine was idle before building the models; the load before and after timing is recorded)."""
     from hgprune.latency import TimingSettings, get_runtime, measure_models
 
     settings = TimingSettings(warmup=args.warmup, repeats=args.repeats, threads=THREADS, batch=BATCH,
                               max_load=args.max_load, force=args.force)  # fmt: skip
-    timed, record = measure_models(list(models.values()), get_runtime(RUNTIME), input_size, settings)
+    # choose() checked the machine was idle before building the candidates; building them raises the load average
+    timed, record = measure_models(list(models.values()), get_runtime(RUNTIME), input_size, settings, checked=True)
     ms = {key: t.median_ms for key, t in zip(models, timed, strict=True)}
     p90 = {key: t.p90_ms for key, t in zip(models, timed, strict=True)}
     meta = {"runtime": RUNTIME, "settings": settings.to_dict(), "load_before": record.load_before,
@@ -216,7 +218,8 @@ def choose(kind: str, recipe: Recipe, budgets, args) -> dict:
     from hgprune.prune import model_size
     from hgprune.timing import check_idle, load_average
 
-    check_idle(load_average(), args.max_load, args.force)  # before building anything: refuse early
+    load_at_check = load_average()
+    check_idle(load_at_check, args.max_load, args.force)  # before building anything: refuse early
     parent = family_model(recipe, ARCH)
     if kind == "macs":
         candidates = {f"{f:.2f}": macs_architecture(recipe, f) for f in MACS_GRID}
@@ -224,7 +227,8 @@ def choose(kind: str, recipe: Recipe, budgets, args) -> dict:
         candidates = {a: family_model(recipe, a) for a in FAMILY[: FAMILY.index(ARCH)]}
     ms, meta = measure({"parent": parent, **candidates}, recipe.model.input_size, args)
     parent_ms = ms.pop("parent")
-    result = {"kind": kind, "parent": ARCH, "parent_ms": parent_ms, "measured_ms": ms, **meta}
+    result = {"kind": kind, "parent": ARCH, "parent_ms": parent_ms, "measured_ms": ms, "load_at_check": load_at_check,
+              **meta}  # fmt: skip
     if kind == "macs":
         size = recipe.model.input_size
         whole = model_size(parent, size)["macs"]
