@@ -109,6 +109,18 @@ def test_dry_run_lists_each_seeds_runs_and_refuses_without_a_parent_or_a_choice(
     assert run.main(common) == 2
 
 
+def test_the_exploratory_next_smaller_run_is_left_out_where_nothing_is_smaller(tmp_path, capsys):
+    work = tmp_path / "work"
+    work.mkdir()
+    for kind, name in run.CHOICES.items():
+        (work / name).write_text(json.dumps(CHOICES[kind]))
+    parents = str(ROOT / "reports/equal_latency/parents/seed{seed}/hg8/checkpoint.pth.tar")
+    argv = ["--recipe", str(ROOT / run.RECIPE), "--parents", parents, "--work", str(work), "--dry-run"]
+    assert run.main([*argv, "--seed", "1", "--variants", "smaller"]) == 0
+    names = [line.split(":")[0].split("/")[-1] for line in capsys.readouterr().out.splitlines()]
+    assert names == ["smaller-50", "smaller-next-50", "smaller-25"]  # nothing is smaller than hg1 at 25 %
+
+
 def test_the_macs_grid_is_the_protocols():
     assert run.MACS_GRID[0] == 0.15 and run.MACS_GRID[-1] == 0.9 and len(run.MACS_GRID) == 16
     assert all(math.isclose(b - a, 0.05) for a, b in zip(run.MACS_GRID, run.MACS_GRID[1:], strict=False))

@@ -284,6 +284,8 @@ def planned_runs(args) -> list[tuple[Recipe, Path]]:
         schedule = parent_schedule(parent) if {"smaller", NEXT} & set(args.variants) else None
         for kept in args.budgets:
             for variant in seed_variants(seed, args.variants):
+                if variant == NEXT and choice(choices, "smaller", kept).get("next_smaller") is None:
+                    continue  # exploratory only: nothing smaller than the chosen architecture (e.g. hg1)
                 recipe = variant_recipe(base, variant, kept, parent, choices, schedule)
                 runs.append((recipe, work / f"seed{seed}" / recipe.name))
     for arch in args.family or []:
@@ -347,7 +349,15 @@ def main(argv: list[str] | None = None) -> int:
         runs = planned_runs(args)
         if not runs and not (args.choose_macs or args.choose_smaller):
             raise HgpruneError("nothing to do: give --seed S, --family ARCH, --choose-macs or --choose-smaller")
+        done: dict[tuple[Path, str], Path] = {}  # a run whose recipe (but its name) is an earlier one's is that run
         for recipe, out in runs:
+            key = (out.parent, repr(replace(recipe, name="same")))
+            if key in done and not out.exists():
+                print(f"{out}: the same run as {done[key]} (e.g. one MACs fraction for both budgets)", flush=True)
+                if not args.dry_run:
+                    out.symlink_to(done[key].name, target_is_directory=True)
+                continue
+            done.setdefault(key, out)
             if args.dry_run or final_row(out) is not None:
                 print(f"{out}: {'finished' if final_row(out) is not None else describe(recipe)}", flush=True)
                 continue
