@@ -24,8 +24,9 @@ DEFAULT_MAX_LOAD = 0.5  # 1-minute load average above which a timing pass refuse
 # Before each timed call its configuration runs untimed for at least this long (and at least once). Without it,
 # interleaving measures the neighbours: ONNX Runtime gives each session its own thread pool, whose workers keep
 # spinning after a call, so the next session's call shared the cores with them (hg8 at the sweep's size: 1.8 ms
-# alone, 4-6 ms interleaved, 2026-12-07). Settled, each call runs as in a deployment serving one model.
-SETTLE_MS = 10.0
+# alone, 4-6 ms interleaved, 2026-12-07). 10 ms was not enough with 8-31 sessions (one of 8 models 3.7 ms against
+# 2.0 alone); 50 ms matched every model timed alone. Settled, each call runs as in a deployment serving one model.
+SETTLE_MS = 50.0
 
 
 def cpu_model() -> str:

@@ -27,7 +27,7 @@ from hgprune.latency.structure import FEATURES, features, signature, trace_ops
 from hgprune.timing import cpu_model
 
 # Bumped when the file's layout, the features or the timer change: older files are recalibrated, never misread.
-# 2: the timer settles each configuration before timing it (hgprune.timing.SETTLE_MS); format-1 ORT tables were
+# 2: the timer settles each configuration before timing it (hgprune.timing.SETTLE_MS, 50 ms); format-1 ORT tables were
 # inflated by the previous session's spinning threads.
 FORMAT = 2
 # The fingerprint entries a table must match to be used (``model family`` is in the file name and checked too).
