@@ -15,7 +15,8 @@ import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from hgprune.timing import cpu_model, versions
+from hgprune.latency.runtimes import SPIN
+from hgprune.timing import SETTLE_MS, cpu_model, versions
 
 ROOT = Path(__file__).resolve().parents[1]
 REPORT_DIR = ROOT / "reports" / "benchmarks"
@@ -25,9 +26,6 @@ REPORT_DIR = ROOT / "reports" / "benchmarks"
 PRUNE_OPTIONS = {"criterion": "l1", "kind": "macs", "allocation": "uniform", "prune_trunk": True, "tolerance": 0.01}
 PRUNING = "prune_to_target(" + ", ".join(f"{k}={v!r}" for k, v in PRUNE_OPTIONS.items()) + ", round_to=8)"
 THREAD_ENV = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "MKL_NUM_THREADS")
-# Passive OpenMP waiting (set before start-up) implies the same for ONNX Runtime's pool: spinning threads on shared
-# cores made hg8 5-10x slower at 2 threads on this machine while other jobs ran.
-SPIN = os.environ.get("OMP_WAIT_POLICY", "").upper() != "PASSIVE"
 
 
 _cpu_model = cpu_model
@@ -65,6 +63,7 @@ def environment(device: str = "cpu", argv: Sequence[str] | None = None) -> dict:
             "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
             "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY"),
         },
+        "timer": {"settle_ms": SETTLE_MS, "ort_allow_spinning": SPIN},
     }
     if device.startswith("cuda") and torch.cuda.is_available():
         env["machine"]["gpu"] = torch.cuda.get_device_name(device)

@@ -4,10 +4,10 @@ on a tiny model, and the interleaved timer's clock hook. No timing is asserted."
 from __future__ import annotations
 
 import json
-import time
 import pkgutil
 import subprocess
 import sys
+import time
 
 import pytest
 

@@ -15,8 +15,17 @@ from torch import nn
 
 from hgprune.errors import HgpruneError
 from hgprune.export import runtime as rt
-from hgprune.latency.runtimes import Runtime
-from hgprune.timing import ORDER_SEED, check_idle, cpu_model, load_average, summarise, time_interleaved, versions
+from hgprune.latency.runtimes import SPIN, Runtime
+from hgprune.timing import (
+    ORDER_SEED,
+    SETTLE_MS,
+    check_idle,
+    cpu_model,
+    load_average,
+    summarise,
+    time_interleaved,
+    versions,
+)
 
 
 @dataclass(frozen=True)
@@ -67,6 +76,8 @@ def environment(threads: int) -> dict:
             "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY"),
         },
         "order": f"interleaved rounds, order shuffled each round (seed {ORDER_SEED})",
+        "settle_ms": SETTLE_MS,
+        "ort_allow_spinning": SPIN,
     }
 
 
