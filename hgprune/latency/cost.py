@@ -8,7 +8,7 @@ from collections import OrderedDict
 from torch import nn
 
 from hgprune.latency.structure import features, signature, trace_ops
-from hgprune.latency.table import LatencyTable, model_key
+from hgprune.latency.table import LatencyTable
 
 CACHE_SIZE = 4096  # structures whose features are kept (a search revisits the same candidates)
 
@@ -21,16 +21,13 @@ class LatencyCost:
         self.name = f"latency:{table.runtime}"
         self.snap: int | None = table.snap
         self._features: OrderedDict[tuple, list[float]] = OrderedDict()
-        self._measured = {sample.key: sample.median_ms for sample in table.samples}
 
     def cost(self, model: nn.Module) -> float:
-        """Predicted milliseconds (the calibration's own measurement where it timed this exact structure)."""
+        """Predicted milliseconds: the table's fit anchored on its parent (never a stored measurement, so every
+        comparison a plan makes is between two predictions; :attr:`LatencyTable.anchor`)."""
         key = signature(model)
         values = self._features.get(key)
         if values is None:
-            measured = self._measured.get(model_key(model, self.table.input_size, self.table.batch))
-            if measured is not None:
-                return measured
             values = features(trace_ops(model, self.table.input_size, self.table.batch), self.snap)
             self._features[key] = values
             if len(self._features) > CACHE_SIZE:

@@ -80,7 +80,7 @@ def test_calibration_recovers_the_fake_runtime_and_predicts_depth_and_width_cand
     # a depth-pruned model: blocks swapped for nn.Identity (and a stack fewer) is predicted by its structure
     parent = HourglassNet(PARENT).eval()
     full = table.predict(parent)
-    assert full == pytest.approx(fake_ms(parent), rel=1e-6)  # measured in calibration: its own median
+    assert full == pytest.approx(fake_ms(parent), rel=1e-6)  # the fit, anchored on the parent's median
     pruned = random_candidate(PARENT, random.Random(0), snap=4)
     for sequential, index in trunk_blocks(pruned)[:4]:
         sequential[index] = nn.Identity()
@@ -89,6 +89,25 @@ def test_calibration_recovers_the_fake_runtime_and_predicts_depth_and_width_cand
     cost = LatencyCost(table)
     assert (cost.name, cost.snap) == ("latency:torch", 4)
     assert cost.cost(pruned) == table.predict(pruned) and cost(pruned) == table.predict(pruned)
+
+
+def test_predictions_are_the_fit_anchored_on_the_parent_so_removing_a_stack_always_saves(fake_timer):
+    # a fit that overestimates the parent by 20 %: the parent predicts its measured median, and every other model
+    # the fit scaled by the same factor, so a plan never compares a measurement with a prediction
+    table = cal.calibrate("torch", PARENT, SETTINGS)
+    parent = HourglassNet(PARENT).eval()
+    first = table.samples[0]
+    assert first.key == cal.model_key(parent, 64, 1)  # the parent is the calibration's first sample
+    measured = first.median_ms / 1.2
+    table.samples[0] = type(first)(first.key, first.features, measured, first.p90_ms, first.description)
+    fitted = lambda m: sum(c * v for c, v in zip(table.coefficients, features(trace_ops(m, 64), table.snap)))  # noqa: E731
+    assert table.predict(parent) == pytest.approx(measured, rel=1e-9)
+    one_stack = HourglassNet(PARENT).eval()
+    from hgprune.prune.depth import remove_units
+
+    one_stack = remove_units(one_stack, ["stack.1"])
+    assert table.predict(one_stack) == pytest.approx(fitted(one_stack) * measured / fitted(parent), rel=1e-9)
+    assert LatencyCost(table).cost(one_stack) < LatencyCost(table).cost(parent)
 
 
 def test_snap_is_none_when_no_multiple_runs_faster():
