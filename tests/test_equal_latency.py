@@ -359,3 +359,25 @@ def test_the_engine_seeds_the_random_depth_importance_per_step():
     first = removed(11)
     assert first and removed(11) == first
     assert any(removed(s) != first for s in (12, 13))
+
+
+def test_archive_keeps_finished_runs_files_and_links_and_leaves_unfinished_runs(tmp_path, monkeypatch):
+    work, dest = tmp_path / "work", tmp_path / "archive"
+    done, busy = work / "seed1" / "macs-50", work / "seed1" / "latency-50"
+    for run_dir in (done, busy):
+        (run_dir / "checkpoints").mkdir(parents=True)
+        (run_dir / "recipe.yaml").write_text("name: x\n")
+        (run_dir / "checkpoints" / "step_001.pt").write_bytes(b"big")
+    (done / "final").mkdir()
+    (done / "final" / "model.pt").write_bytes(b"weights")
+    (work / "seed1" / "macs-25").symlink_to("macs-50", target_is_directory=True)
+    (work / "choice_macs.json").write_text("{}")
+    monkeypatch.setattr(run, "final_row", lambda path: {"pckh_mean": 1.0} if path.name == "macs-50" else None)
+    assert run.archive(work, dest, [1]) == [dest / "seed1" / "macs-50"]
+    assert sorted(p.relative_to(dest / "seed1" / "macs-50").as_posix() for p in (dest / "seed1" / "macs-50").rglob("*")
+                  if p.is_file()) == ["final/model.pt", "recipe.yaml"]  # fmt: skip
+    assert (dest / "seed1" / "macs-25").readlink().as_posix() == "macs-50"
+    assert not (dest / "seed1" / "latency-50").exists() and (dest / "choice_macs.json").read_text() == "{}"
+    (done / "recipe.yaml").write_text("name: y\n")
+    run.archive(work, dest, [1])  # again: replaced whole
+    assert (dest / "seed1" / "macs-50" / "recipe.yaml").read_text() == "name: y\n"

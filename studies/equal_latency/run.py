@@ -57,6 +57,16 @@ TOLERANCE = 1.05  # the latency target's tolerance: above budget × TOLERANCE is
 RUNTIME, THREADS, BATCH = "ort", 2, 1  # where the budget is measured
 LATENCY_DEPTH = "all"  # "depth + width": the engine's recipe default is none (channels only), so the study sets it
 CHOICES = {"macs": "choice_macs.json", "smaller": "choice_smaller.json"}
+ARCHIVE = Path("reports/equal_latency/runs")  # finished runs, committed: what report.py reads on a fresh machine
+ARCHIVED = (
+    "recipe.yaml",
+    "run.json",
+    "metrics.csv",
+    "metrics.json",
+    "latency.json",
+    "latency_model.json",
+    "final/model.pt",
+)  # the sweep's committed runs keep the same files (and, here, the final weights)
 
 
 def pct(kept: float) -> int:
@@ -268,6 +278,40 @@ def write_choice(path: Path, result: dict, command: str) -> None:
     atomic_write_text(path, json.dumps(result, indent=2, default=str) + "\n")
 
 
+def archive(work: Path, dest: Path, seeds) -> list[Path]:
+    """Copy the choices and every finished run of ``seeds`` (after its latency pass) from ``work`` to ``dest``:
+    the files of :data:`ARCHIVED`, a run that is another's (a symlink) as the same symlink. Unfinished runs are
+    left out; an archived run is replaced whole (written beside, then renamed)."""
+    import shutil
+
+    copied = []
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in CHOICES.values():
+        if (work / name).exists():
+            shutil.copy2(work / name, dest / name)
+    for seed in seeds:
+        for run in sorted((work / f"seed{seed}").glob("*")) if (work / f"seed{seed}").is_dir() else []:
+            target = dest / f"seed{seed}" / run.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if run.is_symlink():
+                if target.is_symlink() or target.exists():
+                    target.unlink()
+                target.symlink_to(run.readlink(), target_is_directory=True)
+                continue
+            if final_row(run) is None:
+                continue
+            staging = target.with_name(f".{run.name}.archiving")
+            shutil.rmtree(staging, ignore_errors=True)
+            for name in ARCHIVED:
+                if (run / name).exists():
+                    (staging / name).parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(run / name, staging / name)
+            shutil.rmtree(target, ignore_errors=True)
+            staging.rename(target)
+            copied.append(target)
+    return copied
+
+
 # -- the runs --------------------------------------------------------------------------------------------------------
 
 
@@ -324,6 +368,8 @@ def main(argv: list[str] | None = None) -> int:
                         "sweep's seed-0 parents of these architectures")  # fmt: skip
     parser.add_argument("--resume", action="store_true", help="continue run directories that exist")
     parser.add_argument("--dry-run", action="store_true", help="print the runs and their settings, run nothing")
+    parser.add_argument("--archive", action="store_true", help=f"copy the finished runs of --seed and the choices "
+                        f"to {ARCHIVE} (after the latency pass), run nothing")  # fmt: skip
     parser.add_argument("--choose-macs", action="store_true", help="measure the MACs grid, write the choice")
     parser.add_argument("--choose-smaller", action="store_true", help="measure hg1–hg7, write the choice")
     timing = parser.add_argument_group("timing (the choices)")
@@ -346,6 +392,10 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"{kind} {key} %: budget {c['budget_ms']:.3f} ms → {picked} "
                           f"({c['measured_ms'] or float('nan'):.3f} ms)")  # fmt: skip
                 print(f"wrote {path}")
+        if args.archive:
+            for path in archive(work, ARCHIVE, args.seed or SEEDS):
+                print(f"archived {path}")
+            return 0
         runs = planned_runs(args)
         if not runs and not (args.choose_macs or args.choose_smaller):
             raise HgpruneError("nothing to do: give --seed S, --family ARCH, --choose-macs or --choose-smaller")
