@@ -1,0 +1,196 @@
+"""Which ``prune.depth`` should a MACs target use by default: channels only, or depth and channels together? (issue 30)
+
+Per hg8 parent seed (the equal-latency study's committed parents, seeds 1–3) and MACs target (50 % and 25 %), the
+sweep recipe's MACs default (taylor, uniform allocation, 2 linear steps, 16 fine-tuning epochs with distillation from
+the parent) runs twice: ``prune.depth: none`` (channels only, today's default) and ``prune.depth: all`` (stacks,
+blocks and channels planned together, depth importance ``loss``). The two are compared by final PCKh, paired by
+seed, and by measured latency; the decision rule was fixed before any run finished
+(``reports/depth_default/protocol.md``). Commands, in order, from the repository root::
+
+    OMP_NUM_THREADS=1 python -m studies.depth_default.run --seed 1 2 3 --resume   # runs/depth_default/seedS/<d>-<K>
+    hgprune latency runs/depth_default/seed1 runs/depth_default/seed2 runs/depth_default/seed3 \\
+        --runtime ort --runtime torch --threads 2                                 # idle machine, one pass
+    python -m studies.depth_default.run --seed 1 2 3 --archive                    # → reports/depth_default/runs
+    python -m studies.depth_default.run --report                                  # → reports/depth_default/report.*
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from benchmarks.accuracy import final_row, paired
+from hgprune.errors import HgpruneError
+from hgprune.fsutil import atomic_write_text
+from hgprune.recipe import Recipe
+from studies.equal_latency.report import read_run
+from studies.equal_latency.run import PARENTS, RECIPE, SEEDS, archive, base_recipe, pct
+
+MODULE = "studies.depth_default.run"
+WORK = Path("runs/depth_default")
+ARCHIVE = Path("reports/depth_default/runs")
+REPORT = Path("reports/depth_default")
+PROTOCOL = "reports/depth_default/protocol.md"
+TARGETS = (0.5, 0.25)  # kept MACs
+DEPTHS = ("none", "all")  # channels only (today's default) vs depth and channels together
+MARGIN = 1.0  # PCKh points: `all` is "no worse" when the 95 % interval of (all − none) lies above −MARGIN
+
+
+def depth_recipe(base: Recipe, depth: str, kept: float, parent: str | Path) -> Recipe:
+    """The sweep recipe's MACs default at ``kept`` from ``parent``, with ``prune.depth: depth``."""
+    if depth not in DEPTHS:
+        raise HgpruneError(f"depth {depth!r}: this study compares {', '.join(DEPTHS)}")
+    p = base.prune
+    if p.target.kind != "macs":
+        raise HgpruneError(f"prune.target.kind: the study needs the recipe's MACs target, got {p.target.kind!r}")
+    prune = replace(p, target=replace(p.target, kept=kept), depth=depth)
+    return replace(base, name=f"{depth}-{pct(kept)}", baseline=replace(base.baseline, checkpoint=str(parent)),
+                   prune=prune)  # fmt: skip
+
+
+def planned_runs(seeds, targets, depths, recipe=RECIPE, parents=PARENTS, overrides=(), work=WORK):
+    """(recipe, run directory) of each run, target by target, seed by seed, the depths of a pair together."""
+    runs = []
+    for kept in targets:
+        for seed in seeds:
+            parent = Path(parents.format(seed=seed))
+            if not parent.exists():
+                raise HgpruneError(f"{parent}: parent of seed {seed} not found (reports/equal_latency/STATUS.md)")
+            base = base_recipe(recipe, seed, overrides)
+            for depth in depths:
+                r = depth_recipe(base, depth, kept, parent)
+                runs.append((r, Path(work) / f"seed{seed}" / r.name))
+    return runs
+
+
+def analyse(work: Path, seeds, targets=TARGETS) -> dict:
+    """Per target: each depth mode's PCKh and measured latencies per seed, the paired differences (all − none) and
+    the protocol's verdict."""
+    out: dict = {"targets": {}, "margin": MARGIN}
+    verdicts = []
+    for kept in targets:
+        rows = {d: {s: read_run(Path(work) / f"seed{s}" / f"{d}-{pct(kept)}") for s in seeds} for d in DEPTHS}
+        rows = {d: {s: r for s, r in per.items() if r is not None} for d, per in rows.items()}
+        entry: dict = {}
+        for d in DEPTHS:
+            entry[d] = {field: {s: r[field] for s, r in rows[d].items() if r.get(field) is not None}
+                        for field in ("pckh", "parent_pckh", "ort_ms", "eager_ms", "parent_ort_ms",
+                                      "parent_eager_ms", "wall_s")}  # fmt: skip
+        entry["pckh_all_minus_none"] = paired(entry["all"]["pckh"], entry["none"]["pckh"])
+        speed = {}
+        for rt in ("ort_ms", "eager_ms"):
+            common = sorted(set(entry["all"][rt]) & set(entry["none"][rt]))
+            speed[rt] = {s: entry["none"][rt][s] / entry["all"][rt][s] for s in common}  # > 1: all is faster
+        entry["speedup_all_over_none"] = speed
+        diff, ort = entry["pckh_all_minus_none"], speed["ort_ms"]
+        complete = diff is not None and diff["n"] == len(seeds) and len(ort) == len(seeds)
+        no_worse = complete and diff["low"] >= -MARGIN
+        faster = complete and all(v > 1.0 for v in ort.values())
+        entry["verdict"] = {"complete": complete, "no_worse": no_worse, "faster_in_ort": faster}
+        verdicts.append(entry["verdict"])
+        out["targets"][str(pct(kept))] = entry
+    complete = all(v["complete"] for v in verdicts)
+    out["complete"] = complete
+    out["default"] = (("all" if all(v["no_worse"] and v["faster_in_ort"] for v in verdicts) else "none")
+                      if complete else None)  # fmt: skip
+    return out
+
+
+def _ci(d: dict | None) -> str:
+    return "–" if d is None else f"{d['mean']:+.2f} [{d['low']:+.2f}, {d['high']:+.2f}] (n={d['n']})"
+
+
+def _mean(values: dict) -> str:
+    return f"{statistics.fmean(values.values()):.3f}" if values else "–"
+
+
+def markdown(result: dict, command: str) -> str:
+    lines = [
+        "# Depth pruning as the default for MACs targets? (issue 30)",
+        "",
+        f"Protocol, fixed before any run finished: [protocol.md](protocol.md). Regenerate with `{command}` (runs in "
+        "`reports/depth_default/runs`, copied there by `--archive` after the latency pass).",
+        "",
+        "hg8 at the sweep's size, the sweep recipe's MACs default (taylor, uniform, 2 linear steps, 16 fine-tuning "
+        "epochs, distillation), `prune.depth: none` against `all`, per parent seed. PCKh is the recipe's final "
+        "validation PCKh; latencies are medians from one `hgprune latency` pass (2 threads, batch 1).",
+        "",
+        "| MACs kept | depth | PCKh per seed | mean PCKh | mean ORT ms | mean eager ms | parent ORT ms |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for key, entry in result["targets"].items():
+        for d in DEPTHS:
+            e = entry[d]
+            per = ", ".join(f"{s}: {v:.2f}" for s, v in sorted(e["pckh"].items())) or "–"
+            lines.append(f"| {key} % | {d} | {per} | {_mean(e['pckh']) if e['pckh'] else '–'} | "
+                         f"{_mean(e['ort_ms'])} | {_mean(e['eager_ms'])} | {_mean(e['parent_ort_ms'])} |")  # fmt: skip
+    lines += ["", "| MACs kept | PCKh all − none, mean [95 % CI] | ORT speedup of all over none, per seed | "
+              "eager speedup, per seed | no worse (CI above −margin) | faster in ORT (every seed) |",
+              "|---|---|---|---|---|---|"]  # fmt: skip
+    for key, entry in result["targets"].items():
+        sp = entry["speedup_all_over_none"]
+        fmt = lambda d: ", ".join(f"{v:.2f}×" for _, v in sorted(d.items())) or "–"  # noqa: E731
+        v = entry["verdict"]
+        lines.append(f"| {key} % | {_ci(entry['pckh_all_minus_none'])} | {fmt(sp['ort_ms'])} | {fmt(sp['eager_ms'])}"
+                     f" | {v['no_worse'] if v['complete'] else '–'} | {v['faster_in_ort'] if v['complete'] else '–'} |")  # fmt: skip
+    lines.append("")
+    if result["default"] is None:
+        lines.append("**Incomplete:** not every pair has finished and been measured; no default is chosen yet.")
+    else:
+        lines.append(f"**Verdict (the protocol's rule, margin {result['margin']:g} PCKh):** the default is "
+                     f"`prune.depth: {result['default']}`.")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--recipe", default=RECIPE)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="recipe override")
+    parser.add_argument("--parents", default=PARENTS, help="parent checkpoint with {seed} (default %(default)s)")
+    parser.add_argument("--work", default=str(WORK), help="run directories (default %(default)s)")
+    parser.add_argument("--seed", type=int, nargs="+", default=list(SEEDS))
+    parser.add_argument("--targets", type=float, nargs="+", default=list(TARGETS), help="kept MACs")
+    parser.add_argument("--depths", nargs="+", default=list(DEPTHS), choices=DEPTHS)
+    parser.add_argument("--resume", action="store_true", help="continue run directories that exist")
+    parser.add_argument("--dry-run", action="store_true", help="print the runs, run nothing")
+    parser.add_argument("--archive", action="store_true", help=f"copy finished runs to {ARCHIVE}, run nothing")
+    parser.add_argument("--report", action="store_true", help=f"write {REPORT}/report.{{json,md}} from --work "
+                        f"(default for the report: {ARCHIVE})")  # fmt: skip
+    args = parser.parse_args(argv)
+    command = " ".join(["python", "-m", MODULE, *(sys.argv[1:] if argv is None else argv)])
+    try:
+        if args.archive:
+            for path in archive(Path(args.work), ARCHIVE, args.seed):
+                print(f"archived {path}")
+            return 0
+        if args.report:
+            work = Path(args.work) if "--work" in (sys.argv if argv is None else argv) else ARCHIVE
+            result = analyse(work, args.seed, args.targets)
+            REPORT.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(REPORT / "report.json", json.dumps({"command": command, **result}, indent=2) + "\n")
+            atomic_write_text(REPORT / "report.md", markdown(result, command))
+            print(markdown(result, command))
+            return 0
+        for recipe, out in planned_runs(args.seed, args.targets, args.depths, args.recipe, args.parents, args.set,
+                                        args.work):  # fmt: skip
+            p = recipe.prune
+            what = f"hg8 seed {recipe.seed}: macs {p.target.kept:g}, depth {p.depth} ({p.depth_importance})"
+            if args.dry_run or final_row(out) is not None:
+                print(f"{out}: {'finished' if final_row(out) is not None else what}", flush=True)
+                continue
+            from hgprune.runner import Runner
+
+            print(f"{out}: {what}", flush=True)
+            Runner(recipe, out, resume=args.resume, command=command).execute()
+    except HgpruneError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
