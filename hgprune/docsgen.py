@@ -369,6 +369,20 @@ def _depth_goals(root: Path) -> list[list[str]]:
     return rows
 
 
+def depth_speed(root: Path) -> str:
+    """Issue 30's measurement: channel-only against depth pruning of hg8 at the same MACs, per scale (docs/depth.md)."""
+    data = _json(root, DEPTH)
+    rows = []
+    for scale in data["scales"]:
+        for row in scale["rows"]:
+            if row["model"] == "parent":
+                continue
+            rows.append([scale["scale"], row["model"], f"{row['kept_macs']:.3f}"] + [
+                f"{row[rt]['speedup']:.2f}× ({row[rt]['efficiency']:.2f})" for rt in ("ort", "eager")])  # fmt: skip
+    header = ["scale", "pruned hg8", "kept MACs", "ONNX Runtime speedup (efficiency)", "eager speedup (efficiency)"]
+    return _table(header, rows) + _source(DEPTH)
+
+
 def _latency_goals(root: Path) -> list[list[str]]:
     """Issue 31's goals: the latency model's errors and the latency targets' checks."""
     rows = []
@@ -787,6 +801,7 @@ def recipe_keys(root: Path) -> str:
 RENDERERS: dict[str, Callable[[Path], str]] = {
     "goals": goals_table,
     "speed-goals": speed_goals,
+    "depth-speed": depth_speed,
     "accuracy-v3": lambda root: accuracy_table(root, "v3"),
     "accuracy-v3-goals": lambda root: accuracy_goals(root, "v3"),
     "accuracy-v2": lambda root: accuracy_table(root, "v2"),

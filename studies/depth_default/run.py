@@ -135,8 +135,9 @@ def markdown(result: dict, command: str) -> str:
         sp = entry["speedup_all_over_none"]
         fmt = lambda d: ", ".join(f"{v:.2f}×" for _, v in sorted(d.items())) or "–"  # noqa: E731
         v = entry["verdict"]
+        no_worse, faster = (v["no_worse"], v["faster_in_ort"]) if v["complete"] else ("–", "–")
         lines.append(f"| {key} % | {_ci(entry['pckh_all_minus_none'])} | {fmt(sp['ort_ms'])} | {fmt(sp['eager_ms'])}"
-                     f" | {v['no_worse'] if v['complete'] else '–'} | {v['faster_in_ort'] if v['complete'] else '–'} |")  # fmt: skip
+                     f" | {no_worse} | {faster} |")  # fmt: skip
     lines.append("")
     if result["default"] is None:
         lines.append("**Incomplete:** not every pair has finished and been measured; no default is chosen yet.")
