@@ -95,7 +95,8 @@ def test_dry_run_lists_each_seeds_runs_and_refuses_without_a_parent_or_a_choice(
     parent.parent.mkdir()
     parent.write_bytes(b"")  # never read by a dry run of the pruned variants
     parents = str(tmp_path / "seed{seed}" / "checkpoint.pth.tar")
-    common = ["--recipe", str(ROOT / run.RECIPE), "--parents", parents, "--work", str(tmp_path / "work")]
+    common = ["--recipe", str(ROOT / run.RECIPE), "--parents", parents, "--work", str(tmp_path / "work"),
+              "--committed", str(tmp_path / "committed")]  # fmt: skip
     assert run.main([*common, "--seed", "2", "--variants", "latency", "random", "--dry-run"]) == 0
     lines = capsys.readouterr().out.splitlines()
     names = [line.split(":")[0].split("/")[-1] for line in lines]
@@ -176,11 +177,26 @@ def test_a_macs_choice_prunes_the_same_widths_whatever_the_weights():
 
 def test_a_choice_is_written_once(tmp_path):
     path = tmp_path / "choice_macs.json"
-    run.write_choice(path, {"choices": {"50": {"fraction": 0.4}}}, "cmd")
+    run.write_choice(path, {"choices": {"50": {"fraction": 0.4}}}, "cmd", archived=None)
     assert json.loads(path.read_text())["choices"]["50"]["fraction"] == 0.4
-    assert run.read_choices(tmp_path)["macs"]["command"] == "cmd"
+    assert run.read_choices(tmp_path, archived=None)["macs"]["command"] == "cmd"
     with pytest.raises(HgpruneError, match="already chosen"):
-        run.write_choice(path, {}, "cmd")
+        run.write_choice(path, {}, "cmd", archived=None)
+
+
+def test_a_fresh_work_directory_uses_the_committed_choices_and_cannot_choose_again(tmp_path):
+    archived, work = tmp_path / "archive", tmp_path / "work"
+    archived.mkdir()
+    (archived / "choice_smaller.json").write_text(json.dumps({"command": "committed"}))
+    assert run.read_choices(work, archived) == {"smaller": {"command": "committed"}}
+    with pytest.raises(HgpruneError, match="archive/choice_smaller.json: already chosen"):
+        run.write_choice(work / "choice_smaller.json", {}, "cmd", archived)
+    work.mkdir()
+    (work / "choice_smaller.json").write_text(json.dumps({"command": "local"}))
+    assert run.read_choices(work, archived)["smaller"]["command"] == "local"  # the work directory's own first
+    (archived / "choice_macs.json").write_text("{")
+    with pytest.raises(HgpruneError, match="choice_macs.json: unreadable choice"):
+        run.read_choices(work, archived)
 
 
 # -- analysis ------------------------------------------------------------------------------------------------------

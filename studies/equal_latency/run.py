@@ -252,11 +252,14 @@ def choose(kind: str, recipe: Recipe, budgets, args) -> dict:
     return result
 
 
-def read_choices(work: Path) -> dict:
-    """Both choice files that exist (``{"macs": …, "smaller": …}``); a corrupt one is a one-line error."""
+def read_choices(work: Path, archived: Path | None = ARCHIVE) -> dict:
+    """Both choice files that exist (``{"macs": …, "smaller": …}``), from ``work`` or else the committed copy in
+    ``archived`` (so a fresh clone runs the variants with the choices made once); a corrupt one is a one-line error."""
     out = {}
     for kind, name in CHOICES.items():
         path = work / name
+        if not path.exists() and archived is not None:
+            path = archived / name
         if path.exists():
             try:
                 out[kind] = json.loads(path.read_text())
@@ -265,14 +268,15 @@ def read_choices(work: Path) -> dict:
     return out
 
 
-def refuse_existing(path: Path) -> None:
-    if path.exists():
-        raise HgpruneError(f"{path}: already chosen; the choice is fixed before any variant trains (delete it to "
-                           "choose again, only if no variant has trained yet)")  # fmt: skip
+def refuse_existing(path: Path, archived: Path | None = ARCHIVE) -> None:
+    for existing in (path, *(() if archived is None else (archived / path.name,))):
+        if existing.exists():
+            raise HgpruneError(f"{existing}: already chosen; the choice is fixed before any variant trains (delete "
+                               "it to choose again, only if no variant has trained yet)")  # fmt: skip
 
 
-def write_choice(path: Path, result: dict, command: str) -> None:
-    refuse_existing(path)
+def write_choice(path: Path, result: dict, command: str, archived: Path | None = ARCHIVE) -> None:
+    refuse_existing(path, archived)
     result = {"command": command, "protocol": PROTOCOL,
               "made": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), **result}  # fmt: skip
     atomic_write_text(path, json.dumps(result, indent=2, default=str) + "\n")
@@ -319,7 +323,8 @@ def planned_runs(args) -> list[tuple[Recipe, Path]]:
     """(recipe, run directory) of every run the arguments ask for, in order; every input checked first."""
     work = Path(args.work)
     runs = []
-    choices = read_choices(work) if (set(args.variants) & {"macs", "smaller", NEXT}) and args.seed else {}
+    wanted = (set(args.variants) & {"macs", "smaller", NEXT}) and args.seed
+    choices = read_choices(work, Path(args.committed)) if wanted else {}
     for seed in args.seed or []:
         parent = Path(args.parents.format(seed=seed))
         if not parent.exists():
@@ -368,8 +373,10 @@ def main(argv: list[str] | None = None) -> int:
                         "sweep's seed-0 parents of these architectures")  # fmt: skip
     parser.add_argument("--resume", action="store_true", help="continue run directories that exist")
     parser.add_argument("--dry-run", action="store_true", help="print the runs and their settings, run nothing")
-    parser.add_argument("--archive", action="store_true", help=f"copy the finished runs of --seed and the choices "
-                        f"to {ARCHIVE} (after the latency pass), run nothing")  # fmt: skip
+    parser.add_argument("--archive", action="store_true", help="copy the finished runs of --seed and the choices "
+                        "to --committed (after the latency pass), run nothing")  # fmt: skip
+    parser.add_argument("--committed", default=str(ARCHIVE), help="the committed choices and finished runs: the "
+                        "choices used where --work has none (default %(default)s)")  # fmt: skip
     parser.add_argument("--choose-macs", action="store_true", help="measure the MACs grid, write the choice")
     parser.add_argument("--choose-smaller", action="store_true", help="measure hg1–hg7, write the choice")
     timing = parser.add_argument_group("timing (the choices)")
@@ -384,16 +391,16 @@ def main(argv: list[str] | None = None) -> int:
         for kind, asked in (("macs", args.choose_macs), ("smaller", args.choose_smaller)):
             if asked:
                 path = work / CHOICES[kind]
-                refuse_existing(path)  # before any measurement
+                refuse_existing(path, Path(args.committed))  # before any measurement
                 result = choose(kind, base_recipe(args.recipe, 0, args.set), args.budgets, args)
-                write_choice(path, result, command)
+                write_choice(path, result, command, Path(args.committed))
                 for key, c in result["choices"].items():
                     picked = c.get("fraction", c.get("arch"))
                     print(f"{kind} {key} %: budget {c['budget_ms']:.3f} ms → {picked} "
                           f"({c['measured_ms'] or float('nan'):.3f} ms)")  # fmt: skip
                 print(f"wrote {path}")
         if args.archive:
-            for path in archive(work, ARCHIVE, args.seed or SEEDS):
+            for path in archive(work, Path(args.committed), args.seed or SEEDS):
                 print(f"archived {path}")
             return 0
         runs = planned_runs(args)
