@@ -40,6 +40,11 @@ def command_argv() -> list[str]:
     return list(sys.argv)
 
 
+def timer() -> dict:
+    """How every benchmark's interleaved timer ran: each call settled first for ``settle_ms``; ORT threads spin."""
+    return {"settle_ms": SETTLE_MS, "ort_allow_spinning": SPIN}
+
+
 def environment(device: str = "cpu", argv: Sequence[str] | None = None) -> dict:
     """Machine, versions, thread settings, load and the exact command line (``argv``: the arguments after the Python
     executable, default this process's, see :func:`command_argv`)."""
@@ -63,7 +68,7 @@ def environment(device: str = "cpu", argv: Sequence[str] | None = None) -> dict:
             "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
             "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY"),
         },
-        "timer": {"settle_ms": SETTLE_MS, "ort_allow_spinning": SPIN},
+        "timer": timer(),
     }
     if device.startswith("cuda") and torch.cuda.is_available():
         env["machine"]["gpu"] = torch.cuda.get_device_name(device)

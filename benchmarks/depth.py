@@ -21,15 +21,15 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.common import timer
 from hgprune.errors import HgpruneError
 from hgprune.export import runtime as rt
 from hgprune.export.fold import fold_batchnorm
 from hgprune.fsutil import atomic_write_text
-from hgprune.latency.runtimes import SPIN
 from hgprune.models import build_model
 from hgprune.profile import conv_macs
 from hgprune.prune import prune_to_target
-from hgprune.timing import SETTLE_MS, check_idle, cpu_model, load_average, summarise, time_interleaved, versions
+from hgprune.timing import check_idle, cpu_model, load_average, summarise, time_interleaved, versions
 
 SCALES = {
     "paper": {"arch": "hg8", "N": 128, "M": 256, "input_size": 256, "depth": 4},
@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         "threads": args.threads, "warmup": args.warmup, "repeats": args.repeats,
         "round_to": {name: SCALES[name].get("round_to", args.round_to) for name in scales},
         "load_before": loads, "cpu": cpu_model(), "versions": versions(), "goal_efficiency": GOAL,
-        "timer": {"settle_ms": SETTLE_MS, "ort_allow_spinning": SPIN},
+        "timer": timer(),
         "scales": [measure(s, args.warmup, args.repeats, args.threads, args.round_to) for s in scales],
     }  # fmt: skip
     report["load_after"] = load_average()

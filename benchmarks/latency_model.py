@@ -28,6 +28,7 @@ import statistics
 import sys
 from pathlib import Path
 
+from benchmarks.common import timer
 from hgprune.errors import HgpruneError
 from hgprune.fsutil import atomic_write_text
 from hgprune.latency import CalibrationSettings, LatencyCost, TimingSettings, calibrate, get_runtime, parent_config
@@ -138,8 +139,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{NAME}: error: {exc}", file=sys.stderr)
         return exc.exit_code
     data = {"command": shlex.join(["python", "-m", f"benchmarks.{NAME}", *argv]), "cpu": cpu_model(),
-            "threads": args.threads, "batch": args.batch, "versions": versions(), "load_before": load_before,
-            "load_after": load_average(), "results": results}  # fmt: skip
+            "threads": args.threads, "batch": args.batch, "versions": versions(), "timer": timer(),
+            "load_before": load_before, "load_after": load_average(), "results": results}  # fmt: skip
     atomic_write_text(args.out / f"{NAME}.json", json.dumps(data, indent=2, default=str) + "\n")
     atomic_write_text(args.out / f"{NAME}.md", markdown(data))
     for r in results:

@@ -38,6 +38,7 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.common import timer
 from benchmarks.latency import int8
 from benchmarks.latency_model import SCALES
 from hgprune.errors import HgpruneError
@@ -226,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
         "cpu": cpu_model(),
         "threads": args.threads,
         "versions": versions(),
+        "timer": timer(),
         "forced": args.force,
         "scales": scales,
     }

@@ -343,19 +343,33 @@ def _speed_goal_summary(root: Path) -> list[list[str]]:
     for label, cases in groups:
         met = sum(r[2] == _verdict(True) for r in cases)
         values = ", ".join(r[1] for r in cases)
-        rows.append([label, f"{met} of {len(cases)} met: {values}", _verdict(met == len(cases))])
+        verdict = _verdict(met == len(cases)) + ("" if all(r[3] == SETTLED for r in cases) else f" ({UNSETTLED})")
+        rows.append([label, f"{met} of {len(cases)} met: {values}", verdict])
     return rows
 
 
+SETTLED, UNSETTLED = "settled", "timed before the timer settled each call: to re-measure"
+
+
+def _timer(data: dict) -> str:
+    """Whether a benchmark report was timed with each call settled first (``hgprune.timing.SETTLE_MS``, since
+    2026-12-07; before it, ORT's spinning thread pools inflated interleaved timings of small models)."""
+    timer = data.get("timer") or (data.get("environment") or {}).get("timer") or {}
+    return SETTLED if timer.get("settle_ms") else UNSETTLED
+
+
 def speed_goals(root: Path) -> str:
-    """Every case of the depth and latency goals (docs/latency.md)."""
+    """Every case of the depth and latency goals (docs/latency.md), and whether its timer settled each call."""
     rows = _depth_goals(root) + _latency_goals(root)
-    return _table(["goal", "measured", "verdict"], rows) + _source(f"{DEPTH}`, `{LATENCY_MODEL}`, `{LATENCY_TARGETS}")
+    return _table(["goal", "measured", "verdict", "timer"], rows) + _source(
+        f"{DEPTH}`, `{LATENCY_MODEL}`, `{LATENCY_TARGETS}"
+    )
 
 
 def _depth_goals(root: Path) -> list[list[str]]:
     """Issue 30's goal: speedup efficiency of depth-pruned (``depth-all``) hg8 per scale, budget and runtime."""
     data = _json(root, DEPTH)
+    timer = _timer(data)
     rows = []
     for scale in data["scales"]:
         for row in scale["rows"]:
@@ -365,7 +379,8 @@ def _depth_goals(root: Path) -> list[list[str]]:
                 eff = row[runtime]["efficiency"]
                 goal = data["goal_efficiency"]
                 rows.append([f"depth-pruned hg8 ({scale['scale']}, {row['model'].split('@')[1]} MACs), {title} "
-                             f"speedup ÷ MACs reduction ≥ {goal}", f"{eff:.3f}", _verdict(eff >= goal)])  # fmt: skip
+                             f"speedup ÷ MACs reduction ≥ {goal}", f"{eff:.3f}", _verdict(eff >= goal),
+                             timer])  # fmt: skip
     return rows
 
 
@@ -386,15 +401,17 @@ def depth_speed(root: Path) -> str:
 def _latency_goals(root: Path) -> list[list[str]]:
     """Issue 31's goals: the latency model's errors and the latency targets' checks."""
     rows = []
-    for r in _json(root, LATENCY_MODEL)["results"]:
+    model = _json(root, LATENCY_MODEL)
+    for r in model["results"]:
         rows.append([f"latency model ({r['scale']}, {r['runtime']}): median / worst abs error ≤ 10 % / 25 %",
                      f"{100 * r['median_abs_error']:.1f} % / {100 * r['worst_abs_error']:.1f} %",
-                     _verdict(r["goal_met"])])  # fmt: skip
-    for scale in _json(root, LATENCY_TARGETS)["scales"]:
+                     _verdict(r["goal_met"]), _timer(model)])  # fmt: skip
+    targets = _json(root, LATENCY_TARGETS)
+    for scale in targets["scales"]:
         for check in scale["checks"]:
             value = check.get("measured", check.get("measured_kept"))
             rows.append([f"latency targets ({check['goal']}; limit {check['limit']:g})", f"{value:g}",
-                         _verdict(check["met"])])  # fmt: skip
+                         _verdict(check["met"]), _timer(targets)])  # fmt: skip
     return rows
 
 

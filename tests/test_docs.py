@@ -72,6 +72,29 @@ def test_results_tables_follow_the_report_json(tmp_path):
     assert "**missed**" in docsgen.accuracy_goals(tmp_path, "v3").splitlines()[2]
 
 
+def test_speed_goals_say_whether_their_timer_settled_each_call(tmp_path):
+    """A report without the timer record (timed before the 50 ms settle) is flagged to re-measure; one with it not."""
+    import json
+    import shutil
+
+    shutil.copytree(ROOT / "reports/benchmarks", tmp_path / "reports/benchmarks")
+    for rel, settled in ((docsgen.DEPTH, True), (docsgen.LATENCY_MODEL, False)):
+        path = tmp_path / rel
+        data = json.loads(path.read_text())
+        data.pop("timer", None)
+        if settled:
+            data["timer"] = {"settle_ms": 50.0, "ort_allow_spinning": True}
+        path.write_text(json.dumps(data))
+    rows = {row[0][:20]: row for row in docsgen._speed_goal_summary(tmp_path)}
+    assert rows["depth-pruned hg8 spe"][2] in ("met", "**missed**")  # settled: the verdict alone
+    assert rows["latency model, media"][2].endswith(f"({docsgen.UNSETTLED})")
+    table = docsgen.speed_goals(tmp_path)
+    depth_rows = [line for line in table.splitlines() if line.startswith("| depth-pruned")]
+    model_rows = [line for line in table.splitlines() if line.startswith("| latency model")]
+    assert depth_rows and all(line.endswith("| settled |") for line in depth_rows)
+    assert model_rows and all(line.endswith(f"| {docsgen.UNSETTLED} |") for line in model_rows)
+
+
 def test_a_missing_report_is_a_one_line_error_naming_it(tmp_path):
     with pytest.raises(HgpruneError, match=r"reports/benchmarks/latency\.json: cannot read"):
         docsgen.latency_table(tmp_path)
