@@ -97,10 +97,18 @@ def test_depth_becomes_the_default_only_when_no_worse_and_faster_at_both_targets
     assert not result["targets"]["50"]["verdict"]["faster_in_ort"] and result["default"] == "none"
 
 
-def test_an_incomplete_study_decides_nothing(tmp_path):
+def test_an_incomplete_study_decides_nothing_unless_depth_fails_a_complete_target(tmp_path):
     pckh = {("none", 50): [78.0, 79.0], ("all", 50): [78.2, 79.1]}
-    result = _study(tmp_path, pckh, {("none", 50): [2.0, 2.0], ("all", 50): [1.0, 1.0]})
+    result = _study(tmp_path / "a", pckh, {("none", 50): [2.0, 2.0], ("all", 50): [1.0, 1.0]})
     assert result["default"] is None and not result["complete"]
     assert result["targets"]["50"]["pckh_all_minus_none"]["n"] == 2
     assert result["targets"]["25"]["pckh_all_minus_none"] is None
     assert "no default is chosen yet" in run.markdown(result, "cmd")
+    # 50 % complete and passing, 25 % missing: still nothing (both must pass)
+    passing = {("none", 50): [78.0, 79.0, 77.5], ("all", 50): [78.2, 79.1, 77.9]}
+    assert _study(tmp_path / "b", passing, FAST)["default"] is None
+    # 50 % complete and failing (all loses 2 points on every seed): none, without the 25 % target (addendum 1)
+    failing = {("none", 50): [78.0, 79.0, 77.5], ("all", 50): [76.0, 77.0, 75.5]}
+    result = _study(tmp_path / "c", failing, FAST)
+    assert result["default"] == "none" and not result["complete"]
+    assert "addendum 1" in run.markdown(result, "cmd")

@@ -94,9 +94,11 @@ def analyse(work: Path, seeds, targets=TARGETS) -> dict:
         verdicts.append(entry["verdict"])
         out["targets"][str(pct(kept))] = entry
     complete = all(v["complete"] for v in verdicts)
+    passed = [v["no_worse"] and v["faster_in_ort"] for v in verdicts]
+    failed = any(v["complete"] and not ok for v, ok in zip(verdicts, passed, strict=True))
     out["complete"] = complete
-    out["default"] = (("all" if all(v["no_worse"] and v["faster_in_ort"] for v in verdicts) else "none")
-                      if complete else None)  # fmt: skip
+    # addendum 1: `all` must pass at both targets, so one complete target where it fails decides `none`
+    out["default"] = "none" if failed else ("all" if complete and all(passed) else None)
     return out
 
 
@@ -141,6 +143,9 @@ def markdown(result: dict, command: str) -> str:
     lines.append("")
     if result["default"] is None:
         lines.append("**Incomplete:** not every pair has finished and been measured; no default is chosen yet.")
+    elif not result["complete"]:
+        lines.append(f"**Verdict (protocol addendum 1):** `all` fails at a complete target, so the default stays "
+                     f"`prune.depth: {result['default']}` whatever the other target shows.")  # fmt: skip
     else:
         lines.append(f"**Verdict (the protocol's rule, margin {result['margin']:g} PCKh):** the default is "
                      f"`prune.depth: {result['default']}`.")  # fmt: skip
