@@ -112,3 +112,44 @@ def test_an_incomplete_study_decides_nothing_unless_depth_fails_a_complete_targe
     result = _study(tmp_path / "c", failing, FAST)
     assert result["default"] == "none" and not result["complete"]
     assert "addendum 1" in run.markdown(result, "cmd")
+
+
+def test_the_archive_keeps_each_finished_runs_record_and_last_step_checkpoint_only(tmp_path):
+    from studies.equal_latency.run import archive
+
+    work = tmp_path / "work"
+    _write_run(work / "seed1" / "all-50", 78.0, 1.0)
+    rd = RunDir(work / "seed1" / "all-50")
+    rd.checkpoints.mkdir()
+    for step in (0, 1, 2):
+        rd.step_checkpoint(step).write_bytes(bytes([step]))
+    (rd.root / "allocation_step_002.json").write_text("{}")
+    (rd.root / "final").mkdir()
+    (rd.root / "final" / "model.pt").write_bytes(b"same weights as step 2")
+    unfinished = work / "seed1" / "none-50"
+    unfinished.mkdir()
+    (unfinished / "run.json").write_text(json.dumps({"status": "running"}))
+    copied = archive(work, tmp_path / "archive", [1], files=run.ARCHIVED, last_step=True)
+    assert copied == [tmp_path / "archive" / "seed1" / "all-50"]
+    kept = sorted(str(p.relative_to(copied[0])) for p in copied[0].rglob("*") if p.is_file())
+    assert kept == ["allocation_step_002.json", "checkpoints/step_002.pt", "latency.json", "metrics.json", "run.json"]
+    assert (copied[0] / "checkpoints" / "step_002.pt").read_bytes() == bytes([2])
+
+
+def test_runs_archived_in_an_earlier_session_are_not_run_again_and_the_report_reads_them(tmp_path, capsys):
+    parent = tmp_path / "seed{seed}.pth.tar"
+    (tmp_path / "seed1.pth.tar").write_bytes(b"")
+    committed = tmp_path / "committed"
+    _write_run(committed / "seed1" / "none-50", 78.0, 2.0)
+    argv = ["--recipe", str(ROOT / run.RECIPE), "--parents", str(parent), "--work", str(tmp_path / "work"),
+            "--committed", str(committed), "--seed", "1", "--targets", "0.5"]  # fmt: skip
+    assert run.main([*argv, "--dry-run"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].endswith(f"none-50: finished, archived in {committed}/seed1/none-50")
+    assert lines[1].endswith("all-50: hg8 seed 1: macs 0.5, depth all (loss)")
+    assert run.main([*argv, "--report", "--out", str(tmp_path / "report")]) == 0
+    saved = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert saved["targets"]["50"]["none"]["pckh"] == {"1": 78.0} and saved["default"] is None
+    assert "no default is chosen yet" in (tmp_path / "report" / "report.md").read_text()
+    assert run.main([*argv[:-4], "--seed", "4", "--dry-run"]) == 2
+    assert "seed4.pth.tar: parent of seed 4 not found" in capsys.readouterr().err

@@ -8,10 +8,10 @@ seed, and by measured latency; the decision rule was fixed before any run finish
 (``reports/depth_default/protocol.md``). Commands, in order, from the repository root::
 
     OMP_NUM_THREADS=1 python -m studies.depth_default.run --seed 1 2 3 --resume   # runs/depth_default/seedS/<d>-<K>
-    hgprune latency runs/depth_default/seed1 runs/depth_default/seed2 runs/depth_default/seed3 \\
-        --runtime ort --runtime torch --threads 2                                 # idle machine, one pass
-    python -m studies.depth_default.run --seed 1 2 3 --archive                    # → reports/depth_default/runs
-    python -m studies.depth_default.run --report                                  # → reports/depth_default/report.*
+    python -m studies.depth_default.run --seed 1 2 3 --archive      # as runs finish → reports/depth_default/runs
+    hgprune latency reports/depth_default/runs/seed1 reports/depth_default/runs/seed2 \\
+        reports/depth_default/runs/seed3 --runtime ort --runtime torch --threads 2   # all finished: idle, one pass
+    python -m studies.depth_default.run --report                    # → reports/depth_default/report.{json,md}
 """
 
 from __future__ import annotations
@@ -37,6 +37,10 @@ REPORT = Path("reports/depth_default")
 PROTOCOL = "reports/depth_default/protocol.md"
 TARGETS = (0.5, 0.25)  # kept MACs
 DEPTHS = ("none", "all")  # channels only (today's default) vs depth and channels together
+# what a finished run keeps in the archive: its record and the last step's checkpoint (timed by a later latency pass
+# over the archive; the final model is the same weights, and step 0 is the committed parent)
+ARCHIVED = ("recipe.yaml", "run.json", "metrics.csv", "metrics.json", "latency.json", "allocation_step_001.json",
+            "allocation_step_002.json")  # fmt: skip
 MARGIN = 1.0  # PCKh points: `all` is "no worse" when the 95 % interval of (all − none) lies above −MARGIN
 
 
@@ -115,7 +119,7 @@ def markdown(result: dict, command: str) -> str:
         "# Depth pruning as the default for MACs targets? (issue 30)",
         "",
         f"Protocol, fixed before any run finished: [protocol.md](protocol.md). Regenerate with `{command}` (runs in "
-        "`reports/depth_default/runs`, copied there by `--archive` after the latency pass).",
+        "`reports/depth_default/runs`: copied there by `--archive`, then timed there by one latency pass).",
         "",
         "hg8 at the sweep's size, the sweep recipe's MACs default (taylor, uniform, 2 linear steps, 16 fine-tuning "
         "epochs, distillation), `prune.depth: none` against `all`, per parent seed. PCKh is the recipe's final "
@@ -163,28 +167,35 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--depths", nargs="+", default=list(DEPTHS), choices=DEPTHS)
     parser.add_argument("--resume", action="store_true", help="continue run directories that exist")
     parser.add_argument("--dry-run", action="store_true", help="print the runs, run nothing")
-    parser.add_argument("--archive", action="store_true", help=f"copy finished runs to {ARCHIVE}, run nothing")
-    parser.add_argument("--report", action="store_true", help=f"write {REPORT}/report.{{json,md}} from --work "
-                        f"(default for the report: {ARCHIVE})")  # fmt: skip
+    parser.add_argument("--archive", action="store_true", help="copy finished runs to --committed, run nothing")
+    parser.add_argument("--committed", default=str(ARCHIVE), help="the archived runs: a run finished there is not "
+                        "run again; the report reads them (default %(default)s)")  # fmt: skip
+    parser.add_argument("--report", action="store_true", help="write OUT/report.{json,md} from the runs in "
+                        "--committed")  # fmt: skip
+    parser.add_argument("--out", default=str(REPORT), help="the report's folder (default %(default)s)")
     args = parser.parse_args(argv)
     command = " ".join(["python", "-m", MODULE, *(sys.argv[1:] if argv is None else argv)])
     try:
         if args.archive:
-            for path in archive(Path(args.work), ARCHIVE, args.seed):
+            for path in archive(Path(args.work), Path(args.committed), args.seed, files=ARCHIVED, last_step=True):
                 print(f"archived {path}")
             return 0
         if args.report:
-            work = Path(args.work) if "--work" in (sys.argv if argv is None else argv) else ARCHIVE
-            result = analyse(work, args.seed, args.targets)
-            REPORT.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(REPORT / "report.json", json.dumps({"command": command, **result}, indent=2) + "\n")
-            atomic_write_text(REPORT / "report.md", markdown(result, command))
+            result = analyse(Path(args.committed), args.seed, args.targets)
+            out = Path(args.out)
+            out.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(out / "report.json", json.dumps({"command": command, **result}, indent=2) + "\n")
+            atomic_write_text(out / "report.md", markdown(result, command))
             print(markdown(result, command))
             return 0
         for recipe, out in planned_runs(args.seed, args.targets, args.depths, args.recipe, args.parents, args.set,
                                         args.work):  # fmt: skip
             p = recipe.prune
             what = f"hg8 seed {recipe.seed}: macs {p.target.kept:g}, depth {p.depth} ({p.depth_importance})"
+            archived = Path(args.committed) / out.parent.name / out.name
+            if final_row(archived) is not None:  # finished in an earlier session (its run directory may be gone)
+                print(f"{out}: finished, archived in {archived}", flush=True)
+                continue
             if args.dry_run or final_row(out) is not None:
                 print(f"{out}: {'finished' if final_row(out) is not None else what}", flush=True)
                 continue

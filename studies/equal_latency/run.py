@@ -282,11 +282,14 @@ def write_choice(path: Path, result: dict, command: str, archived: Path | None =
     atomic_write_text(path, json.dumps(result, indent=2, default=str) + "\n")
 
 
-def archive(work: Path, dest: Path, seeds) -> list[Path]:
+def archive(work: Path, dest: Path, seeds, files=ARCHIVED, last_step: bool = False) -> list[Path]:
     """Copy the choices and every finished run of ``seeds`` (after its latency pass) from ``work`` to ``dest``:
-    the files of :data:`ARCHIVED`, a run that is another's (a symlink) as the same symlink. Unfinished runs are
+    ``files`` (default :data:`ARCHIVED`), and with ``last_step`` the last step's checkpoint too (what a later latency
+    pass times, in the archive itself); a run that is another's (a symlink) as the same symlink. Unfinished runs are
     left out; an archived run is replaced whole (written beside, then renamed)."""
     import shutil
+
+    from hgprune.rundir import RunDir
 
     copied = []
     dest.mkdir(parents=True, exist_ok=True)
@@ -306,7 +309,9 @@ def archive(work: Path, dest: Path, seeds) -> list[Path]:
                 continue
             staging = target.with_name(f".{run.name}.archiving")
             shutil.rmtree(staging, ignore_errors=True)
-            for name in ARCHIVED:
+            steps = RunDir(run).completed_steps()
+            last = [str(RunDir(run).step_checkpoint(steps[-1]).relative_to(run))] if last_step and steps else []
+            for name in (*files, *last):
                 if (run / name).exists():
                     (staging / name).parent.mkdir(parents=True, exist_ok=True)
                     shutil.copy2(run / name, staging / name)
