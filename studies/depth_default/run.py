@@ -110,8 +110,8 @@ def _ci(d: dict | None) -> str:
     return "–" if d is None else f"{d['mean']:+.2f} [{d['low']:+.2f}, {d['high']:+.2f}] (n={d['n']})"
 
 
-def _mean(values: dict) -> str:
-    return f"{statistics.fmean(values.values()):.3f}" if values else "–"
+def _mean(values: dict, digits: int = 3) -> str:
+    return f"{statistics.fmean(values.values()):.{digits}f}" if values else "–"
 
 
 def markdown(result: dict, command: str) -> str:
@@ -125,15 +125,15 @@ def markdown(result: dict, command: str) -> str:
         "epochs, distillation), `prune.depth: none` against `all`, per parent seed. PCKh is the recipe's final "
         "validation PCKh; latencies are medians from one `hgprune latency` pass (2 threads, batch 1).",
         "",
-        "| MACs kept | depth | PCKh per seed | mean PCKh | mean ORT ms | mean eager ms | parent ORT ms |",
+        "| MACs kept | depth | PCKh per seed | mean PCKh | parents' mean PCKh | mean ORT ms | mean eager ms |",
         "|---|---|---|---|---|---|---|",
     ]
     for key, entry in result["targets"].items():
         for d in DEPTHS:
             e = entry[d]
             per = ", ".join(f"{s}: {v:.2f}" for s, v in sorted(e["pckh"].items())) or "–"
-            lines.append(f"| {key} % | {d} | {per} | {_mean(e['pckh']) if e['pckh'] else '–'} | "
-                         f"{_mean(e['ort_ms'])} | {_mean(e['eager_ms'])} | {_mean(e['parent_ort_ms'])} |")  # fmt: skip
+            lines.append(f"| {key} % | {d} | {per} | {_mean(e['pckh'], 2)} | {_mean(e['parent_pckh'], 2)} | "
+                         f"{_mean(e['ort_ms'])} | {_mean(e['eager_ms'])} |")  # fmt: skip
     lines += ["", "| MACs kept | PCKh all − none, mean [95 % CI] | ORT speedup of all over none, per seed | "
               "eager speedup, per seed | no worse (CI above −margin) | faster in ORT (every seed) |",
               "|---|---|---|---|---|---|"]  # fmt: skip
