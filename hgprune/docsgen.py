@@ -398,6 +398,29 @@ def depth_speed(root: Path) -> str:
     return _table(header, rows) + _source(DEPTH)
 
 
+DEPTH_DEFAULT = "reports/depth_default/report.json"
+
+
+def depth_default(root: Path) -> str:
+    """The depth-default study (issue 30): PCKh of `all` − `none` per MACs target, paired by seed, and the verdict."""
+    data = _json(root, DEPTH_DEFAULT)
+    rows = []
+    for key, entry in data["targets"].items():
+        diff, v = entry["pckh_all_minus_none"], entry["verdict"]
+        pckh = {d: entry[d]["pckh"] for d in ("none", "all")}
+        means = [f"{_mean(pckh[d].values()):.2f} (n={len(pckh[d])})" if pckh[d] else "–" for d in ("none", "all")]
+        ort = entry["speedup_all_over_none"]["ort_ms"]
+        rows.append([f"{key} %", *means, f"{_interval(diff)} (n={diff['n']})" if diff else "–",
+                     ", ".join(f"{x:.2f}×" for x in ort.values()) or "–",
+                     ("no worse" if v["no_worse"] else "**worse**") if v["complete"] else "incomplete"])  # fmt: skip
+    header = ["MACs kept", "PCKh, none", "PCKh, all", "all − none [95 % CI]", "ORT speedup of all, per seed",
+              "verdict"]  # fmt: skip
+    default = data["default"]
+    verdict = (f"\nDecided by the protocol: the default is `prune.depth: {default}`.\n" if default else
+               "\nNot decided yet: a pair is unfinished or unmeasured.\n")  # fmt: skip
+    return _table(header, rows) + verdict + _source(DEPTH_DEFAULT)
+
+
 def _latency_goals(root: Path) -> list[list[str]]:
     """Issue 31's goals: the latency model's errors and the latency targets' checks."""
     rows = []
@@ -819,6 +842,7 @@ RENDERERS: dict[str, Callable[[Path], str]] = {
     "goals": goals_table,
     "speed-goals": speed_goals,
     "depth-speed": depth_speed,
+    "depth-default": depth_default,
     "accuracy-v3": lambda root: accuracy_table(root, "v3"),
     "accuracy-v3-goals": lambda root: accuracy_goals(root, "v3"),
     "accuracy-v2": lambda root: accuracy_table(root, "v2"),

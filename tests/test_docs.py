@@ -95,6 +95,25 @@ def test_speed_goals_say_whether_their_timer_settled_each_call(tmp_path):
     assert model_rows and all(line.endswith(f"| {docsgen.UNSETTLED} |") for line in model_rows)
 
 
+def test_the_depth_default_table_follows_the_study_report(tmp_path):
+    import json
+
+    from studies.depth_default.run import analyse
+    from tests.test_depth_default import FAST, _study
+
+    pckh = {("none", 50): [78.0, 79.0, 77.5], ("all", 50): [76.0, 77.0, 75.5]}  # all 2 points worse on every seed
+    result = _study(tmp_path / "runs", pckh, FAST)
+    assert result == analyse(tmp_path / "runs", [1, 2, 3])
+    (tmp_path / "reports/depth_default").mkdir(parents=True)
+    (tmp_path / docsgen.DEPTH_DEFAULT).write_text(json.dumps(result))
+    table = docsgen.depth_default(tmp_path)
+    assert (
+        "| 50 % | 78.17 (n=3) | 76.17 (n=3) | −2.00 [−2.00, −2.00] (n=3) | 2.00×, 2.10×, 1.92× | **worse** |" in table
+    )
+    assert "| 25 % | – | – | – | – | incomplete |" in table
+    assert "the default is `prune.depth: none`" in table
+
+
 def test_a_missing_report_is_a_one_line_error_naming_it(tmp_path):
     with pytest.raises(HgpruneError, match=r"reports/benchmarks/latency\.json: cannot read"):
         docsgen.latency_table(tmp_path)

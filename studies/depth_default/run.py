@@ -92,8 +92,8 @@ def analyse(work: Path, seeds, targets=TARGETS) -> dict:
         entry["speedup_all_over_none"] = speed
         diff, ort = entry["pckh_all_minus_none"], speed["ort_ms"]
         complete = diff is not None and diff["n"] == len(seeds) and len(ort) == len(seeds)
-        no_worse = complete and diff["low"] >= -MARGIN
-        faster = complete and all(v > 1.0 for v in ort.values())
+        no_worse = bool(complete and diff["low"] >= -MARGIN)  # plain bools: the report is JSON
+        faster = bool(complete and all(v > 1.0 for v in ort.values()))
         entry["verdict"] = {"complete": complete, "no_worse": no_worse, "faster_in_ort": faster}
         verdicts.append(entry["verdict"])
         out["targets"][str(pct(kept))] = entry
