@@ -28,7 +28,7 @@ from hgprune.errors import HgpruneError
 from hgprune.fsutil import atomic_write_text
 from hgprune.recipe import Recipe
 from studies.equal_latency.report import read_run
-from studies.equal_latency.run import PARENTS, RECIPE, SEEDS, archive, base_recipe, pct
+from studies.equal_latency.run import PARENTS, RECIPE, SEEDS, archive, base_recipe, execute, pct
 
 MODULE = "studies.depth_default.run"
 WORK = Path("runs/depth_default")
@@ -196,13 +196,7 @@ def main(argv: list[str] | None = None) -> int:
             if final_row(archived) is not None:  # finished in an earlier session (its run directory may be gone)
                 print(f"{out}: finished, archived in {archived}", flush=True)
                 continue
-            if args.dry_run or final_row(out) is not None:
-                print(f"{out}: {'finished' if final_row(out) is not None else what}", flush=True)
-                continue
-            from hgprune.runner import Runner
-
-            print(f"{out}: {what}", flush=True)
-            Runner(recipe, out, resume=args.resume, command=command).execute()
+            execute(recipe, out, what, args.dry_run, args.resume, command)
     except HgpruneError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -365,6 +365,17 @@ def describe(recipe: Recipe) -> str:
             f"({p.depth_importance}), criterion {p.criterion}, {p.steps} step(s), seed {recipe.seed}")  # fmt: skip
 
 
+def execute(recipe: Recipe, out: Path, what: str, dry_run: bool, resume: bool, command: str) -> None:
+    """Print the run (``what`` it is, or that it finished) and run it unless it finished or this is a dry run."""
+    finished = final_row(out) is not None
+    print(f"{out}: {'finished' if finished else what}", flush=True)
+    if finished or dry_run:
+        return
+    from hgprune.runner import Runner
+
+    Runner(recipe, out, resume=resume, command=command).execute()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recipe", default=RECIPE)
@@ -420,13 +431,7 @@ def main(argv: list[str] | None = None) -> int:
                     out.symlink_to(done[key].name, target_is_directory=True)
                 continue
             done.setdefault(key, out)
-            if args.dry_run or final_row(out) is not None:
-                print(f"{out}: {'finished' if final_row(out) is not None else describe(recipe)}", flush=True)
-                continue
-            from hgprune.runner import Runner
-
-            print(f"{out}: {describe(recipe)}", flush=True)
-            Runner(recipe, out, resume=args.resume, command=command).execute()
+            execute(recipe, out, describe(recipe), args.dry_run, args.resume, command)
     except HgpruneError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
