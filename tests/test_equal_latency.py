@@ -397,3 +397,23 @@ def test_archive_keeps_finished_runs_files_and_links_and_leaves_unfinished_runs(
     (done / "recipe.yaml").write_text("name: y\n")
     run.archive(work, dest, [1])  # again: replaced whole
     assert (dest / "seed1" / "macs-50" / "recipe.yaml").read_text() == "name: y\n"
+
+
+def test_figures_plot_every_measured_parent_and_run_with_each_seeds_budgets(tmp_path):
+    results = report.analyse(fabricated_runs())
+    points = report.figure_points(results, "ort_ms")
+    assert len(points) == 3 + 3 * len(PCKH)  # three parents, every variant × budget × seed
+    assert ("parent", None, 2, 10.4, 81.0) in points
+    assert ("macs", 0.25, 1, pytest.approx(1.06 * 0.25 * 10.0), 74.0) in points
+    fig = report.pareto_latency_figure(results, "ort_ms", "ONNX Runtime")
+    budgets = sorted(line.get_xdata()[0] for line in fig.axes[0].get_lines())
+    assert budgets == pytest.approx(sorted(k * ms for ms in PARENT_MS.values() for k in (0.5, 0.25)))
+    eager = report.pareto_latency_figure(results, "eager_ms", "eager PyTorch")
+    assert eager.axes[0].get_lines() == []  # budgets are ORT latencies: drawn in the ORT figure only
+    written = report.write_figures(results, tmp_path)
+    assert set(written) == {"ort", "eager"}
+    for name in ("ort", "eager"):
+        assert (tmp_path / f"pareto_latency_{name}.png").read_bytes().startswith(b"\x89PNG")
+        assert (tmp_path / f"pareto_latency_{name}.svg").exists()
+    empty = {"parent": {"per_seed": {}, "ort_ms": {}, "eager_ms": {}}}
+    assert report.write_figures(empty, tmp_path / "none") == {}

@@ -85,8 +85,8 @@ def _render(runs, run_dirs, out_dir, stage: Path, title: str | None, commands: l
         drawn = {
             "pareto": figures.pareto_figure(table) if len(table) else None,
             "latency": figures.latency_figure(table) if len(table) else None,
-            "pckh_latency": latency_figures.pckh_latency_figure(table, runs) if len(table) else None,
             "pckh_groups": figures.pckh_groups_figure(runs, table) if len(table) else None,
+            **(latency_figures.pareto_latency_figures(table, runs) if len(table) else {}),
         }
         for run in runs:
             if run.checkpoint is not None:

@@ -1,4 +1,5 @@
-"""PCKh against measured latency, one panel per runtime measured, beside PCKh against MACs.
+"""PCKh against measured latency, one figure per runtime measured (``pareto_latency_eager``, ``pareto_latency_ort``,
+``pareto_latency_cuda_graph``), each beside PCKh against MACs.
 
 Each panel draws every run's steps (same encoding as :mod:`hgprune.report.figures`), the Pareto front over *every*
 point of that panel (fastest-for-its-accuracy, not only each run's final step), and, where a run pruned to a latency
@@ -9,7 +10,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
@@ -54,44 +54,55 @@ def _front(ax, rows: pd.DataFrame, x: str, scale: float = 1.0) -> None:
                zorder=4)  # fmt: skip
 
 
-def pckh_latency_figure(table: pd.DataFrame, runs: list[RunData]) -> Figure | None:
-    """PCKh vs MACs, then PCKh vs median latency per runtime with measurements; None when nothing was measured."""
+def figure_name(runtime: str) -> str:
+    """The file stem of a runtime's figure: ``pareto_latency_eager``, ``pareto_latency_ort``, …"""
+    return "pareto_latency_" + {"torch": "eager"}.get(runtime, runtime).replace("-", "_")
+
+
+def figure_titles() -> dict[str, str]:
+    """``{figure_name(runtime): runtime title}``, e.g. ``{"pareto_latency_ort": "ONNX Runtime", …}``."""
+    return {figure_name(runtime): title for runtime, title, _ in RUNTIME_PANELS}
+
+
+def pareto_latency_figures(table: pd.DataFrame, runs: list[RunData]) -> dict[str, Figure]:
+    """Per runtime measured, ``{figure_name(runtime): figure}``: PCKh vs MACs beside PCKh vs that runtime's median
+    latency, each with the Pareto front over every point; empty when nothing was measured."""
     table = table.dropna(subset=["macs_fvcore", "pckh_mean"])
-    panels = [p for p in RUNTIME_PANELS if p[2] in table and table[p[2]].notna().any()]
-    if table.empty or not panels:
-        return None
+    if table.empty:
+        return {}
     budgets = latency_budgets(runs)
-    fig = Figure(figsize=(5.2 * (1 + len(panels)) + 2.5, 4.8))
-    axes = np.atleast_1d(fig.subplots(1, 1 + len(panels), sharey=True, squeeze=False)).ravel()
     styles = figures._series_style(table)
+    return {figure_name(runtime): _pareto_latency(table, styles, budgets.get(runtime, []), title, column)
+            for runtime, title, column in RUNTIME_PANELS if column in table and table[column].notna().any()}
+
+
+def _pareto_latency(table: pd.DataFrame, styles, budgets: list[tuple[str, float]], title: str, column: str) -> Figure:
+    fig = Figure(figsize=(13.0, 4.8))
+    macs_ax, ax = fig.subplots(1, 2, sharey=True)
     scale, unit = figures.macs_unit(table["macs_fvcore"])
-    _front(axes[0], table, "macs_fvcore", scale)
-    figures._plot_series(axes[0], table, styles, "macs_fvcore", "pckh_mean", scale)
-    figures._plot_baselines(axes[0], table, "macs_fvcore", "pckh_mean", scale)
-    axes[0].set_xlabel(f"{unit} (fvcore)")
-    axes[0].set_ylabel("PCKh@0.5 mean (%)")
-    axes[0].set_title("PCKh vs MACs")
+    _front(macs_ax, table, "macs_fvcore", scale)
+    figures._plot_series(macs_ax, table, styles, "macs_fvcore", "pckh_mean", scale)
+    figures._plot_baselines(macs_ax, table, "macs_fvcore", "pckh_mean", scale)
+    macs_ax.set_xlabel(f"{unit} (fvcore)")
+    macs_ax.set_ylabel("PCKh@0.5 mean (%)")
+    macs_ax.set_title("PCKh vs MACs")
+    rows = table.dropna(subset=[column])
+    _front(ax, rows, column)
+    figures._plot_series(ax, rows, styles, column, "pckh_mean")
+    figures._plot_baselines(ax, rows, column, "pckh_mean")
+    for name, budget in budgets:
+        ax.axvline(budget, color="0.2", linestyle="--", linewidth=1.2, zorder=2)
+        ax.annotate(f"budget {budget:.3g} ms ({name})", (budget, 1.0), xycoords=("data", "axes fraction"),
+                    rotation=90, va="top", ha="right", fontsize=7, color="0.2")  # fmt: skip
+    ax.set_xlabel("latency (ms, median)")
+    ax.set_title(f"PCKh vs latency: {title}")
+    figures._log_if_wide(macs_ax, table["macs_fvcore"])
+    figures._log_if_wide(ax, rows[column])
+    for a in (macs_ax, ax):
+        a.grid(True, which="both", alpha=0.25)
     extra = [Line2D([], [], color="black", alpha=0.35, linewidth=4, marker="o", markersize=9, markerfacecolor="none",
                     markeredgecolor="black", label="Pareto front (every point)")]  # fmt: skip
-    drew_budget = False
-    for ax, (runtime, title, column) in zip(axes[1:], panels):
-        rows = table.dropna(subset=[column])
-        _front(ax, rows, column)
-        figures._plot_series(ax, rows, styles, column, "pckh_mean")
-        figures._plot_baselines(ax, rows, column, "pckh_mean")
-        for name, budget in budgets.get(runtime, []):
-            ax.axvline(budget, color="0.2", linestyle="--", linewidth=1.2, zorder=2)
-            ax.annotate(f"budget {budget:.3g} ms ({name})", (budget, 1.0), xycoords=("data", "axes fraction"),
-                        rotation=90, va="top", ha="right", fontsize=7, color="0.2")  # fmt: skip
-            drew_budget = True
-        ax.set_xlabel("latency (ms, median)")
-        ax.set_title(f"PCKh vs latency: {title}")
-    figures._log_if_wide(axes[0], table["macs_fvcore"])
-    for ax, (_, _, column) in zip(axes[1:], panels):
-        figures._log_if_wide(ax, table[column])
-    for ax in axes:
-        ax.grid(True, which="both", alpha=0.25)
-    if drew_budget:
+    if budgets:
         extra.append(Line2D([], [], color="0.2", linestyle="--", linewidth=1.2, label="latency budget"))
     fig.tight_layout()
     figures._legends(fig, table, styles, extra)

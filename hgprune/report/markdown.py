@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from hgprune.report.latency_figures import figure_titles
 from hgprune.report.runs import RunData, one_line
 from hgprune.report.tables import LATENCY_SOURCES, PAIR_TOLERANCE, markdown_table
 from hgprune.rundir import RunDir
@@ -105,11 +106,13 @@ def render(
             lines += ["The ONNX Runtime row (from the latency pass) times the graph hgprune's ONNX export writes "
                       "(BatchNorm folded into the convolutions) on the CPU provider; the eager row times the "
                       "checkpoint as loaded.", ""]  # fmt: skip
-    if "pckh_latency" in figures:
+    measured = {key: title for key, title in figure_titles().items() if key in figures}
+    if measured:
         lines += ["## PCKh vs measured latency", ""]
-        lines += _figure(figures, "pckh_latency", "PCKh vs MACs and vs measured latency per runtime")
-        lines += ["One panel per runtime measured; the Pareto front covers every point; a dashed line is the "
-                  "latency budget of a run pruned to a latency target.", ""]  # fmt: skip
+        for key, title in measured.items():
+            lines += _figure(figures, key, f"PCKh vs MACs and vs measured latency: {title}")
+        lines += ["One figure per runtime measured, beside PCKh vs MACs; the Pareto front covers every point; a dashed "
+                  "line is the latency budget of a run pruned to a latency target.", ""]  # fmt: skip
     if "pckh_groups" in figures:
         lines += ["## PCKh per joint group across steps", ""]
         lines += _figure(figures, "pckh_groups", "PCKh per joint group across pruning steps")

@@ -197,6 +197,77 @@ def load_previous(paths: list[Path], seeds) -> dict[int, dict[str, dict]]:
     return merged
 
 
+# -- figures ---------------------------------------------------------------------------------------------------------
+
+FIGURE_RUNTIMES = (("ort", "ort_ms", "ONNX Runtime"), ("eager", "eager_ms", "eager PyTorch"))  # name, field, title
+MARKERS = {"latency": "o", "macs": "s", "smaller": "^", "random": "X", NEXT: "v"}
+BUDGET_COLOURS = {0.5: "tab:blue", 0.25: "tab:orange"}
+
+
+def figure_points(results: dict, field: str) -> list[tuple[str, float | None, int, float, float]]:
+    """(variant, budget or None for the parent, seed, measured ms, PCKh) of every measured parent and run."""
+    parent = results["parent"]
+    points = [("parent", None, s, parent[field][s], p) for s, p in parent["per_seed"].items()
+              if parent[field].get(s) is not None]  # fmt: skip
+    for key, r in results.items():
+        if key != "parent":
+            points += [(r["variant"], r["budget"], s, r[field][s], p) for s, p in r["per_seed"].items()
+                       if r[field].get(s) is not None]  # fmt: skip
+    return points
+
+
+def pareto_latency_figure(results: dict, field: str, title: str):
+    """PCKh against measured latency: every parent (★) and run (marker per variant, colour per budget), and in the
+    ORT figure each seed's budgets (dotted: K × the parent's measured ORT latency); None when nothing was measured."""
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+
+    points = figure_points(results, field)
+    if not points:
+        return None
+    fig = Figure(figsize=(8.5, 5.2))
+    ax = fig.subplots()
+    for variant, kept, seed, ms, pckh in points:
+        if kept is None:
+            ax.scatter(ms, pckh, marker="*", s=220, color="black", zorder=4)
+        else:
+            ax.scatter(ms, pckh, marker=MARKERS.get(variant, "o"), s=60, color=BUDGET_COLOURS.get(kept, "0.4"),
+                       edgecolors="black", linewidths=0.6, zorder=3)  # fmt: skip
+        ax.annotate(str(seed), (ms, pckh), textcoords="offset points", xytext=(5, 4), fontsize=7, color="0.3")
+    if field == "ort_ms":
+        for seed, ms in results["parent"]["ort_ms"].items():
+            for kept, colour in BUDGET_COLOURS.items():
+                if ms is not None:
+                    ax.axvline(kept * ms, color=colour, linestyle=":", linewidth=1.0, alpha=0.6, zorder=1)
+    ax.set_xlabel("latency (ms, median)")
+    ax.set_ylabel("PCKh@0.5 mean (%)")
+    ax.set_title(f"Equal-latency study: PCKh vs measured latency, {title}")
+    ax.grid(True, which="both", alpha=0.25)
+    handles = [Line2D([], [], marker="*", color="black", linestyle="", markersize=12, label="hg8 parent")]
+    handles += [Line2D([], [], marker=m, color="0.6", markeredgecolor="black", linestyle="", markersize=8, label=v)
+                for v, m in MARKERS.items() if any(p[0] == v for p in points)]  # fmt: skip
+    handles += [Line2D([], [], color=c, linewidth=6, label=f"{pct(k)} % budget") for k, c in BUDGET_COLOURS.items()]
+    if field == "ort_ms":
+        handles.append(Line2D([], [], color="0.3", linestyle=":", label="budget (per seed)"))
+    ax.legend(handles=handles, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False, fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def write_figures(results: dict, directory: Path) -> dict[str, str]:
+    """``pareto_latency_ort`` and ``pareto_latency_eager`` (png + svg) into ``directory``: ``{name: png path}``."""
+    from hgprune.report.figures import rc_context, save_figure
+
+    written = {}
+    with rc_context():
+        for name, field, title in FIGURE_RUNTIMES:
+            fig = pareto_latency_figure(results, field, title)
+            if fig is not None:
+                save_figure(fig, directory, f"pareto_latency_{name}")
+                written[name] = str(directory / f"pareto_latency_{name}.png")
+    return written
+
+
 def _diff(d: dict | None) -> str:
     return "" if d is None else f"{d['mean']:+.2f} [{d['low']:+.2f}, {d['high']:+.2f}]"
 
@@ -283,6 +354,8 @@ def markdown(payload: dict) -> str:
         + "\n\n## Results\n\n"
         + md_table(RESULT_HEADERS, rows)
         + family_md(payload.get("family", []))
+        + "".join(f"\n![PCKh vs measured latency, {name}]({NAME}/pareto_latency_{name}.png)\n"
+                  for name in payload.get("figures", {}))
         + "\n## Goals\n\n"
         + md_table(["goal", "measured: mean [95 % CI]", "verdict"], goal_rows)
         + "\n## Winner per budget (highest mean PCKh within budget)\n\n"
@@ -325,6 +398,7 @@ def main(argv: list[str] | None = None) -> int:
                    "family": family(work),
                    "choices": read_choices(work), "previous": [str(p) for p in args.previous],
                    "report_s": round(time.perf_counter() - started, 1)}  # fmt: skip
+        payload["figures"] = write_figures(results, Path(args.report_dir) / NAME)
         write_report(NAME, payload, markdown(payload), Path(args.report_dir))
     except HgpruneError as exc:
         print(f"error: {exc}", file=sys.stderr)

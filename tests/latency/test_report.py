@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from hgprune.cli import main
-from hgprune.report.latency_figures import front_rows, latency_budgets, pckh_latency_figure
+from hgprune.report.latency_figures import front_rows, latency_budgets, pareto_latency_figures
 from hgprune.report.runs import load_runs
 from hgprune.report.tables import all_steps_table
 from hgprune.rundir import RunDir
@@ -25,12 +25,15 @@ def test_report_draws_pckh_vs_latency_per_runtime_with_the_budget(tmp_path):
     runs = load_runs([run_dir])
     assert latency_budgets(runs) == {"ort": [("hg1-l1", 0.5)]}
     table = all_steps_table(runs)
-    fig = pckh_latency_figure(table, runs)
-    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
-    assert titles == ["PCKh vs MACs", "PCKh vs latency: eager PyTorch", "PCKh vs latency: ONNX Runtime"]
-    ort_axes = fig.axes[2]
-    assert any(list(line.get_xdata()) == [0.5, 0.5] for line in ort_axes.get_lines())  # the budget
-    # write_report draws it beside the others: tests/report/test_report.py's exact file list has pckh_latency
+    drawn = pareto_latency_figures(table, runs)
+    assert list(drawn) == ["pareto_latency_eager", "pareto_latency_ort"]  # no CUDA graph measured: no figure
+    for key, title in (("pareto_latency_eager", "eager PyTorch"), ("pareto_latency_ort", "ONNX Runtime")):
+        titles = [ax.get_title() for ax in drawn[key].axes if ax.get_title()]
+        assert titles == ["PCKh vs MACs", f"PCKh vs latency: {title}"]
+    budget = [list(line.get_xdata()) == [0.5, 0.5] for line in drawn["pareto_latency_ort"].axes[1].get_lines()]
+    assert any(budget)  # the ORT budget, in the ORT figure only
+    assert not any(list(line.get_xdata()) == [0.5, 0.5] for line in drawn["pareto_latency_eager"].axes[1].get_lines())
+    # write_report draws them beside the others: tests/report/test_report.py's exact file list has them
 
 
 def test_front_covers_every_point_not_only_final_steps():

@@ -17,7 +17,7 @@ from hgprune.models import build_preset
 from hgprune.report import write_report
 from tests.report.fabricate import make_run
 
-SHARED_FIGURES = {"pareto", "latency", "pckh_latency", "pckh_groups"}
+SHARED_FIGURES = {"pareto", "latency", "pareto_latency_eager", "pckh_groups"}  # eager: measured during the runs
 
 
 @pytest.fixture(scope="module")
