@@ -224,6 +224,27 @@ def dump_recipe(recipe: Recipe, version: str) -> str:
     return header + yaml.safe_dump({"hgprune_version": version, **recipe.to_dict()}, sort_keys=False)
 
 
+def differing_keys(recipe: Recipe) -> dict:
+    """The part of ``recipe.to_dict()`` that differs from the defaults (``Recipe()``), nested as in a recipe file:
+    the shortest recipe that loads back to ``recipe`` (``name``, ``seed`` and ``model`` are always kept)."""
+    same = object()
+
+    def diff(value, default):
+        if value == default:
+            return same
+        if isinstance(value, dict) and isinstance(default, dict):
+            return {k: d for k, v in value.items() if (d := diff(v, default.get(k, same))) is not same}
+        return value
+
+    full, defaults = recipe.to_dict(), Recipe().to_dict()
+    out = diff(full, defaults)
+    out = {} if out is same else out
+    if "prune" in out and recipe.prune.steps:  # the target in full: what a reader looks for first
+        target = {k: v for k, v in full["prune"]["target"].items() if v is not None}
+        out["prune"] = {"target": target, **{k: v for k, v in out["prune"].items() if k != "target"}}
+    return {"name": full["name"], "seed": full["seed"], "model": full["model"], **out}
+
+
 # What a resumed run may change: keys no completed step depends on (where files go, speed of the data loader and of
 # evaluation batches, how latency is sampled). Everything else must equal the recipe the run started with.
 RESUME_MUTABLE = ("export", "output", "data.workers", "eval.batch_size", "profile.repeats", "profile.warmup")

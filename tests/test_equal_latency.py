@@ -8,18 +8,20 @@ import json
 import math
 import statistics
 from dataclasses import replace
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import torch
 
+from benchmarks.accuracy import parent_schedule
 from benchmarks.common import environment
 from hgprune.errors import HgpruneError
 from hgprune.models import build_model
 from hgprune.prune import model_size, prune_to_target
 from hgprune.prune.cost import MacsCost
 from hgprune.prune.depth import IMPORTANCES, get_importance, plan_depth, removable_units
-from hgprune.recipe import SCRATCH, dump_recipe, recipe_from_resolved
+from hgprune.recipe import SCRATCH, dump_recipe, load_recipe, recipe_from_resolved
 from hgprune.report.runs import LatencyPass, StepLatency
 from hgprune.rundir import RunDir
 from studies.equal_latency import report, run
@@ -417,3 +419,19 @@ def test_figures_plot_every_measured_parent_and_run_with_each_seeds_budgets(tmp_
         assert (tmp_path / f"pareto_latency_{name}.svg").exists()
     empty = {"parent": {"per_seed": {}, "ort_ms": {}, "eager_ms": {}}}
     assert report.write_figures(empty, tmp_path / "none") == {}
+
+
+def test_the_shipped_recipe_per_column_is_the_studys_run_and_up_to_date(monkeypatch):
+    monkeypatch.chdir(ROOT)
+    choices = run.read_choices(Path("no_such_work"))  # the committed choices, as a fresh clone has them
+    shipped = run.shipped_recipes(choices)
+    assert sorted(shipped) == sorted(f"{v}-{k}.yaml" for v in run.VARIANTS for k in (50, 25))
+    base = run.base_recipe(seed=run.RECIPE_SEED)
+    parent = run.PARENTS.format(seed=run.RECIPE_SEED)
+    schedule = parent_schedule(parent)
+    for name, text in shipped.items():
+        path = run.RECIPES / name
+        assert path.read_text() == text, f"{path} is stale: python -m studies.equal_latency.run --write-recipes"
+        variant, k = name.removesuffix(".yaml").rsplit("-", 1)
+        expected = run.variant_recipe(base, variant, int(k) / 100, parent, choices, schedule)
+        assert load_recipe(path) == expected  # the file is exactly the study's run

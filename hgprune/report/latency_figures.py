@@ -72,8 +72,11 @@ def pareto_latency_figures(table: pd.DataFrame, runs: list[RunData]) -> dict[str
         return {}
     budgets = latency_budgets(runs)
     styles = figures._series_style(table)
-    return {figure_name(runtime): _pareto_latency(table, styles, budgets.get(runtime, []), title, column)
-            for runtime, title, column in RUNTIME_PANELS if column in table and table[column].notna().any()}
+    return {
+        figure_name(runtime): _pareto_latency(table, styles, budgets.get(runtime, []), title, column)
+        for runtime, title, column in RUNTIME_PANELS
+        if column in table and table[column].notna().any()
+    }
 
 
 def _pareto_latency(table: pd.DataFrame, styles, budgets: list[tuple[str, float]], title: str, column: str) -> Figure:

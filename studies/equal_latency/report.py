@@ -235,7 +235,7 @@ def pareto_latency_figure(results: dict, field: str, title: str):
                        edgecolors="black", linewidths=0.6, zorder=3)  # fmt: skip
         ax.annotate(str(seed), (ms, pckh), textcoords="offset points", xytext=(5, 4), fontsize=7, color="0.3")
     if field == "ort_ms":
-        for seed, ms in results["parent"]["ort_ms"].items():
+        for ms in results["parent"]["ort_ms"].values():
             for kept, colour in BUDGET_COLOURS.items():
                 if ms is not None:
                     ax.axvline(kept * ms, color=colour, linestyle=":", linewidth=1.0, alpha=0.6, zorder=1)
@@ -354,8 +354,10 @@ def markdown(payload: dict) -> str:
         + "\n\n## Results\n\n"
         + md_table(RESULT_HEADERS, rows)
         + family_md(payload.get("family", []))
-        + "".join(f"\n![PCKh vs measured latency, {name}]({NAME}/pareto_latency_{name}.png)\n"
-                  for name in payload.get("figures", {}))
+        + "".join(
+            f"\n![PCKh vs measured latency, {name}]({NAME}/pareto_latency_{name}.png)\n"
+            for name in payload.get("figures", {})
+        )
         + "\n## Goals\n\n"
         + md_table(["goal", "measured: mean [95 % CI]", "verdict"], goal_rows)
         + "\n## Winner per budget (highest mean PCKh within budget)\n\n"
