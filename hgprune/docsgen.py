@@ -305,6 +305,7 @@ def goals_table(root: Path) -> str:
         ]
     )
     rows += _speed_goal_summary(root)
+    rows += _equal_latency_goals(root)
     sources = "`, `".join(
         [
             ACCURACY["v3"],
@@ -315,6 +316,7 @@ def goals_table(root: Path) -> str:
             DEPTH,
             LATENCY_MODEL,
             LATENCY_TARGETS,
+            *([EQUAL_LATENCY] if (root / EQUAL_LATENCY).exists() else []),
         ]
     )
     return _table(["goal", "measured", "verdict"], rows) + _source(sources)
@@ -419,6 +421,47 @@ def depth_default(root: Path) -> str:
     verdict = (f"\nDecided by the protocol: the default is `prune.depth: {default}`.\n" if default else
                "\nNot decided yet: a pair is unfinished or unmeasured.\n")  # fmt: skip
     return _table(header, rows) + verdict + _source(DEPTH_DEFAULT)
+
+
+EQUAL_LATENCY = "reports/benchmarks/equal_latency.json"
+EQUAL_LATENCY_STATUS = "reports/equal_latency/STATUS.md"
+EQUAL_LATENCY_VARIANTS = ("latency", "macs", "smaller", "random")
+
+
+def equal_latency(root: Path) -> str:
+    """Issue 32's answer: per budget (2× and 4× faster than the hg8 parent in ORT), each choice's mean PCKh, the best
+    within budget, and `latency` − each other choice paired by seed; a line saying so while nothing is measured."""
+    if not (root / EQUAL_LATENCY).exists():
+        return (f"Not measured yet: no variant of the study has finished its latency pass (`{EQUAL_LATENCY_STATUS}` "
+                "says where it stands).\n")  # fmt: skip
+    data = _json(root, EQUAL_LATENCY)
+    results, winners = data["results"], data["winners"]
+    parent = results["parent"]["per_seed"]
+    rows = []
+    for pct in ("50", "25"):
+        cells = []
+        for variant in EQUAL_LATENCY_VARIANTS:
+            r = results.get(f"{variant}-{pct}")
+            over = " (over budget)" if r and (r["over_budget"] or r["unmeasured"]) else ""
+            cells.append(f"{_num(r['mean_pckh'])} (n={len(r['per_seed'])}){over}" if r else "–")
+        latency = results.get(f"latency-{pct}", {})
+        diffs = [f"{_interval(d)} (n={d['n']})" if (d := latency.get(f"vs_{o}")) else "–"
+                 for o in EQUAL_LATENCY_VARIANTS[1:]]  # fmt: skip
+        win = winners.get(pct)
+        rows.append([f"{100 // int(pct)}× ({pct} %)", f"{_num(_mean(parent.values()))} (n={len(parent)})" if parent
+                     else "–", *cells, f"`{win['variant']}`" if win else "none yet", *diffs])  # fmt: skip
+    header = ["faster (ORT budget)", "hg8 parent", *(f"`{v}`" for v in EQUAL_LATENCY_VARIANTS),
+              "most PCKh within budget", *(f"latency − {v} [95 % CI]" for v in EQUAL_LATENCY_VARIANTS[1:])]  # fmt: skip
+    return _table(header, rows) + _source(EQUAL_LATENCY)
+
+
+def _equal_latency_goals(root: Path) -> list[list[str]]:
+    """Issue 32's goals, once the study's report exists."""
+    if not (root / EQUAL_LATENCY).exists():
+        return []
+    verdict = {True: "met", False: "**missed**", None: "not measured yet"}
+    return [[f"equal latency (hg8 → SynthPose): {g['goal'].split('. ', 1)[-1]}", g["value"].replace("-", "−"),
+             verdict[g["met"]]] for g in _json(root, EQUAL_LATENCY)["goals"]]  # fmt: skip
 
 
 def _latency_goals(root: Path) -> list[list[str]]:
@@ -843,6 +886,7 @@ RENDERERS: dict[str, Callable[[Path], str]] = {
     "speed-goals": speed_goals,
     "depth-speed": depth_speed,
     "depth-default": depth_default,
+    "equal-latency": equal_latency,
     "accuracy-v3": lambda root: accuracy_table(root, "v3"),
     "accuracy-v3-goals": lambda root: accuracy_goals(root, "v3"),
     "accuracy-v2": lambda root: accuracy_table(root, "v2"),

@@ -114,6 +114,32 @@ def test_the_depth_default_table_follows_the_study_report(tmp_path):
     assert "the default is `prune.depth: none`" in table
 
 
+def test_the_equal_latency_answer_follows_the_study_report(tmp_path):
+    import json
+
+    from studies.equal_latency import report
+    from tests.test_equal_latency import fabricated_runs
+
+    assert docsgen.equal_latency(tmp_path).startswith("Not measured yet")  # no report: says so, no error
+    assert docsgen._equal_latency_goals(tmp_path) == []
+    results = report.analyse(fabricated_runs())
+    payload = {"results": results, "goals": report.goals(results), "winners": report.winners(results)}
+    (tmp_path / "reports/benchmarks").mkdir(parents=True)
+    (tmp_path / docsgen.EQUAL_LATENCY).write_text(json.dumps(payload))  # seeds become strings, as on disk
+    table = docsgen.equal_latency(tmp_path)
+    row50 = next(line for line in table.splitlines() if line.startswith("| 2× (50 %)"))
+    assert row50.startswith(
+        "| 2× (50 %) | 80.00 (n=3) | 79.43 (n=3) | 76.17 (n=3) | 78.97 (n=3) | 78.83 (n=3) | `latency` | +3.27 ["
+    )
+    row25 = next(line for line in table.splitlines() if line.startswith("| 4× (25 %)"))
+    assert "| 74.83 (n=3) (over budget) |" in row25  # macs at 25 %: seed 1 measured above 1.05 × the budget
+    goals = docsgen._equal_latency_goals(tmp_path)
+    assert [g[2] for g in goals] == ["met", "**missed**", "met", "**missed**", "**missed**", "met", "met"]
+    assert (
+        goals[0][0] == "equal latency (hg8 → SynthPose): latency − parent ≥ -1.0 at 50 % of the parent's latency (mean)"
+    )
+
+
 def test_a_missing_report_is_a_one_line_error_naming_it(tmp_path):
     with pytest.raises(HgpruneError, match=r"reports/benchmarks/latency\.json: cannot read"):
         docsgen.latency_table(tmp_path)
