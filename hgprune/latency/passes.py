@@ -45,7 +45,11 @@ def _models(paths: Sequence[str | Path]) -> list[tuple[Path, int | None, nn.Modu
     for path in files:
         model, _ = load_checkpoint(path)  # weights only: never unpickles code
         found.append((path, None, model.eval()))
+    seen: set[Path] = set()
     for root in find_run_dirs(dirs) if dirs else []:
+        if root.resolve() in seen:  # the same run named twice, or through a link (a study's shared run): timed once
+            continue
+        seen.add(root.resolve())
         run = RunDir(root)
         steps = run.completed_steps()
         if not steps:

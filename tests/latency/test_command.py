@@ -49,6 +49,15 @@ def test_both_runtimes_by_default_and_checkpoints_are_printed_not_written(run_di
     assert (RunDir(run_dir).latency_json.read_text() if RunDir(run_dir).latency_json.exists() else None) == before
 
 
+def test_a_run_named_twice_or_through_a_link_is_timed_once(run_dir, capsys, tmp_path):
+    (tmp_path / "link").symlink_to(run_dir.resolve(), target_is_directory=True)
+    assert main(["latency", str(run_dir), str(tmp_path / "link"), str(run_dir), "--runtime", "torch", *TIMING]) == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if " torch " in line]
+    assert len(rows) == 2  # steps 0 and 1 of the one run, not 3 × 2
+    assert out.count("wrote ") == 1
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [
