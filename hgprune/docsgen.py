@@ -305,7 +305,6 @@ def goals_table(root: Path) -> str:
         ]
     )
     rows += _speed_goal_summary(root)
-    rows += _equal_latency_goals(root)
     sources = "`, `".join(
         [
             ACCURACY["v3"],
@@ -316,7 +315,6 @@ def goals_table(root: Path) -> str:
             DEPTH,
             LATENCY_MODEL,
             LATENCY_TARGETS,
-            *([EQUAL_LATENCY] if (root / EQUAL_LATENCY).exists() else []),
         ]
     )
     return _table(["goal", "measured", "verdict"], rows) + _source(sources)
@@ -430,13 +428,17 @@ EQUAL_LATENCY_VARIANTS = ("latency", "macs", "smaller", "random")
 
 def equal_latency(root: Path) -> str:
     """Issue 32's answer: per budget (2× and 4× faster than the hg8 parent in ORT), each choice's mean PCKh, the best
-    within budget, and `latency` − each other choice paired by seed; a line saying so while nothing is measured."""
+    within budget, and `latency` − each other choice paired by seed with the protocol's goal on it (met, missed, or not
+    measured below 2 seeds); a line saying so while nothing is measured."""
     if not (root / EQUAL_LATENCY).exists():
         return (f"Not measured yet: no variant of the study has finished its latency pass (`{EQUAL_LATENCY_STATUS}` "
                 "says where it stands).\n")  # fmt: skip
     data = _json(root, EQUAL_LATENCY)
     results, winners = data["results"], data["winners"]
+    verdicts = {(g["budget"], g["versus"]): g["met"] for g in data["goals"]}
+    shown = {True: "met", False: "**missed**", None: "goal not measured yet"}
     parent = results["parent"]["per_seed"]
+    compared = ("parent", *EQUAL_LATENCY_VARIANTS[1:])
     rows = []
     for pct in ("50", "25"):
         cells = []
@@ -445,23 +447,28 @@ def equal_latency(root: Path) -> str:
             over = " (over budget)" if r and (r["over_budget"] or r["unmeasured"]) else ""
             cells.append(f"{_num(r['mean_pckh'])} (n={len(r['per_seed'])}){over}" if r else "–")
         latency = results.get(f"latency-{pct}", {})
-        diffs = [f"{_interval(d)} (n={d['n']})" if (d := latency.get(f"vs_{o}")) else "–"
-                 for o in EQUAL_LATENCY_VARIANTS[1:]]  # fmt: skip
+        diffs = []
+        for other in compared:
+            d = latency.get(f"vs_{other}")
+            goal = (int(pct), other)
+            verdict = f": {shown[verdicts[goal]]}" if goal in verdicts else ""
+            diffs.append(f"{_interval(d)} (n={d['n']}){verdict}" if d else "–")
         win = winners.get(pct)
         rows.append([f"{100 // int(pct)}× ({pct} %)", f"{_num(_mean(parent.values()))} (n={len(parent)})" if parent
                      else "–", *cells, f"`{win['variant']}`" if win else "none yet", *diffs])  # fmt: skip
     header = ["faster (ORT budget)", "hg8 parent", *(f"`{v}`" for v in EQUAL_LATENCY_VARIANTS),
-              "most PCKh within budget", *(f"latency − {v} [95 % CI]" for v in EQUAL_LATENCY_VARIANTS[1:])]  # fmt: skip
+              "most PCKh within budget", *(f"latency − {v} [95 % CI]: goal" for v in compared)]  # fmt: skip
     return _table(header, rows) + _source(EQUAL_LATENCY)
 
 
-def _equal_latency_goals(root: Path) -> list[list[str]]:
-    """Issue 32's goals, once the study's report exists."""
+def equal_latency_goals(root: Path) -> str:
+    """Issue 32's goals in full, as the protocol states them (docs/studies/equal_latency.md)."""
     if not (root / EQUAL_LATENCY).exists():
-        return []
+        return "Not measured yet.\n"
     verdict = {True: "met", False: "**missed**", None: "not measured yet"}
-    return [[f"equal latency (hg8 → SynthPose): {g['goal'].split('. ', 1)[-1]}", g["value"].replace("-", "−"),
-             verdict[g["met"]]] for g in _json(root, EQUAL_LATENCY)["goals"]]  # fmt: skip
+    goals = _json(root, EQUAL_LATENCY)["goals"]
+    rows = [[g["goal"].replace("-", "−"), g["value"].replace("-", "−"), verdict[g["met"]]] for g in goals]
+    return _table(["goal", "measured (mean [95 % interval])", "verdict"], rows) + _source(EQUAL_LATENCY)
 
 
 def _latency_goals(root: Path) -> list[list[str]]:
@@ -887,6 +894,7 @@ RENDERERS: dict[str, Callable[[Path], str]] = {
     "depth-speed": depth_speed,
     "depth-default": depth_default,
     "equal-latency": equal_latency,
+    "equal-latency-goals": equal_latency_goals,
     "accuracy-v3": lambda root: accuracy_table(root, "v3"),
     "accuracy-v3-goals": lambda root: accuracy_goals(root, "v3"),
     "accuracy-v2": lambda root: accuracy_table(root, "v2"),

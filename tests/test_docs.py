@@ -121,7 +121,7 @@ def test_the_equal_latency_answer_follows_the_study_report(tmp_path):
     from tests.test_equal_latency import fabricated_runs
 
     assert docsgen.equal_latency(tmp_path).startswith("Not measured yet")  # no report: says so, no error
-    assert docsgen._equal_latency_goals(tmp_path) == []
+    assert docsgen.equal_latency_goals(tmp_path) == "Not measured yet.\n"
     results = report.analyse(fabricated_runs())
     payload = {"results": results, "goals": report.goals(results), "winners": report.winners(results)}
     (tmp_path / "reports/benchmarks").mkdir(parents=True)
@@ -129,15 +129,17 @@ def test_the_equal_latency_answer_follows_the_study_report(tmp_path):
     table = docsgen.equal_latency(tmp_path)
     row50 = next(line for line in table.splitlines() if line.startswith("| 2× (50 %)"))
     assert row50.startswith(
-        "| 2× (50 %) | 80.00 (n=3) | 79.43 (n=3) | 76.17 (n=3) | 78.97 (n=3) | 78.83 (n=3) | `latency` | +3.27 ["
+        "| 2× (50 %) | 80.00 (n=3) | 79.43 (n=3) | 76.17 (n=3) | 78.97 (n=3) | 78.83 (n=3) | `latency` | −0.57 ["
     )
     row25 = next(line for line in table.splitlines() if line.startswith("| 4× (25 %)"))
     assert "| 74.83 (n=3) (over budget) |" in row25  # macs at 25 %: seed 1 measured above 1.05 × the budget
-    goals = docsgen._equal_latency_goals(tmp_path)
-    assert [g[2] for g in goals] == ["met", "**missed**", "met", "**missed**", "**missed**", "met", "met"]
-    assert (
-        goals[0][0] == "equal latency (hg8 → SynthPose): latency − parent ≥ -1.0 at 50 % of the parent's latency (mean)"
-    )
+    # each difference carries the protocol's goal on it: 1 met at 50 %, 2 met at 50 %, 3 missed at 50 %, ...
+    assert "| −0.57 [" in row50 and "(n=3): met | +3.27 [" in row50 and "(n=3): **missed** |" in row50
+    assert row25.endswith("(n=3): met |")  # goal 4: latency − random at 25 %
+    assert row50.count(": met") + row50.count(": **missed**") == 3  # goal 4 is read at 25 % only
+    goals = [line for line in docsgen.equal_latency_goals(tmp_path).splitlines() if line.startswith("| 1.")]
+    assert goals[0].startswith("| 1. latency − parent ≥ −1.0 at 50 % of the parent's latency (mean) | −0.57 [")
+    assert goals[0].endswith("| met |") and goals[1].endswith("| **missed** |")
 
 
 def test_a_missing_report_is_a_one_line_error_naming_it(tmp_path):
