@@ -444,7 +444,11 @@ def equal_latency(root: Path) -> str:
         cells = []
         for variant in EQUAL_LATENCY_VARIANTS:
             r = results.get(f"{variant}-{pct}")
-            over = " (over budget)" if r and (r["over_budget"] or r["unmeasured"]) else ""
+            over = ""
+            if r and r["over_budget"]:
+                over = f" ({r['mean_ratio']:.2f}× the budget)" if r["mean_ratio"] else " (over budget)"
+            elif r and r["unmeasured"]:
+                over = " (latency not measured)"
             cells.append(f"{_num(r['mean_pckh'])} (n={len(r['per_seed'])}){over}" if r else "–")
         latency = results.get(f"latency-{pct}", {})
         diffs = []
@@ -452,10 +456,14 @@ def equal_latency(root: Path) -> str:
             d = latency.get(f"vs_{other}")
             goal = (int(pct), other)
             verdict = f": {shown[verdicts[goal]]}" if goal in verdicts else ""
-            diffs.append(f"{_interval(d)} (n={d['n']}){verdict}" if d else "–")
+            single = latency.get("by_seed", {}).get(other)  # below 2 seeds: the per-seed difference, no interval
+            shown_d = f"{_interval(d)} (n={d['n']})" if d else ", ".join(f"seed {k}: {_signed(v)}" for k, v in
+                                                                           (single or {}).items())  # fmt: skip
+            diffs.append(f"{shown_d}{verdict}" if shown_d else "–")
         win = winners.get(pct)
+        best = f"`{win['variant']}` (n={win.get('n')})" if win else "none yet"
         rows.append([f"{100 // int(pct)}× ({pct} %)", f"{_num(_mean(parent.values()))} (n={len(parent)})" if parent
-                     else "–", *cells, f"`{win['variant']}`" if win else "none yet", *diffs])  # fmt: skip
+                     else "–", *cells, best, *diffs])  # fmt: skip
     header = ["faster (ORT budget)", "hg8 parent", *(f"`{v}`" for v in EQUAL_LATENCY_VARIANTS),
               "most PCKh within budget", *(f"latency − {v} [95 % CI]: goal" for v in compared)]  # fmt: skip
     return _table(header, rows) + _source(EQUAL_LATENCY)

@@ -405,6 +405,11 @@ def test_figures_plot_every_measured_parent_and_run_with_each_seeds_budgets(tmp_
     results = report.analyse(fabricated_runs())
     points = report.figure_points(results, "ort_ms")
     assert len(points) == 3 + 3 * len(PCKH)  # three parents, every variant × budget × seed
+    same = fabricated_runs()
+    for s in same:
+        same[s]["macs-25"] = dict(same[s]["macs-50"])  # one run for both budgets: one point each seed
+    both = report.figure_points(report.analyse(same), "eager_ms")
+    assert len(both) == 3 + 3 * (len(PCKH) - 1) and sum(p[1] == "both" for p in both) == 3
     assert ("parent", None, 2, 10.4, 81.0) in points
     assert ("macs", 0.25, 1, pytest.approx(1.06 * 0.25 * 10.0), 74.0) in points
     fig = report.pareto_latency_figure(results, "ort_ms", "ONNX Runtime")
@@ -435,3 +440,14 @@ def test_the_shipped_recipe_per_column_is_the_studys_run_and_up_to_date(monkeypa
         variant, k = name.removesuffix(".yaml").rsplit("-", 1)
         expected = run.variant_recipe(base, variant, int(k) / 100, parent, choices, schedule)
         assert load_recipe(path) == expected  # the file is exactly the study's run
+
+
+def test_a_run_linked_under_a_second_budget_counts_once_for_the_parents_latency(tmp_path):
+    rows = [{"pckh_mean": p, "wall_s": 1.0} for p in (80.0, 79.0, 78.0)]
+    _write_run(tmp_path / "seed1" / "latency-50", rows, {0: 1.0, 1: 0.8, 2: 0.5})
+    _write_run(tmp_path / "seed1" / "macs-50", rows, {0: 2.0, 1: 1.9, 2: 1.8})
+    (tmp_path / "seed1" / "macs-25").symlink_to("macs-50", target_is_directory=True)
+    runs = report.collect(tmp_path, [1], run.BUDGETS, run.VARIANTS)
+    assert runs[1]["macs-25"]["same_as"] == "macs-50" and "same_as" not in runs[1]["macs-50"]
+    assert runs[1]["macs-25"]["pckh"] == 78.0  # still a result at its own budget
+    assert report.parents(runs)[1]["ort_ms"] == 1.5  # median of 1.0 and 2.0, not of 1.0, 2.0, 2.0

@@ -72,8 +72,11 @@ def collect(work: Path, seeds, budgets, variants) -> dict[int, dict[str, dict]]:
     for seed in seeds:
         for kept in budgets:
             for variant in (*variants, NEXT):
-                row = read_run(work / f"seed{seed}" / f"{variant}-{pct(kept)}")
+                path = work / f"seed{seed}" / f"{variant}-{pct(kept)}"
+                row = read_run(path)
                 if row is not None:
+                    if path.is_symlink():  # one run serving two budgets (the macs variant): counted once as a parent
+                        row["same_as"] = path.readlink().name
                     out.setdefault(seed, {})[f"{variant}-{pct(kept)}"] = row
     return out
 
@@ -94,9 +97,11 @@ def family(work: Path) -> list[dict]:
 
 def parents(runs: dict[int, dict[str, dict]]) -> dict[int, dict]:
     """Per seed: the parent's PCKh (step 0 of its pruned runs: the same model on the same images) and its measured
-    ORT and eager latency (the median of step 0 over the seed's pruned runs measured)."""
+    ORT and eager latency (the median of step 0 over the seed's pruned runs measured, each run once: a run linked
+    under a second name is not counted again)."""
     out = {}
     for seed, rows in runs.items():
+        rows = {key: r for key, r in rows.items() if not r.get("same_as")}
         pckh = [r["parent_pckh"] for r in rows.values() if r.get("parent_pckh") is not None]
         if not pckh:
             continue
@@ -106,6 +111,11 @@ def parents(runs: dict[int, dict[str, dict]]) -> dict[int, dict]:
             entry[field] = statistics.median(values) if values else None
         out[seed] = entry
     return out
+
+
+def by_seed(a: dict, b: dict) -> dict:
+    """The per-seed differences a − b over the seeds both have (shown while fewer than 2 seeds give an interval)."""
+    return {s: a[s] - b[s] for s in sorted(set(a) & set(b))}
 
 
 def analyse(runs: dict[int, dict[str, dict]], budgets=BUDGETS, variants=VARIANTS) -> dict:
@@ -139,11 +149,14 @@ def analyse(runs: dict[int, dict[str, dict]], budgets=BUDGETS, variants=VARIANTS
                 "over_budget": sorted(s for s, v in ratio.items() if v > TOLERANCE),
                 "unmeasured": sorted(s for s in rows if s not in ratio),
                 "vs_parent": paired(per_seed, parent_pckh),
+                "by_seed": {"parent": by_seed(per_seed, parent_pckh)},
             }
         latency = results.get(f"latency-{pct(kept)}")
         for other in OTHERS:
             if latency is not None and f"{other}-{pct(kept)}" in results:
-                latency[f"vs_{other}"] = paired(latency["per_seed"], results[f"{other}-{pct(kept)}"]["per_seed"])
+                others = results[f"{other}-{pct(kept)}"]["per_seed"]
+                latency[f"vs_{other}"] = paired(latency["per_seed"], others)
+                latency["by_seed"][other] = by_seed(latency["per_seed"], others)
     return results
 
 
@@ -179,7 +192,8 @@ def winners(results: dict, budgets=BUDGETS, variants=VARIANTS) -> dict[str, dict
         within = [results[f"{v}-{pct(kept)}"] for v in variants if f"{v}-{pct(kept)}" in results]
         within = [r for r in within if r["ratio"] and not r["over_budget"] and not r["unmeasured"]]
         best = max(within, key=lambda r: r["mean_pckh"], default=None)
-        out[str(pct(kept))] = None if best is None else {"variant": best["variant"], "mean_pckh": best["mean_pckh"]}
+        out[str(pct(kept))] = None if best is None else {"variant": best["variant"], "mean_pckh": best["mean_pckh"],
+                                                         "n": len(best["per_seed"])}  # fmt: skip
     return out
 
 
@@ -206,17 +220,23 @@ def load_previous(paths: list[Path], seeds) -> dict[int, dict[str, dict]]:
 FIGURE_RUNTIMES = (("ort", "ort_ms", "ONNX Runtime"), ("eager", "eager_ms", "eager PyTorch"))  # name, field, title
 MARKERS = {"latency": "o", "macs": "s", "smaller": "^", "random": "X", NEXT: "v"}
 BUDGET_COLOURS = {0.5: "tab:blue", 0.25: "tab:orange"}
+BOTH = "0.6"  # one run for both budgets
 
 
 def figure_points(results: dict, field: str) -> list[tuple[str, float | None, int, float, float]]:
-    """(variant, budget or None for the parent, seed, measured ms, PCKh) of every measured parent and run."""
+    """(variant, budget — None for the parent, "both" for one run serving both budgets —, seed, measured ms, PCKh)
+    of every measured parent and run."""
     parent = results["parent"]
     points = [("parent", None, s, parent[field][s], p) for s, p in parent["per_seed"].items()
               if parent[field].get(s) is not None]  # fmt: skip
+    runs: dict[tuple, list] = {}  # one run serving both budgets (the macs variant) is one point, budget "both"
     for key, r in results.items():
         if key != "parent":
-            points += [(r["variant"], r["budget"], s, r[field][s], p) for s, p in r["per_seed"].items()
-                       if r[field].get(s) is not None]  # fmt: skip
+            for s, p in r["per_seed"].items():
+                if r[field].get(s) is not None:
+                    runs.setdefault((r["variant"], s, r[field][s], p), []).append(r["budget"])
+    for (variant, s, ms, p), budgets in runs.items():
+        points.append((variant, budgets[0] if len(budgets) == 1 else "both", s, ms, p))
     return points
 
 
@@ -235,7 +255,7 @@ def pareto_latency_figure(results: dict, field: str, title: str):
         if kept is None:
             ax.scatter(ms, pckh, marker="*", s=220, color="black", zorder=4)
         else:
-            ax.scatter(ms, pckh, marker=MARKERS.get(variant, "o"), s=60, color=BUDGET_COLOURS.get(kept, "0.4"),
+            ax.scatter(ms, pckh, marker=MARKERS.get(variant, "o"), s=60, color=BUDGET_COLOURS.get(kept, BOTH),
                        edgecolors="black", linewidths=0.6, zorder=3)  # fmt: skip
         ax.annotate(str(seed), (ms, pckh), textcoords="offset points", xytext=(5, 4), fontsize=7, color="0.3")
     if field == "ort_ms":
@@ -251,6 +271,8 @@ def pareto_latency_figure(results: dict, field: str, title: str):
     handles += [Line2D([], [], marker=m, color="0.6", markeredgecolor="black", linestyle="", markersize=8, label=v)
                 for v, m in MARKERS.items() if any(p[0] == v for p in points)]  # fmt: skip
     handles += [Line2D([], [], color=c, linewidth=6, label=f"{pct(k)} % budget") for k, c in BUDGET_COLOURS.items()]
+    if any(p[1] == "both" for p in points):
+        handles.append(Line2D([], [], color=BOTH, linewidth=6, label="one run for both budgets"))
     if field == "ort_ms":
         handles.append(Line2D([], [], color="0.3", linestyle=":", label="budget (per seed)"))
     ax.legend(handles=handles, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False, fontsize=8)
@@ -272,8 +294,11 @@ def write_figures(results: dict, directory: Path) -> dict[str, str]:
     return written
 
 
-def _diff(d: dict | None) -> str:
-    return "" if d is None else f"{d['mean']:+.2f} [{d['low']:+.2f}, {d['high']:+.2f}]"
+def _diff(d: dict | None, per_seed: dict | None = None) -> str:
+    """Mean [95 % interval]; below 2 seeds, the per-seed difference (no interval)."""
+    if d is not None:
+        return f"{d['mean']:+.2f} [{d['low']:+.2f}, {d['high']:+.2f}]"
+    return ", ".join(f"seed {s}: {v:+.2f}" for s, v in (per_seed or {}).items())
 
 
 def _seeds(values: dict, digits: int = 2) -> str:
@@ -332,17 +357,18 @@ def markdown(payload: dict) -> str:
             over += f"; not measured: seed {', '.join(map(str, r['unmeasured']))}"
         name = r["variant"] + (" (exploratory)" if r["variant"] == NEXT else "")
         rows.append([name, f"{pct(r['budget'])} %", f"{r['mean_pckh']:.2f}", _seeds(r["per_seed"]),
-                     "" if r["mean_ratio"] is None else f"{r['mean_ratio']:.2f}", over, _diff(r["vs_parent"]),
-                     *(_diff(r.get(f"vs_{o}")) for o in OTHERS)])  # fmt: skip
+                     "" if r["mean_ratio"] is None else f"{r['mean_ratio']:.2f}", over,
+                     _diff(r["vs_parent"], r.get("by_seed", {}).get("parent")),
+                     *(_diff(r.get(f"vs_{o}"), r.get("by_seed", {}).get(o)) for o in OTHERS)])  # fmt: skip
     plateau_headers = ["seed", "epochs", "final PCKh (train log)", "gain over last 20 %", "at plateau"]
     plateau_md = "\n" + md_table(plateau_headers, plateau_rows) if plateau_rows else ""
     goal_rows = [[c["goal"], c["value"], verdict[c["met"]]] for c in payload["goals"]]
-    win = [[f"{k} %", "none within budget" if w is None else f"`{w['variant']}` ({w['mean_pckh']:.2f})"]
+    win = [[f"{k} %", "none within budget" if w is None else f"`{w['variant']}` ({w['mean_pckh']:.2f}, n={w['n']})"]
            for k, w in payload["winners"].items()]  # fmt: skip
     commands = sorted({r.get("command") for rows in payload["runs"].values() for r in rows.values()} - {None})
     passes = {r.get("latency_command"): (r.get("load_before"), r.get("load_after"))
               for rows in payload["runs"].values() for r in rows.values() if r.get("latency_command")}  # fmt: skip
-    hours = sum(r["wall_s"] for rows in payload["runs"].values() for r in rows.values()) / 3600
+    hours = sum(r["wall_s"] for rows in payload["runs"].values() for r in rows.values() if not r.get("same_as")) / 3600
     return (
         "# Accuracy at equal latency (issue 32)\n\n"
         f"Protocol, fixed before any held-out run finished: [{PROTOCOL}](../equal_latency/protocol.md). "
