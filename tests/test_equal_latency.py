@@ -391,9 +391,19 @@ def test_archive_keeps_finished_runs_files_and_links_and_leaves_unfinished_runs(
     (work / "seed1" / "macs-25").symlink_to("macs-50", target_is_directory=True)
     (work / "choice_macs.json").write_text("{}")
     monkeypatch.setattr(run, "final_row", lambda path: {"pckh_mean": 1.0} if path.name == "macs-50" else None)
+    monkeypatch.setattr(RunDir, "completed_steps", lambda self: [0, 1])
+    (done / "checkpoints" / "step_000.pt").write_bytes(b"parent")
+
+    def files():
+        root = dest / "seed1" / "macs-50"
+        return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+
     assert run.archive(work, dest, [1]) == [dest / "seed1" / "macs-50"]
-    assert sorted(p.relative_to(dest / "seed1" / "macs-50").as_posix() for p in (dest / "seed1" / "macs-50").rglob("*")
-                  if p.is_file()) == ["final/model.pt", "recipe.yaml"]  # fmt: skip
+    # not timed yet: every step checkpoint goes too, so the latency pass can run in the archive on another machine
+    assert files() == ["checkpoints/step_000.pt", "checkpoints/step_001.pt", "final/model.pt", "recipe.yaml"]
+    (done / "latency.json").write_text("{}")
+    run.archive(work, dest, [1])  # after the pass: the checkpoints are dropped
+    assert files() == ["final/model.pt", "latency.json", "recipe.yaml"]
     assert (dest / "seed1" / "macs-25").readlink().as_posix() == "macs-50"
     assert not (dest / "seed1" / "latency-50").exists() and (dest / "choice_macs.json").read_text() == "{}"
     (done / "recipe.yaml").write_text("name: y\n")
@@ -451,3 +461,12 @@ def test_a_run_linked_under_a_second_budget_counts_once_for_the_parents_latency(
     assert runs[1]["macs-25"]["same_as"] == "macs-50" and "same_as" not in runs[1]["macs-50"]
     assert runs[1]["macs-25"]["pckh"] == 78.0  # still a result at its own budget
     assert report.parents(runs)[1]["ort_ms"] == 1.5  # median of 1.0 and 2.0, not of 1.0, 2.0, 2.0
+
+
+def test_a_run_finished_in_the_archive_is_not_run_again(tmp_path, monkeypatch, capsys):
+    archived, out = tmp_path / "archive" / "seed2" / "latency-50", tmp_path / "work" / "seed2" / "latency-50"
+    monkeypatch.setattr(run, "final_row", lambda path: {"pckh_mean": 1.0} if path == archived else None)
+    started = []
+    monkeypatch.setattr("hgprune.runner.Runner", lambda *a, **k: started.append(a))
+    run.execute(None, out, "what", dry_run=False, resume=True, command="c", archived=archived)
+    assert started == [] and f"{out}: finished, archived in {archived}" in capsys.readouterr().out

@@ -327,10 +327,12 @@ def write_choice(path: Path, result: dict, command: str, archived: Path | None =
 
 
 def archive(work: Path, dest: Path, seeds, files=ARCHIVED, last_step: bool = False) -> list[Path]:
-    """Copy the choices and every finished run of ``seeds`` (after its latency pass) from ``work`` to ``dest``:
-    ``files`` (default :data:`ARCHIVED`), and with ``last_step`` the last step's checkpoint too (what a later latency
-    pass times, in the archive itself); a run that is another's (a symlink) as the same symlink. Unfinished runs are
-    left out; an archived run is replaced whole (written beside, then renamed)."""
+    """Copy the choices and every finished run of ``seeds`` from ``work`` to ``dest``: ``files`` (default
+    :data:`ARCHIVED`), and with ``last_step`` the last step's checkpoint too; a run that is another's (a symlink) as
+    the same symlink. A run without its latency pass (no ``latency.json``) keeps every step checkpoint, so the pass
+    can time it in the archive itself on another machine (``hgprune latency DEST/seedS``); archive it again after
+    the pass to drop them. Unfinished runs are left out; an archived run is replaced whole (written beside, then
+    renamed)."""
     import shutil
 
     from hgprune.rundir import RunDir
@@ -354,8 +356,10 @@ def archive(work: Path, dest: Path, seeds, files=ARCHIVED, last_step: bool = Fal
             staging = target.with_name(f".{run.name}.archiving")
             shutil.rmtree(staging, ignore_errors=True)
             steps = RunDir(run).completed_steps()
-            last = [str(RunDir(run).step_checkpoint(steps[-1]).relative_to(run))] if last_step and steps else []
-            for name in (*files, *last):
+            timed = (run / "latency.json").exists()
+            kept = steps if not timed else steps[-1:] if last_step else []
+            checkpoints = [str(RunDir(run).step_checkpoint(step).relative_to(run)) for step in kept]
+            for name in (*files, *checkpoints):
                 if (run / name).exists():
                     (staging / name).parent.mkdir(parents=True, exist_ok=True)
                     shutil.copy2(run / name, staging / name)
@@ -409,9 +413,15 @@ def describe(recipe: Recipe) -> str:
             f"({p.depth_importance}), criterion {p.criterion}, {p.steps} step(s), seed {recipe.seed}")  # fmt: skip
 
 
-def execute(recipe: Recipe, out: Path, what: str, dry_run: bool, resume: bool, command: str) -> None:
-    """Print the run (``what`` it is, or that it finished) and run it unless it finished or this is a dry run."""
+def execute(
+    recipe: Recipe, out: Path, what: str, dry_run: bool, resume: bool, command: str, archived: Path | None = None
+) -> None:
+    """Print the run (``what`` it is, or that it finished) and run it unless it finished (in ``out``, or in its
+    committed copy ``archived``) or this is a dry run."""
     finished = final_row(out) is not None
+    if not finished and archived is not None and final_row(archived) is not None:
+        print(f"{out}: finished, archived in {archived}", flush=True)
+        return
     print(f"{out}: {'finished' if finished else what}", flush=True)
     if finished or dry_run:
         return
@@ -484,7 +494,8 @@ def main(argv: list[str] | None = None) -> int:
                     out.symlink_to(done[key].name, target_is_directory=True)
                 continue
             done.setdefault(key, out)
-            execute(recipe, out, describe(recipe), args.dry_run, args.resume, command)
+            archived = Path(args.committed) / out.relative_to(work)
+            execute(recipe, out, describe(recipe), args.dry_run, args.resume, command, archived)
     except HgpruneError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
