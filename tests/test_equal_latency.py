@@ -391,16 +391,17 @@ def test_archive_keeps_finished_runs_files_and_links_and_leaves_unfinished_runs(
     (work / "seed1" / "macs-25").symlink_to("macs-50", target_is_directory=True)
     (work / "choice_macs.json").write_text("{}")
     monkeypatch.setattr(run, "final_row", lambda path: {"pckh_mean": 1.0} if path.name == "macs-50" else None)
-    monkeypatch.setattr(RunDir, "completed_steps", lambda self: [0, 1])
+    monkeypatch.setattr(RunDir, "completed_steps", lambda self: [0, 1, 2])
     (done / "checkpoints" / "step_000.pt").write_bytes(b"parent")
+    (done / "checkpoints" / "step_002.pt").write_bytes(b"result")
 
     def files():
         root = dest / "seed1" / "macs-50"
         return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
 
     assert run.archive(work, dest, [1]) == [dest / "seed1" / "macs-50"]
-    # not timed yet: every step checkpoint goes too, so the latency pass can run in the archive on another machine
-    assert files() == ["checkpoints/step_000.pt", "checkpoints/step_001.pt", "final/model.pt", "recipe.yaml"]
+    # not timed yet: the parent (step 0) and the result (last step) go too, so the latency pass can run elsewhere
+    assert files() == ["checkpoints/step_000.pt", "checkpoints/step_002.pt", "final/model.pt", "recipe.yaml"]
     (done / "latency.json").write_text("{}")
     run.archive(work, dest, [1])  # after the pass: the checkpoints are dropped
     assert files() == ["final/model.pt", "latency.json", "recipe.yaml"]

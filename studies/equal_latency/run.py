@@ -329,10 +329,10 @@ def write_choice(path: Path, result: dict, command: str, archived: Path | None =
 def archive(work: Path, dest: Path, seeds, files=ARCHIVED, last_step: bool = False) -> list[Path]:
     """Copy the choices and every finished run of ``seeds`` from ``work`` to ``dest``: ``files`` (default
     :data:`ARCHIVED`), and with ``last_step`` the last step's checkpoint too; a run that is another's (a symlink) as
-    the same symlink. A run without its latency pass (no ``latency.json``) keeps every step checkpoint, so the pass
-    can time it in the archive itself on another machine (``hgprune latency DEST/seedS``); archive it again after
-    the pass to drop them. Unfinished runs are left out; an archived run is replaced whole (written beside, then
-    renamed)."""
+    the same symlink. A run without its latency pass (no ``latency.json``) keeps its first and last step checkpoints
+    (the parent and the result: what the report reads), so the pass can time it in the archive on another machine
+    (``hgprune latency DEST/seedS``); archive it again after the pass to drop them. Unfinished runs are left out; an
+    archived run is replaced whole (written beside, then renamed)."""
     import shutil
 
     from hgprune.rundir import RunDir
@@ -357,7 +357,8 @@ def archive(work: Path, dest: Path, seeds, files=ARCHIVED, last_step: bool = Fal
             shutil.rmtree(staging, ignore_errors=True)
             steps = RunDir(run).completed_steps()
             timed = (run / "latency.json").exists()
-            kept = steps if not timed else steps[-1:] if last_step else []
+            # not timed yet: step 0 (the parent) and the last step, what the report reads of a latency pass
+            kept = sorted({steps[0], steps[-1]}) if steps and not timed else steps[-1:] if last_step else []
             checkpoints = [str(RunDir(run).step_checkpoint(step).relative_to(run)) for step in kept]
             for name in (*files, *checkpoints):
                 if (run / name).exists():
