@@ -23,7 +23,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from benchmarks.accuracy import final_row, paired
+from benchmarks.accuracy import paired
 from hgprune.errors import HgpruneError
 from hgprune.fsutil import atomic_write_text
 from hgprune.recipe import Recipe
@@ -193,10 +193,7 @@ def main(argv: list[str] | None = None) -> int:
             p = recipe.prune
             what = f"hg8 seed {recipe.seed}: macs {p.target.kept:g}, depth {p.depth} ({p.depth_importance})"
             archived = Path(args.committed) / out.parent.name / out.name
-            if final_row(archived) is not None:  # finished in an earlier session (its run directory may be gone)
-                print(f"{out}: finished, archived in {archived}", flush=True)
-                continue
-            execute(recipe, out, what, args.dry_run, args.resume, command)
+            execute(recipe, out, what, args.dry_run, args.resume, command, archived)
     except HgpruneError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -160,28 +160,24 @@ def analyse(runs: dict[int, dict[str, dict]], budgets=BUDGETS, variants=VARIANTS
     return results
 
 
+GOALS = (  # the protocol's goals: (what `latency` is compared with, budget, goal, test on the paired difference)
+    ("parent", 0.5, "1. latency − parent ≥ -1.0 at 50 % of the parent's latency (mean)", lambda d: d["mean"] >= -1.0),
+    ("parent", 0.25, "1. latency − parent ≥ -3.0 at 25 % of the parent's latency (mean)", lambda d: d["mean"] >= -3.0),
+    ("macs", 0.5, "2. latency − macs ≥ 2.0 at 50 %, interval above 0", lambda d: d["mean"] >= 2.0 and d["low"] > 0),
+    ("macs", 0.25, "2. latency − macs ≥ 2.0 at 25 %, interval above 0", lambda d: d["mean"] >= 2.0 and d["low"] > 0),
+    ("smaller", 0.5, "3. latency − smaller ≥ 0 at 50 %, interval's lower end above −1.0",
+     lambda d: d["mean"] >= 0 and d["low"] > -1.0),
+    ("smaller", 0.25, "3. latency − smaller ≥ 0 at 25 %, interval's lower end above −1.0",
+     lambda d: d["mean"] >= 0 and d["low"] > -1.0),
+    ("random", 0.25, "4. latency − random ≥ 1.0 at 25 % (mean)", lambda d: d["mean"] >= 1.0),
+)  # fmt: skip
+
+
 def goals(results: dict) -> list[dict]:
     """The protocol's goals, met, missed or not measured (fewer than 2 paired seeds); each names its budget (%) and
     what ``latency`` is compared with (``versus``)."""
-    checks = []
-    for kept, floor in ((0.5, -1.0), (0.25, -3.0)):
-        d = results.get(f"latency-{pct(kept)}", {}).get("vs_parent")
-        goal = f"1. latency − parent ≥ {floor:.1f} at {pct(kept)} % of the parent's latency (mean)"
-        checks.append({**_goal(goal, d, lambda d, f=floor: d["mean"] >= f), "budget": pct(kept), "versus": "parent"})
-    for kept in (0.5, 0.25):
-        d = results.get(f"latency-{pct(kept)}", {}).get("vs_macs")
-        goal = f"2. latency − macs ≥ 2.0 at {pct(kept)} %, interval above 0"
-        checks.append({**_goal(goal, d, lambda d: d["mean"] >= 2.0 and d["low"] > 0), "budget": pct(kept),
-                       "versus": "macs"})  # fmt: skip
-    for kept in (0.5, 0.25):
-        d = results.get(f"latency-{pct(kept)}", {}).get("vs_smaller")
-        goal = f"3. latency − smaller ≥ 0 at {pct(kept)} %, interval's lower end above −1.0"
-        checks.append({**_goal(goal, d, lambda d: d["mean"] >= 0 and d["low"] > -1.0), "budget": pct(kept),
-                       "versus": "smaller"})  # fmt: skip
-    d = results.get("latency-25", {}).get("vs_random")
-    checks.append({**_goal("4. latency − random ≥ 1.0 at 25 % (mean)", d, lambda d: d["mean"] >= 1.0), "budget": 25,
-                   "versus": "random"})  # fmt: skip
-    return checks
+    return [{**_goal(goal, results.get(f"latency-{pct(kept)}", {}).get(f"vs_{versus}"), test), "budget": pct(kept),
+             "versus": versus} for versus, kept, goal, test in GOALS]  # fmt: skip
 
 
 def winners(results: dict, budgets=BUDGETS, variants=VARIANTS) -> dict[str, dict | None]:

@@ -419,10 +419,10 @@ def execute(
 ) -> None:
     """Print the run (``what`` it is, or that it finished) and run it unless it finished (in ``out``, or in its
     committed copy ``archived``) or this is a dry run."""
-    finished = final_row(out) is not None
-    if not finished and archived is not None and final_row(archived) is not None:
+    if archived is not None and final_row(archived) is not None:  # finished in an earlier session (maybe gone)
         print(f"{out}: finished, archived in {archived}", flush=True)
         return
+    finished = final_row(out) is not None
     print(f"{out}: {'finished' if finished else what}", flush=True)
     if finished or dry_run:
         return
