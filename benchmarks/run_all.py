@@ -22,7 +22,7 @@ ROOT = HERE.parent
 NOT_BENCHMARKS = {"common", "run_all"}
 FIRST = ["profiler", "engine", "data", "latency"]
 LAST = ["accuracy"]
-GPU_ONLY = {"gpu_latency"}
+GPU_ONLY = {"gpu_latency", "gpu_latency_target"}
 
 
 def discover() -> list[str]:

@@ -49,6 +49,16 @@ def test_make_bench_runs_every_module_of_benchmarks_and_the_gpu_one_only_on_a_gp
     assert run_all.selected(run_all.discover(), ["engine", "gpu_latency"], "cpu") == ["engine", "gpu_latency"]
 
 
+def test_gpu_latency_target_without_a_gpu_is_one_line_and_writes_nothing(tmp_path, capsys, monkeypatch):
+    from benchmarks import gpu_latency_target
+
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    assert gpu_latency_target.main(["--device", "cuda", "--out", str(tmp_path)]) != 0
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("gpu_latency_target: error:") and "\n" not in err and "GPU" in err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_run_all_runs_as_a_module_from_the_repository_root():
     done = subprocess.run([sys.executable, "-m", "benchmarks.run_all", "--list", "--device", "cuda"], cwd=ROOT,
                           capture_output=True, text=True, check=True)  # fmt: skip

@@ -7,7 +7,7 @@ from collections import OrderedDict
 
 from torch import nn
 
-from hgprune.latency.structure import features, signature, trace_ops
+from hgprune.latency.structure import features, signature, trace_ops, trace_ops_by_module
 from hgprune.latency.table import LatencyTable
 
 CACHE_SIZE = 4096  # structures whose features are kept (a search revisits the same candidates)
@@ -35,6 +35,15 @@ class LatencyCost:
         else:
             self._features.move_to_end(key)
         return self.table.predict_features(values)
+
+    def module_costs(self, model: nn.Module) -> dict[str, float]:
+        """Predicted milliseconds of each module's own operators (:func:`trace_ops_by_module`; the fixed per-call
+        overhead belongs to none): the fit is linear in operator features, so the operators a unit's modules run
+        add up to what removing the unit saves, and the depth planner prices every unit from one trace."""
+        ops: dict[str, list] = {}
+        for name, op in trace_ops_by_module(model, self.table.input_size, self.table.batch):
+            ops.setdefault(name, []).append(op)
+        return {name: self.table.predict_features(features(part, self.snap, call=0.0)) for name, part in ops.items()}
 
     def __call__(self, model: nn.Module) -> float:
         return self.cost(model)

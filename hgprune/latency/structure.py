@@ -8,11 +8,13 @@ milliseconds and needs no real input; whatever the model's structure (pruned wid
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.func import functional_call
+from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
 from torch.overrides import TorchFunctionMode
 
 # Operators that touch every element once and do no reduction over channels: their cost is launch + memory traffic.
@@ -63,12 +65,14 @@ _KINDS = {
 
 
 class _Recorder(TorchFunctionMode):
-    """Records the operators of :data:`_KINDS` (the outermost call only: ``F.relu`` calling ``torch.relu`` is one)."""
+    """Records the operators of :data:`_KINDS` (the outermost call only: ``F.relu`` calling ``torch.relu`` is one),
+    each with the module ``where()`` names (empty without it)."""
 
-    def __init__(self) -> None:
+    def __init__(self, where: Callable[[], str] | None = None) -> None:
         super().__init__()
-        self.ops: list[Op] = []
+        self.ops: list[tuple[str, Op]] = []
         self._depth = 0
+        self._where = where
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -83,7 +87,7 @@ class _Recorder(TorchFunctionMode):
             finally:
                 self._depth -= 1
         if isinstance(out, torch.Tensor):
-            self.ops.append(_op(kind, args, kwargs, out))
+            self.ops.append((self._where() if self._where else "", _op(kind, args, kwargs, out)))
         return out
 
 
@@ -171,9 +175,46 @@ def _op(kind: str, args, kwargs, out: torch.Tensor) -> Op:
 
 def trace_ops(model: nn.Module, input_size: int, batch: int = 1) -> list[Op]:
     """The operators of one forward pass of ``model`` on a ``batch`` of ``input_size`` px images, in order."""
+    return [op for _, op in _trace(model, input_size, batch, by_module=False)]
+
+
+def trace_ops_by_module(model: nn.Module, input_size: int, batch: int = 1) -> list[tuple[str, Op]]:
+    """:func:`trace_ops` with the module each operator belongs to: the innermost module running when it is called,
+    and for an operator of the top-level ``forward`` itself, the top-level child that returned last (the stream
+    merge ``x + fc_[i](y) + score_[i](score)`` belongs to ``fc_.i`` and ``score_.i``, which go with it). Removing a
+    unit then removes exactly the operators under its modules."""
+    return _trace(model, input_size, batch, by_module=True)
+
+
+class _Modules:
+    """Which module is running, from global forward hooks (installed for one trace only)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.names = {id(m): name for name, m in model.named_modules()}
+        self.stack: list[str] = []
+        self.last_top_child = ""
+
+    def enter(self, module: nn.Module, args) -> None:
+        self.stack.append(self.names.get(id(module), ""))
+
+    def leave(self, module: nn.Module, args, out) -> None:
+        name = self.stack.pop() if self.stack else ""
+        if self.stack == [""]:
+            self.last_top_child = name
+
+    def current(self) -> str:
+        top = self.stack[-1] if self.stack else ""
+        return top or self.last_top_child
+
+
+def _trace(model: nn.Module, input_size: int, batch: int, by_module: bool) -> list[tuple[str, Op]]:
     meta = {name: torch.empty_like(t, device="meta") for name, t in model.state_dict(keep_vars=True).items()}
     image = torch.empty(batch, 3, input_size, input_size, device="meta")
-    recorder = _Recorder()
+    modules = _Modules(model) if by_module else None
+    recorder = _Recorder(modules.current if modules else None)
+    hooks = []
+    if modules is not None:
+        hooks = [register_module_forward_pre_hook(modules.enter), register_module_forward_hook(modules.leave)]
     was_training = model.training
     model.eval()
     try:
@@ -181,23 +222,30 @@ def trace_ops(model: nn.Module, input_size: int, batch: int = 1) -> list[Op]:
             functional_call(model, meta, (image,), strict=False)
     finally:
         model.train(was_training)
+        for hook in hooks:
+            hook.remove()
     return recorder.ops
 
 
-def features(ops: list[Op], snap: int | None) -> list[float]:
-    """The model's :data:`FEATURES`, summed over its operators (MACs and elements in millions)."""
+def op_features(op: Op, snap: int | None) -> dict[str, float]:
+    """One operator's share of the :data:`FEATURES` (all but ``call``)."""
+    if op.kind != "conv":
+        return {"elementwise_ops": 1, "elementwise_elements": op.out_elements / 1e6}
+    shares = {"convs": 1, ("conv_macs_1x1" if op.kernel == 1 else "conv_macs_kxk"): op.macs / 1e6}
+    if snap and (op.in_channels % snap or op.out_channels % snap):
+        shares["conv_macs_misaligned"] = op.macs / 1e6
+    shares["conv_out_elements"] = op.out_elements / 1e6
+    return shares
+
+
+def features(ops: list[Op], snap: int | None, call: float = 1.0) -> list[float]:
+    """The model's :data:`FEATURES`, summed over its operators (MACs and elements in millions); ``call`` 0 gives a
+    part of a model (what its operators add)."""
     values = dict.fromkeys(FEATURES, 0.0)
-    values["call"] = 1.0
+    values["call"] = call
     for op in ops:
-        if op.kind == "conv":
-            values["convs"] += 1
-            values["conv_macs_1x1" if op.kernel == 1 else "conv_macs_kxk"] += op.macs / 1e6
-            if snap and (op.in_channels % snap or op.out_channels % snap):
-                values["conv_macs_misaligned"] += op.macs / 1e6
-            values["conv_out_elements"] += op.out_elements / 1e6
-        else:
-            values["elementwise_ops"] += 1
-            values["elementwise_elements"] += op.out_elements / 1e6
+        for name, value in op_features(op, snap).items():
+            values[name] += value
     return [values[name] for name in FEATURES]
 
 

@@ -284,6 +284,18 @@ class Hourglass(nn.Module):
         return self._forward(self.depth, x)
 
 
+def depth_removed_modules(config: HourglassConfig) -> list[str]:
+    """Names of the modules that are ``nn.Identity`` under ``config``'s depth pruning: each removed stack's
+    hourglass, ``res``, ``fc`` and head; the merges (``fc_``, ``score_``) of a stack that is removed or that no kept
+    stack follows; the removed blocks."""
+    kept = config.kept_stacks
+    names = [f"{part}.{s}" for s in config.removed_stacks for part in ("hg", "res", "fc", "score")]
+    for s in range(config.num_stacks - 1):
+        if s not in kept or s >= kept[-1]:  # removed, or no kept stack reads its merge
+            names += [f"fc_.{s}", f"score_.{s}"]
+    return names + list(config.removed_blocks)
+
+
 class HourglassNet(nn.Module):
     """Stacked hourglass with intermediate supervision; ``forward`` returns one (B, J, H/4, W/4) map per stack."""
 
@@ -312,15 +324,7 @@ class HourglassNet(nn.Module):
         """Make this model's depth match ``config`` (same base architecture, at least as much removed): removed
         blocks and stacks become ``nn.Identity`` in place, as do the merges (``fc_``, ``score_``) of a stack no kept
         stack follows. Kept modules, their weights and state-dict keys are untouched."""
-        kept = config.kept_stacks
-        for s in config.removed_stacks:
-            for modules in (self.hg, self.res, self.fc, self.score):
-                modules[s] = nn.Identity()
-        for s in range(config.num_stacks - 1):
-            if s not in kept or s >= kept[-1]:  # removed, or no kept stack reads its merge
-                self.fc_[s] = nn.Identity()
-                self.score_[s] = nn.Identity()
-        for name in config.removed_blocks:
+        for name in depth_removed_modules(config):
             parent, _, child = name.rpartition(".")
             setattr(self.get_submodule(parent), child, nn.Identity())
         self.config = config

@@ -32,7 +32,7 @@ from torch import nn
 from hgprune.calibration import recalibrate_bn
 from hgprune.errors import HgpruneError
 from hgprune.models.checkpoints import unwrap
-from hgprune.models.hourglass import HourglassNet, block_names, block_stack
+from hgprune.models.hourglass import HourglassNet, block_names, block_stack, depth_removed_modules
 from hgprune.prune.cost import CostModel
 
 DEPTH_MODES = ("none", "blocks", "stacks", "all")
@@ -85,8 +85,14 @@ def remove_units_(model: nn.Module, units: Sequence[str]) -> nn.Module:
 
 
 def remove_units(model: nn.Module, units: Sequence[str]) -> HourglassNet:
-    """A copy of ``model`` with ``units`` removed; ``model`` is untouched."""
-    return remove_units_(copy.deepcopy(unwrap(model)), units)
+    """A copy of ``model`` with ``units`` removed; ``model`` is untouched. What is removed is not copied (a planner
+    copies an hg8 that keeps two stacks at the cost of two)."""
+    model = unwrap(model)
+    if not isinstance(model, HourglassNet) or not units:
+        return remove_units_(copy.deepcopy(model), units)
+    gone = depth_removed_modules(depth_config(model.config, units))
+    memo = {id(model.get_submodule(name)): nn.Identity() for name in gone}
+    return remove_units_(copy.deepcopy(model, memo), units)
 
 
 def _stack_of(name: str) -> int | None:
@@ -158,7 +164,7 @@ class LossImportance(Importance):
         reference = data.holdout_loss(base)
         scores = {}
         for unit in units:
-            candidate = remove_units_(copy.deepcopy(base), [unit])
+            candidate = remove_units(base, [unit])
             recalibrate_bn(candidate, data.bn_batches())
             scores[unit] = data.holdout_loss(candidate) - reference
         return scores
@@ -231,7 +237,8 @@ def unit_modules(config, unit: str) -> list[str]:
 
 def unit_savings(model: nn.Module, units: Sequence[str], cost_model: CostModel) -> tuple[float, dict[str, float]]:
     """The model's cost and the cost each unit saves when removed alone: summed from ``module_costs`` when the cost
-    model offers it (exact for MACs and params), else measured on one candidate per unit."""
+    model offers it (additive costs: MACs, params, the latency model's operator sums; one trace of the model), else
+    measured on one candidate per unit."""
     model = unwrap(model)
     before = cost_model.cost(model)
     per_module = getattr(cost_model, "module_costs", None)

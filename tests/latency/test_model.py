@@ -110,6 +110,32 @@ def test_predictions_are_the_fit_anchored_on_the_parent_so_removing_a_stack_alwa
     assert LatencyCost(table).cost(one_stack) < LatencyCost(table).cost(parent)
 
 
+def test_module_costs_price_every_depth_unit_exactly_from_one_trace(fake_timer):
+    # the depth planner sums a unit's modules' operators instead of tracing one candidate per unit: for a parent,
+    # a depth-pruned and a channel-pruned candidate, every unit's summed saving equals the difference of two traces
+    from hgprune.prune.depth import removable_units, remove_units, unit_savings
+
+    parent_cfg = parent_config("hg3", 16, 32, 64, 3)
+    table = cal.calibrate("torch", parent_cfg, SETTINGS)
+    cost = LatencyCost(table)
+    rng = random.Random(5)
+    models = [HourglassNet(parent_cfg).eval(), remove_units(HourglassNet(parent_cfg).eval(), ["stack.1", "res.0.0"])]
+    models += [random_candidate(parent_cfg, rng, 4) for _ in range(3)]
+    checked = 0
+    for model in models:
+        units = removable_units(model, "all")
+        before, fast = unit_savings(model, units, cost)
+        assert before == cost.cost(model)
+        for unit in units:
+            slow = before - cost.cost(remove_units(model, [unit]))
+            assert fast[unit] == pytest.approx(slow, rel=1e-9, abs=1e-12), unit
+            checked += 1
+        # what the modules' operators add up to, plus the per-call overhead, is the model's prediction
+        total = sum(cost.module_costs(model).values()) + table.anchor * table.coefficients[0]
+        assert total == pytest.approx(before, rel=1e-9)
+    assert checked > 50
+
+
 def test_snap_is_none_when_no_multiple_runs_faster():
     assert cal.choose_snap(cal.snap_gains({w: 1.0 for w in range(17, 33)})) is None
     assert cal.choose_snap(cal.snap_gains({w: 1.0 if w % 4 == 0 else 1.3 for w in range(17, 33)})) == 4

@@ -3,6 +3,8 @@ predicted with, refused when its config is hostile, and planned to a cost target
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -144,6 +146,23 @@ def test_unit_savings_are_exact_for_the_registered_costs(hg3):
     assert set(COSTS) >= {"macs", "params"} and get_cost("macs", 64).cost(hg3) == conv_macs(hg3, 64)
     with pytest.raises(HgpruneError, match="valid: macs, params"):
         get_cost("joules")
+
+
+def test_a_depth_pruned_copy_equals_a_full_copy_pruned_and_leaves_the_original_alone(hg3, x):
+    # remove_units copies only what it keeps; the result is the same module tree, weights and outputs
+    from hgprune.prune.depth import remove_units_
+
+    before = {k: v.clone() for k, v in hg3.state_dict().items()}
+    for units in (["stack.2"], ["stack.0", "res.1.0"], ["hg.0.hg.1.0.0", "stack.1"], []):
+        fast = remove_units(hg3, units)
+        full = remove_units_(copy.deepcopy(hg3), units)
+        assert fast.config == full.config and str(fast) == str(full)
+        assert fast.state_dict().keys() == full.state_dict().keys()
+        assert all(torch.equal(fast.state_dict()[k], full.state_dict()[k]) for k in full.state_dict())
+        with torch.no_grad():
+            assert all(torch.equal(a, b) for a, b in zip(fast(x), full(x), strict=True))
+    assert all(torch.equal(v, hg3.state_dict()[k]) for k, v in before.items())
+    assert all(not isinstance(m, torch.nn.Identity) for n, m in hg3.named_modules() if n.startswith("hg.2"))
 
 
 def test_depth_plan_stops_at_the_target_and_ranks_by_importance(hg3):
