@@ -125,7 +125,7 @@ def test_calibrate_if_missing_keeps_a_valid_table_and_replaces_a_corrupt_one(mon
     path.write_text("{not json")
     assert main(argv) == 0 and "torch: wrote " in capsys.readouterr().out  # corrupt: calibrated again
     assert load_table("torch", parent_config("hg2", 16, 32, 64, 3), 1, 1).snap == 4
-    assert main(argv[:-len(TIMING) - 1] + list(TIMING)) == 0  # without --if-missing: calibrated again
+    assert main(argv[: -len(TIMING) - 1] + list(TIMING)) == 0  # without --if-missing: calibrated again
     assert "torch: wrote " in capsys.readouterr().out
 
 
