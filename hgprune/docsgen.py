@@ -426,6 +426,7 @@ def depth_default(root: Path) -> str:
 EQUAL_LATENCY = "reports/benchmarks/equal_latency.json"
 EQUAL_LATENCY_STATUS = "reports/equal_latency/STATUS.md"
 EQUAL_LATENCY_VARIANTS = ("latency", "macs", "smaller", "random")
+EQUAL_LATENCY_RECIPES = "recipes/equal_latency"  # one recipe per column and budget: the winner's is the recommendation
 
 
 def equal_latency(root: Path) -> str:
@@ -463,11 +464,12 @@ def equal_latency(root: Path) -> str:
                                                                            (single or {}).items())  # fmt: skip
             diffs.append(f"{shown_d}{verdict}" if shown_d else "–")
         win = winners.get(pct)
-        best = f"`{win['variant']}` (n={win.get('n')})" if win else "none yet"
+        best = (f"`{win['variant']}` (n={win.get('n')}): `{EQUAL_LATENCY_RECIPES}/{win['variant']}-{pct}.yaml`"
+                if win else "none yet")  # fmt: skip
         rows.append([f"{100 // int(pct)}× ({pct} %)", f"{_num(_mean(parent.values()))} (n={len(parent)})" if parent
                      else "–", *cells, best, *diffs])  # fmt: skip
     header = ["faster (ORT budget)", "hg8 parent", *(f"`{v}`" for v in EQUAL_LATENCY_VARIANTS),
-              "most PCKh within budget", *(f"latency − {v} [95 % CI]: goal" for v in compared)]  # fmt: skip
+              "most PCKh within budget: its recipe", *(f"latency − {v} [95 % CI]: goal" for v in compared)]  # fmt: skip
     return _table(header, rows) + _source(EQUAL_LATENCY)
 
 

@@ -145,7 +145,8 @@ def test_the_equal_latency_answer_follows_the_study_report(tmp_path):
     table = docsgen.equal_latency(tmp_path)
     row50 = next(line for line in table.splitlines() if line.startswith("| 2× (50 %)"))
     assert row50.startswith(
-        "| 2× (50 %) | 80.00 (n=3) | 79.43 (n=3) | 76.17 (n=3) | 78.97 (n=3) | 78.83 (n=3) | `latency` (n=3) | −0.57 ["
+        "| 2× (50 %) | 80.00 (n=3) | 79.43 (n=3) | 76.17 (n=3) | 78.97 (n=3) | 78.83 (n=3) | `latency` (n=3): "
+        "`recipes/equal_latency/latency-50.yaml` | −0.57 ["
     )
     row25 = next(line for line in table.splitlines() if line.startswith("| 4× (25 %)"))
     assert "| 74.83 (n=3) (1.03× the budget) |" in row25  # macs at 25 %: seed 1 measured above 1.05 × the budget
