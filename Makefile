@@ -34,8 +34,12 @@ docs: $(STAMP)
 	$(BIN)/python -m hgprune.docsgen
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
+# The quickstart prunes to a latency budget: first this machine's ORT latency model for its hg1, once (about two
+# minutes; --force: a demo does not wait for an idle machine, real use should: docs/latency.md).
 # --resume: a second `make demo` (or one after Ctrl-C) continues / re-reports instead of refusing the directory
+DEMO_FAMILY = --arch hg1 --N 32 --M 64 --depth 4 --input-size 64
 demo: $(STAMP)
+	$(BIN)/hgprune latency calibrate --runtime ort --threads 2 --batch 1 $(DEMO_FAMILY) --if-missing --force
 	$(BIN)/hgprune run recipes/quickstart.yaml --out runs/quickstart --resume
 
 # every module of benchmarks/ (benchmarks/run_all.py discovers them); `make bench BENCH_ARGS="--device cuda"` adds the

@@ -40,6 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     calibration.add_argument("--input-size", type=int, default=256, help="input side in px (default 256)")
     calibration.add_argument("--candidates", type=int, default=30, help="random candidates measured (default 30)")
     calibration.add_argument("--seed", type=int, default=0, help="seed of the random candidates")
+    calibration.add_argument("--if-missing", action="store_true",
+                             help="keep this machine's cached table when it is valid (make demo); a missing, corrupt "
+                                  "or foreign one is calibrated")  # fmt: skip
 
 
 def check_flags(args: argparse.Namespace) -> None:
@@ -79,16 +82,18 @@ def timing_settings(args: argparse.Namespace):
 
 def calibrate_main(args: argparse.Namespace) -> int:
     from hgprune.commands.common import flag_names
-    from hgprune.latency import CalibrationSettings, calibrate, parent_config, table_path
+    from hgprune.latency import CalibrationSettings, load_or_calibrate, parent_config
 
     runtimes = args.runtime or ["ort"]
     with flag_names(input_size="--input-size", **{f"model.{k}": f"--{k}" for k in ("N", "M", "depth")}):
         parent = parent_config(args.arch, args.N, args.M, args.input_size, args.depth, args.num_joints)
     settings = CalibrationSettings(candidates=args.candidates, seed=args.seed, timing=timing_settings(args))
     for runtime in runtimes:
-        table = calibrate(runtime, parent, settings, _progress())
-        path = table_path(runtime, args.threads, args.batch, args.input_size, table.family, device=args.device)
-        table.save(path)
+        table, path, fresh = load_or_calibrate(runtime, parent, settings, recalibrate=not args.if_missing,
+                                               progress=_progress())  # fmt: skip
+        if not fresh:
+            print(f"{runtime}: kept {path}, this machine's cached table (without --if-missing: calibrate again)")
+            continue
         errors = sorted(table.fit_errors())
         print(f"{runtime}: wrote {path}: {len(table.samples)} models measured, preferred channel multiple "
               f"{table.snap or 'none'}, fit error median {100 * errors[len(errors) // 2]:.1f} % worst "

@@ -109,6 +109,26 @@ def test_calibrate_writes_this_machines_table(monkeypatch, tmp_path, capsys):
     assert "takes no MODEL or RUN_DIR" in capsys.readouterr().err
 
 
+def test_calibrate_if_missing_keeps_a_valid_table_and_replaces_a_corrupt_one(monkeypatch, tmp_path, capsys):
+    from hgprune.latency import load_table, parent_config
+    from tests.latency.test_model import _fake
+
+    _fake(monkeypatch)
+    monkeypatch.setenv("HGPRUNE_CACHE", str(tmp_path))
+    argv = ["latency", "calibrate", "--runtime", "torch", "--arch", "hg2", "--N", "16", "--M", "32", "--depth", "3",
+            "--input-size", "64", "--candidates", "10", "--if-missing", *TIMING]  # fmt: skip
+    assert main(argv) == 0 and "torch: wrote " in capsys.readouterr().out  # none cached: calibrated
+    path = next((tmp_path / "latency").iterdir())
+    first = path.read_text()
+    assert main(argv) == 0 and f"torch: kept {path}" in capsys.readouterr().out
+    assert path.read_text() == first  # kept as it was
+    path.write_text("{not json")
+    assert main(argv) == 0 and "torch: wrote " in capsys.readouterr().out  # corrupt: calibrated again
+    assert load_table("torch", parent_config("hg2", 16, 32, 64, 3), 1, 1).snap == 4
+    assert main(argv[: -len(TIMING) - 1] + list(TIMING)) == 0  # without --if-missing: calibrated again
+    assert "torch: wrote " in capsys.readouterr().out
+
+
 def test_eager_on_a_missing_gpu_is_one_line(run_dir, capsys):
     import torch
 

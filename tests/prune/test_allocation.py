@@ -275,7 +275,8 @@ def test_dry_run_shows_the_allocation_and_the_uniform_plan(allocation, capsys, t
 
     recipe = ROOT / "recipes" / "quickstart.yaml"
     out_dir = tmp_path / "never"
-    args = ["run", str(recipe), "--dry-run", "--out", str(out_dir), "--set", f"prune.allocation={allocation}"]
+    args = ["run", str(recipe), "--dry-run", "--out", str(out_dir), "--set", f"prune.allocation={allocation}",
+            "--set", "prune.target.kind=macs", "--set", "prune.depth=none"]  # fmt: skip
     assert main(args) == 0
     out = capsys.readouterr().out
     assert f"allocation: {allocation} — " in out
