@@ -88,8 +88,8 @@ def remove_units(model: nn.Module, units: Sequence[str]) -> HourglassNet:
     """A copy of ``model`` with ``units`` removed; ``model`` is untouched. What is removed is not copied (a planner
     copies an hg8 that keeps two stacks at the cost of two)."""
     model = unwrap(model)
-    if not isinstance(model, HourglassNet) or not units:
-        return remove_units_(copy.deepcopy(model), units)
+    if not isinstance(model, HourglassNet):
+        return remove_units_(model, units)  # its one-line error, before anything is copied
     gone = depth_removed_modules(depth_config(model.config, units))
     memo = {id(model.get_submodule(name)): nn.Identity() for name in gone}
     return remove_units_(copy.deepcopy(model, memo), units)
@@ -221,18 +221,11 @@ class DepthPlan:
 
 
 def unit_modules(config, unit: str) -> list[str]:
-    """Module-name prefixes a unit's removal takes away: a block; or a stack's hourglass, ``res``, ``fc``, head and
-    merge, plus the previous kept stack's merge when the stack is the last kept one (nothing reads it any more)."""
-    if not unit.startswith(STACK):
-        return [unit]
-    s = int(unit[len(STACK) :])
-    kept = config.kept_stacks
-    prefixes = [f"hg.{s}", f"res.{s}", f"fc.{s}", f"score.{s}"]
-    if s < kept[-1]:
-        prefixes += [f"fc_.{s}", f"score_.{s}"]
-    elif len(kept) > 1:
-        prefixes += [f"fc_.{kept[-2]}", f"score_.{kept[-2]}"]
-    return prefixes
+    """Module-name prefixes a unit's removal takes away: what :func:`depth_removed_modules` adds when ``unit`` goes
+    (a block; or a stack's hourglass, ``res``, ``fc``, head and merge, plus the previous kept stack's merge when the
+    stack is the last kept one: nothing reads it any more)."""
+    gone = set(depth_removed_modules(config))
+    return [name for name in depth_removed_modules(depth_config(config, [unit])) if name not in gone]
 
 
 def unit_savings(model: nn.Module, units: Sequence[str], cost_model: CostModel) -> tuple[float, dict[str, float]]:
