@@ -328,6 +328,7 @@ def test_runs_are_read_from_their_metrics_and_latency_pass(tmp_path):
     (row,) = report.family(tmp_path)
     assert (row["run"], row["budget"], row["pckh"]) == ("hg4-latency-25", 0.25, 79.0)
     assert row["ratio"] == pytest.approx(1.1) and "1.10 (over budget)" in report.family_md([row])
+    assert "| hg4-latency-25 | 80.00 | 79.00 | -1.00 | 8.000 | 2.200 |" in report.family_md([row])
     assert results["smaller-50"]["over_budget"] == []  # 4.9 / 5.0 = 0.98
 
 
@@ -410,6 +411,21 @@ def test_archive_keeps_finished_runs_files_and_links_and_leaves_unfinished_runs(
     (done / "recipe.yaml").write_text("name: y\n")
     run.archive(work, dest, [1])  # again: replaced whole
     assert (dest / "seed1" / "macs-50" / "recipe.yaml").read_text() == "name: y\n"
+
+
+def test_archive_of_family_runs_takes_only_the_asked_architectures(tmp_path, monkeypatch):
+    work, dest = tmp_path / "work", tmp_path / "archive"
+    for name in ("hg4-latency-50", "hg4-latency-25", "hg5-latency-50", "hg40-latency-50"):
+        (work / "family" / name / "final").mkdir(parents=True)
+        (work / "family" / name / "final" / "model.pt").write_bytes(name.encode())
+        (work / "family" / name / "latency.json").write_text("{}")
+    (work / "seed1" / "latency-50").mkdir(parents=True)
+    monkeypatch.setattr(run, "final_row", lambda path: {"pckh_mean": 1.0})
+    monkeypatch.setattr(RunDir, "completed_steps", lambda self: [0, 1])
+    copied = run.archive(work, dest, [], family=("hg4",))
+    assert copied == [dest / "family" / "hg4-latency-25", dest / "family" / "hg4-latency-50"]
+    assert (dest / "family" / "hg4-latency-25" / "final" / "model.pt").read_bytes() == b"hg4-latency-25"
+    assert not (dest / "seed1").exists() and not (dest / "family" / "hg5-latency-50").exists()
 
 
 def test_figures_plot_every_measured_parent_and_run_with_each_seeds_budgets(tmp_path):

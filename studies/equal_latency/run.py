@@ -326,8 +326,11 @@ def write_choice(path: Path, result: dict, command: str, archived: Path | None =
     atomic_write_text(path, json.dumps(result, indent=2, default=str) + "\n")
 
 
-def archive(work: Path, dest: Path, seeds, files=ARCHIVED, last_step: bool = False) -> list[Path]:
-    """Copy the choices and every finished run of ``seeds`` from ``work`` to ``dest``: ``files`` (default
+def archive(
+    work: Path, dest: Path, seeds, files=ARCHIVED, last_step: bool = False, family: tuple[str, ...] = ()
+) -> list[Path]:
+    """Copy the choices and every finished run of ``seeds`` (and the exploratory runs of the ``family``
+    architectures, ``work/family/<arch>-*``) from ``work`` to ``dest``: ``files`` (default
     :data:`ARCHIVED`), and with ``last_step`` the last step's checkpoint too; a run that is another's (a symlink) as
     the same symlink. A run without its latency pass (no ``latency.json``) keeps its first and last step checkpoints
     (the parent and the result: what the report reads), so the pass can time it in the archive on another machine
@@ -342,9 +345,10 @@ def archive(work: Path, dest: Path, seeds, files=ARCHIVED, last_step: bool = Fal
     for name in CHOICES.values():
         if (work / name).exists():
             shutil.copy2(work / name, dest / name)
-    for seed in seeds:
-        for run in sorted((work / f"seed{seed}").glob("*")) if (work / f"seed{seed}").is_dir() else []:
-            target = dest / f"seed{seed}" / run.name
+    groups = [(f"seed{seed}", "*") for seed in seeds] + [("family", f"{arch}-*") for arch in family]
+    for group, pattern in groups:
+        for run in sorted((work / group).glob(pattern)) if (work / group).is_dir() else []:
+            target = dest / group / run.name
             target.parent.mkdir(parents=True, exist_ok=True)
             if run.is_symlink():
                 if target.is_symlink() or target.exists():
@@ -444,8 +448,8 @@ def main(argv: list[str] | None = None) -> int:
                         "sweep's seed-0 parents of these architectures")  # fmt: skip
     parser.add_argument("--resume", action="store_true", help="continue run directories that exist")
     parser.add_argument("--dry-run", action="store_true", help="print the runs and their settings, run nothing")
-    parser.add_argument("--archive", action="store_true", help="copy the finished runs of --seed and the choices "
-                        "to --committed (after the latency pass), run nothing")  # fmt: skip
+    parser.add_argument("--archive", action="store_true", help="copy the finished runs of --seed (or of "
+                        "--family) and the choices to --committed (after the latency pass), run nothing")  # fmt: skip
     parser.add_argument("--committed", default=str(ARCHIVE), help="the committed choices and finished runs: the "
                         "choices used where --work has none (default %(default)s)")  # fmt: skip
     parser.add_argument("--write-recipes", action="store_true", help=f"write a recipe per column to {RECIPES} "
@@ -480,7 +484,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"wrote {RECIPES / name}")
             return 0
         if args.archive:
-            for path in archive(work, Path(args.committed), args.seed or SEEDS):
+            seeds = args.seed or ([] if args.family else SEEDS)
+            for path in archive(work, Path(args.committed), seeds, family=tuple(args.family or ())):
                 print(f"archived {path}")
             return 0
         runs = planned_runs(args)
