@@ -333,10 +333,21 @@ def family_md(rows: list[dict]) -> str:
     for r in rows:
         change = None if r["parent_pckh"] is None else r["pckh"] - r["parent_pckh"]
         ratio = "" if r["ratio"] is None else f"{r['ratio']:.2f}" + (" (over budget)" if r["ratio"] > TOLERANCE else "")
-        table.append([r["run"], "" if r["parent_pckh"] is None else f"{r['parent_pckh']:.2f}", f"{r['pckh']:.2f}",
-                      "" if change is None else f"{change:+.2f}", _ms(r["parent_ort_ms"]), _ms(r["ort_ms"]), ratio])
-    intro = ("\nExploratory, not part of any goal: `latency` from the sweep's seed-0 parents of hg4–hg7 (one seed each, "
-             "so no intervals; ORT ms from the family's own latency pass).\n\n")
+        table.append(
+            [
+                r["run"],
+                "" if r["parent_pckh"] is None else f"{r['parent_pckh']:.2f}",
+                f"{r['pckh']:.2f}",
+                "" if change is None else f"{change:+.2f}",
+                _ms(r["parent_ort_ms"]),
+                _ms(r["ort_ms"]),
+                ratio,
+            ]
+        )
+    intro = (
+        "\nExploratory, not part of any goal: `latency` from the sweep's seed-0 parents of hg4–hg7 (one seed "
+        "each, so no intervals; ORT ms from the family's own latency pass).\n\n"
+    )
     header = ["run", "parent PCKh", "PCKh", "change", "parent ORT ms", "ORT ms", "measured ÷ budget"]
     return intro + md_table(header, table)
 
