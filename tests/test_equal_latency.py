@@ -295,7 +295,13 @@ def test_the_report_names_the_protocol_verdicts_and_over_budget_seeds(tmp_path):
     assert "(../equal_latency/protocol.md)" in text and "**missed**" in text and "| met |" in text
     assert "| seed 1 |" in text  # macs at 25 %: over budget
     assert "no MACs fraction of the grid reaches this budget" in text
-    assert "12.0 h of wall time" in text  # 24 runs of 1800 s each
+    assert "**12.0 core-hours** in all: the variants 12.0 h" in text  # 24 runs of 1800 s each
+    payload["family"] = [{"run": "hg4-latency-50", "wall_s": 3600.0, "command": "python -m fam", "pckh": 1.0,
+                          "parent_pckh": 2.0, "parent_ort_ms": 2.0, "ort_ms": 1.0, "ratio": 1.0}]  # fmt: skip
+    payload["parent_wall_s"] = {1: 1800.0, 2: 1800.0, 3: 3600.0}
+    text = report.markdown(payload)
+    assert "**15.0 core-hours** in all: the variants 12.0 h" in text and "family runs 1.0 h" in text
+    assert "hg8 parents 2.0 h" in text and "seeds 1, 2, 3" in text and "- `python -m fam`" in text
     assert "python -m studies.equal_latency.run --seed 3" in text
 
 
@@ -330,6 +336,11 @@ def test_runs_are_read_from_their_metrics_and_latency_pass(tmp_path):
     assert row["ratio"] == pytest.approx(1.1) and "1.10 (over budget)" in report.family_md([row])
     assert "| hg4-latency-25 | 80.00 | 79.00 | -1.00 | 8.000 | 2.200 |" in report.family_md([row])
     assert results["smaller-50"]["over_budget"] == []  # 4.9 / 5.0 = 0.98
+
+
+def test_a_parents_training_time_is_the_sum_of_its_log(tmp_path):
+    (tmp_path / "log.csv").write_text("epoch,pckh,wall_s\n1,50.0,60.5\n2,60.0,39.5\n")
+    assert report.log_wall_s(tmp_path / "log.csv") == 100.0
 
 
 def test_previous_reports_add_seeds_but_never_twice(tmp_path):

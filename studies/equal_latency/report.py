@@ -14,6 +14,7 @@ with a 95 % t-interval (``benchmarks.accuracy.paired``); the goals are read exac
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import statistics
 import sys
@@ -93,6 +94,12 @@ def family(work: Path) -> list[dict]:
         ratio = row["ort_ms"] / (kept * row["parent_ort_ms"]) if row["ort_ms"] and row["parent_ort_ms"] else None
         rows.append({"run": path.name, "budget": kept, "ratio": ratio, **row})
     return rows
+
+
+def log_wall_s(log: Path) -> float:
+    """Seconds of training recorded in an ``hgprune train`` log.csv (its ``wall_s`` column)."""
+    with open(log) as handle:
+        return sum(float(row["wall_s"]) for row in csv.DictReader(handle))
 
 
 def parents(runs: dict[int, dict[str, dict]]) -> dict[int, dict]:
@@ -352,6 +359,27 @@ def family_md(rows: list[dict]) -> str:
     return intro + md_table(header, table)
 
 
+def study_cost(payload: dict) -> dict:
+    """Hours of training wall time (one process, one core each): the held-out variants (a run serving two budgets
+    counted once), the exploratory family runs and the hg8 parents (their logs)."""
+    variants = sum(r["wall_s"] for rows in payload["runs"].values() for r in rows.values() if not r.get("same_as"))
+    family_s = sum(r["wall_s"] for r in payload.get("family", []))
+    parents_s = sum(payload.get("parent_wall_s", {}).values())
+    hours = {"variants": variants / 3600, "family": family_s / 3600, "parents": parents_s / 3600}
+    return {**hours, "total": sum(hours.values()), "parent_seeds": sorted(payload.get("parent_wall_s", {}))}
+
+
+def cost_md(cost: dict) -> str:
+    seeds = ", ".join(map(str, cost["parent_seeds"])) or "none read"
+    return (
+        f"Training wall time, one process per core: **{cost['total']:.1f} core-hours** in all: the variants "
+        f"{cost['variants']:.1f} h (the held-out runs: one process each), the exploratory family runs "
+        f"{cost['family']:.1f} h, and the hg8 parents {cost['parents']:.1f} h (the sum of `wall_s` in their "
+        f"`log.csv`, seeds {seeds}). Not counted: the sweep's seed-0 parents, trained before for the hg1–hg8 sweep "
+        "(docs/studies/sweep.md), and the latency passes and choices, a few idle minutes each.\n"
+    )
+
+
 def markdown(payload: dict) -> str:
     results, env = payload["results"], payload["environment"]
     verdict = {True: "met", False: "**missed**", None: "not measured"}
@@ -377,10 +405,12 @@ def markdown(payload: dict) -> str:
     goal_rows = [[c["goal"], c["value"], verdict[c["met"]]] for c in payload["goals"]]
     win = [[f"{k} %", "none within budget" if w is None else f"`{w['variant']}` ({w['mean_pckh']:.2f}, n={w['n']})"]
            for k, w in payload["winners"].items()]  # fmt: skip
-    commands = sorted({r.get("command") for rows in payload["runs"].values() for r in rows.values()} - {None})
+    fam = payload.get("family", [])
+    every = [r for rows in payload["runs"].values() for r in rows.values()] + fam
+    commands = sorted({r.get("command") for r in every} - {None})
     passes = {r.get("latency_command"): (r.get("load_before"), r.get("load_after"))
-              for rows in payload["runs"].values() for r in rows.values() if r.get("latency_command")}  # fmt: skip
-    hours = sum(r["wall_s"] for rows in payload["runs"].values() for r in rows.values() if not r.get("same_as")) / 3600
+              for r in every if r.get("latency_command")}  # fmt: skip
+    cost = study_cost(payload)
     return (
         "# Accuracy at equal latency (issue 32)\n\n"
         f"Protocol, fixed before any held-out run finished: [{PROTOCOL}](../equal_latency/protocol.md). "
@@ -404,8 +434,9 @@ def markdown(payload: dict) -> str:
         + md_table(["goal", "measured: mean [95 % CI]", "verdict"], goal_rows)
         + "\n## Winner per budget (highest mean PCKh within budget)\n\n"
         + md_table(["budget", "winner"], win)
-        + f"\n## Cost and commands\n\nTraining and fine-tuning of the runs read: {hours:.1f} h of wall time "
-        "(one process each; the parents' training is in their logs).\n\nRuns:\n\n"
+        + "\n## Cost and commands\n\n"
+        + cost_md(cost)
+        + "\nRuns:\n\n"
         + "".join(f"- `{c}`\n" for c in commands)
         + "\nLatency passes (load average 1/5/15 min before, after):\n\n"
         + "".join(f"- `{c}` — {b}, {a}\n" for c, (b, a) in passes.items())
@@ -432,14 +463,15 @@ def main(argv: list[str] | None = None) -> int:
         if not runs:
             raise HgpruneError(f"{work}: no finished run of seeds {args.seeds}; run studies.equal_latency.run first")
         results = analyse(runs, args.budgets)
-        plateaus = {}
+        plateaus, parent_wall_s = {}, {}
         for s in sorted(runs):
             log = Path(args.parents.format(seed=s)).parent / "log.csv"
             if log.exists():
                 plateaus[s] = parent_plateau(Path(args.parents.format(seed=s)))
+                parent_wall_s[s] = log_wall_s(log)
         payload = {"protocol": PROTOCOL, "environment": env, "runs": runs, "results": results,
                    "goals": goals(results), "winners": winners(results, args.budgets), "plateaus": plateaus,
-                   "family": family(work),
+                   "family": family(work), "parent_wall_s": parent_wall_s,
                    "choices": read_choices(work), "previous": [str(p) for p in args.previous],
                    "report_s": round(time.perf_counter() - started, 1)}  # fmt: skip
         payload["figures"] = write_figures(results, Path(args.report_dir) / NAME)
