@@ -483,6 +483,26 @@ def equal_latency_goals(root: Path) -> str:
     return _table(["goal", "measured (mean [95 % interval])", "verdict"], rows) + _source(EQUAL_LATENCY)
 
 
+def equal_latency_family(root: Path) -> str:
+    """The study's exploratory runs: ``latency`` at 50 % and 25 % from the sweep's seed-0 hg4–hg7 parents (one seed
+    each): each parent's and result's PCKh and measured ORT latency; a line saying so while none has finished."""
+    family = _json(root, EQUAL_LATENCY).get("family", []) if (root / EQUAL_LATENCY).exists() else []
+    if not family:
+        return "Not measured yet: no exploratory family run has finished its latency pass.\n"
+    rows = []
+    for r in family:
+        arch, _, pct = r["run"].split("-")
+        change = None if r["parent_pckh"] is None else r["pckh"] - r["parent_pckh"]
+        speed = r["parent_ort_ms"] / r["ort_ms"] if r["parent_ort_ms"] and r["ort_ms"] else None
+        rows.append([arch, f"{pct} %", _num(r["parent_pckh"]) if r["parent_pckh"] is not None else "–",
+                     _num(r["pckh"]), _signed(change) if change is not None else "–",
+                     f"{r['parent_ort_ms']:.3f} → {r['ort_ms']:.3f}" if speed else "not measured",
+                     f"{speed:.2f}×" if speed else "–", f"{r['ratio']:.2f}" if r["ratio"] else "–"])  # fmt: skip
+    header = ["parent (seed 0)", "ORT budget", "parent PCKh", "`latency` PCKh", "change", "ORT ms", "speedup",
+              "measured ÷ budget"]  # fmt: skip
+    return _table(header, rows) + _source(EQUAL_LATENCY)
+
+
 def _latency_goals(root: Path) -> list[list[str]]:
     """Issue 31's goals: the latency model's errors and the latency targets' checks."""
     rows = []
@@ -913,6 +933,7 @@ RENDERERS: dict[str, Callable[[Path], str]] = {
     "depth-default": depth_default,
     "equal-latency": equal_latency,
     "equal-latency-goals": equal_latency_goals,
+    "equal-latency-family": equal_latency_family,
     "accuracy-v3": lambda root: accuracy_table(root, "v3"),
     "accuracy-v3-goals": lambda root: accuracy_goals(root, "v3"),
     "accuracy-v2": lambda root: accuracy_table(root, "v2"),

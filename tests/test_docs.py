@@ -159,6 +159,21 @@ def test_the_equal_latency_answer_follows_the_study_report(tmp_path):
     assert goals[0].endswith("| met |") and goals[1].endswith("| **missed** |")
 
 
+def test_the_equal_latency_family_table_follows_the_study_report(tmp_path):
+    import json
+
+    assert docsgen.equal_latency_family(tmp_path).startswith("Not measured yet")
+    (tmp_path / "reports/benchmarks").mkdir(parents=True)
+    rows = [{"run": "hg4-latency-25", "parent_pckh": 79.39, "pckh": 75.2, "parent_ort_ms": 1.2, "ort_ms": 0.4,
+             "ratio": 4 / 3},
+            {"run": "hg5-latency-50", "parent_pckh": 77.41, "pckh": 78.0, "parent_ort_ms": 1.5, "ort_ms": None,
+             "ratio": None}]  # fmt: skip
+    (tmp_path / docsgen.EQUAL_LATENCY).write_text(json.dumps({"family": rows}))
+    lines = docsgen.equal_latency_family(tmp_path).splitlines()
+    assert lines[2] == "| hg4 | 25 % | 79.39 | 75.20 | −4.19 | 1.200 → 0.400 | 3.00× | 1.33 |"
+    assert lines[3] == "| hg5 | 50 % | 77.41 | 78.00 | +0.59 | not measured | – | – |"
+
+
 def test_a_missing_report_is_a_one_line_error_naming_it(tmp_path):
     with pytest.raises(HgpruneError, match=r"reports/benchmarks/latency\.json: cannot read"):
         docsgen.latency_table(tmp_path)
