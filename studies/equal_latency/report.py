@@ -93,7 +93,7 @@ def family(work: Path) -> list[dict]:
         kept = int(path.name.rsplit("-", 1)[1]) / 100
         ratio = row["ort_ms"] / (kept * row["parent_ort_ms"]) if row["ort_ms"] and row["parent_ort_ms"] else None
         rows.append({"run": path.name, "budget": kept, "ratio": ratio, **row})
-    return rows
+    return sorted(rows, key=lambda r: (int(r["run"].split("-")[0][2:]), -r["budget"]))  # hg4 50 %, hg4 25 %, hg5 …
 
 
 def log_wall_s(log: Path) -> float:
