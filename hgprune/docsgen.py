@@ -31,6 +31,7 @@ from unittest import mock
 from hgprune import schema as _schema
 from hgprune import settings as _settings
 from hgprune.errors import HgpruneError
+from hgprune.train.plateau import log_wall_s
 
 ROOT = Path(__file__).resolve().parent.parent
 REGION = re.compile(
@@ -578,8 +579,7 @@ def sweep_parent_hours(root: Path) -> str:
     """Training time of the sweep's eight parents: the sum of their committed logs' epoch wall times."""
     per_arch = {}
     for log in sorted((root / SWEEP_PARENTS).glob("*/log.csv"), key=lambda p: int(p.parent.name[2:])):
-        rows = _csv(root, str(log.relative_to(root)))
-        per_arch[log.parent.name] = sum(float(r["wall_s"]) for r in rows) / 3600
+        per_arch[log.parent.name] = log_wall_s(log) / 3600
     if not per_arch:
         raise HgpruneError(f"{SWEEP_PARENTS}: no */log.csv")
     parts = ", ".join(f"{arch} {hours:.2f}" for arch, hours in per_arch.items())

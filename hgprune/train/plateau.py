@@ -1,4 +1,5 @@
-"""The plateau rule for "trained to a plateau" (issue 12): read off a ``hgprune train`` run's per-epoch ``log.csv``."""
+"""What a ``hgprune train`` run's per-epoch ``log.csv`` says: the plateau rule for "trained to a plateau" (issue
+12), and the training time it records."""
 
 from __future__ import annotations
 
@@ -33,3 +34,13 @@ def plateau(log_csv: str | Path) -> Plateau:
     start = max(0, round((1 - PLATEAU_SHARE) * len(pckh)) - 1)
     gain = pckh[-1] - pckh[start]
     return Plateau(epochs=len(pckh), final=pckh[-1], gain_last_20pct=gain, at_plateau=gain < PLATEAU_GAIN)
+
+
+def log_wall_s(log_csv: str | Path) -> float:
+    """Seconds of training ``log_csv`` records: the sum of its ``wall_s`` column (one row per epoch)."""
+    path = Path(log_csv)
+    try:
+        with open(path, newline="") as handle:
+            return sum(float(row["wall_s"]) for row in csv.DictReader(handle))
+    except (OSError, KeyError, ValueError) as exc:
+        raise HgpruneError(f"{path}: not a training log with a wall_s column ({exc})") from None

@@ -14,7 +14,6 @@ with a 95 % t-interval (``benchmarks.accuracy.paired``); the goals are read exac
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import statistics
 import sys
@@ -26,6 +25,7 @@ from benchmarks.common import REPORT_DIR, environment, environment_md, md_table,
 from hgprune.errors import HgpruneError
 from hgprune.report.runs import LatencyPass
 from hgprune.rundir import RunDir
+from hgprune.train.plateau import log_wall_s
 from studies.equal_latency.run import (
     BUDGETS,
     NEXT,
@@ -94,12 +94,6 @@ def family(work: Path) -> list[dict]:
         ratio = row["ort_ms"] / (kept * row["parent_ort_ms"]) if row["ort_ms"] and row["parent_ort_ms"] else None
         rows.append({"run": path.name, "budget": kept, "ratio": ratio, **row})
     return sorted(rows, key=lambda r: (int(r["run"].split("-")[0][2:]), -r["budget"]))  # hg4 50 %, hg4 25 %, hg5 …
-
-
-def log_wall_s(log: Path) -> float:
-    """Seconds of training recorded in an ``hgprune train`` log.csv (its ``wall_s`` column)."""
-    with open(log) as handle:
-        return sum(float(row["wall_s"]) for row in csv.DictReader(handle))
 
 
 def parents(runs: dict[int, dict[str, dict]]) -> dict[int, dict]:
@@ -405,8 +399,7 @@ def markdown(payload: dict) -> str:
     goal_rows = [[c["goal"], c["value"], verdict[c["met"]]] for c in payload["goals"]]
     win = [[f"{k} %", "none within budget" if w is None else f"`{w['variant']}` ({w['mean_pckh']:.2f}, n={w['n']})"]
            for k, w in payload["winners"].items()]  # fmt: skip
-    fam = payload.get("family", [])
-    every = [r for rows in payload["runs"].values() for r in rows.values()] + fam
+    every = [r for rows in payload["runs"].values() for r in rows.values()] + payload.get("family", [])
     commands = sorted({r.get("command") for r in every} - {None})
     passes = {r.get("latency_command"): (r.get("load_before"), r.get("load_after"))
               for r in every if r.get("latency_command")}  # fmt: skip

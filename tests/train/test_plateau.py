@@ -30,3 +30,11 @@ def test_a_bad_log_names_the_file(tmp_path, text):
     path.write_text(text)
     with pytest.raises(HgpruneError, match="log.csv"):
         plateau(path)
+
+
+def test_a_log_without_wall_times_is_a_one_line_error_naming_it(tmp_path):
+    from hgprune.train.plateau import log_wall_s
+
+    (tmp_path / "log.csv").write_text("epoch,pckh\n1,50.0\n")
+    with pytest.raises(HgpruneError, match=r"log\.csv: not a training log with a wall_s column"):
+        log_wall_s(tmp_path / "log.csv")
